@@ -1,0 +1,44 @@
+# fleet: the two set-up commands are `make run` (the cluster on http://127.0.0.1:8080) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+
+.PHONY: install run test test-unit images bench lint format clean
+
+install: $(VENV)/.installed
+	@bin/ensure-nginx
+
+# Re-install only when the package list changes; uWSGI compiles from source (~30 s, once).
+$(VENV)/.installed: pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python packages into $(VENV) (uWSGI compiles once, ~30 s)..."
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: install
+	$(BIN)/fleet up --port $(PORT)
+
+test: install
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+images:
+	@docker/build-images
+
+bench: install
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks of fleet against the layouts a user would otherwise deploy (`make bench`)."""

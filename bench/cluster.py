@@ -1,0 +1,152 @@
+"""A fleet cluster in a temporary copy of the tree, driven through the `fleet` command line.
+
+The checkout's own vassals/ and run/ are never touched: every benchmark cluster lives in a copy
+(made without .venv, run, .git and bench results) on a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from bench import procs as P
+
+IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    """Copy the project tree `src` to `dest` for an independent cluster."""
+    shutil.copytree(src, dest, ignore=IGNORED, symlinks=True)
+    return dest
+
+
+def vassal_text(processes: int | None = None, extra: dict[str, str] | None = None) -> str:
+    lines = ["; written by bench", "[uwsgi]"]
+    if processes is not None:
+        lines.append(f"processes = {processes}")
+    for key, value in (extra or {}).items():
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, content: str) -> None:
+    """Temp file (hidden, .tmp: ignored by the Emperor and the control plane) + rename."""
+    tmp = path.with_name(f".{path.name}.bench.tmp")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+
+
+def fleet_available(root: Path) -> bool:
+    """Whether the fleet package at `root` has its command line yet."""
+    return (root / "fleet" / "cli.py").is_file()
+
+
+class Cluster:
+    """One fleet cluster at `root` on `port`; `up()`/`down()` through the CLI, stop leftovers by pid."""
+
+    def __init__(self, root: Path, port: int, python: str = sys.executable) -> None:
+        self.root = root
+        self.port = port
+        self.python = python
+        self.log = root / "bench-fleet.log"
+
+    # ---- files
+    @property
+    def vassals(self) -> Path:
+        return self.root / "vassals"
+
+    def set_vassals(self, names: list[str], processes: int | None = None) -> None:
+        """Make vassals/ hold exactly `names` (all with the same body)."""
+        for path in self.vassals.glob("*.ini"):
+            path.unlink()
+        for name in names:
+            write_atomically(self.vassals / f"{name}.ini", vassal_text(processes))
+
+    # ---- commands
+    def cli(self, *args: str, timeout: float = 180.0) -> P.subprocess.CompletedProcess:
+        argv = [self.python, "-m", "fleet", "--root", str(self.root), *args]
+        started = time.monotonic()
+        out = P.run(argv, timeout=timeout, cwd=self.root)
+        with open(self.log, "a") as f:
+            f.write(f"$ {' '.join(args)}  (rc={out.returncode}, {time.monotonic() - started:.2f} s)\n")
+            f.write(out.stdout + out.stderr)
+        return out
+
+    def up(self, timeout: float = 300.0) -> float:
+        """`fleet up --detach`; returns the seconds it took (it returns once every vassal is healthy)."""
+        started = time.monotonic()
+        out = self.cli("up", "--port", str(self.port), "--detach", timeout=timeout)
+        took = time.monotonic() - started
+        if out.returncode != 0:
+            raise RuntimeError(f"fleet up failed (rc={out.returncode}):\n{out.stdout}\n{out.stderr}")
+        return took
+
+    def down(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cli("down", timeout=120)
+        self.kill_leftovers()
+
+    def status(self) -> list[dict]:
+        out = self.cli("status", "--json", timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"fleet status failed: {out.stderr}")
+        data = json.loads(out.stdout)
+        return data if isinstance(data, list) else data.get("backends", data.get("vassals", []))
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    # ---- processes
+    def pids(self) -> dict[str, int]:
+        """Pids of the Emperor, nginx master and control plane, from run/ files and /proc."""
+        found: dict[str, int] = {}
+        run = self.root / "run"
+        for key, rel in (("emperor", "emperor.pid"), ("nginx", "nginx.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                found[key] = int((run / rel).read_text().split()[0])
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads((run / "processes.json").read_text())
+            for key, value in data.items():
+                pid = value.get("pid") if isinstance(value, dict) else value
+                if isinstance(pid, int):
+                    found.setdefault(_component(key), pid)
+        return found
+
+    def own_processes(self) -> list[int]:
+        """Every live process whose command line or cwd names this cluster's root (so: ours)."""
+        root = str(self.root)
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if root in cmdline or cwd == root or cwd.startswith(root + "/"):
+                found.append(int(entry))
+        return found
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL whatever of this cluster `fleet down` left behind (should be nothing)."""
+        for pid in self.own_processes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _component(key: str) -> str:
+    key = key.lower()
+    if "emperor" in key:
+        return "emperor"
+    if "nginx" in key:
+        return "nginx"
+    if "control" in key or "watch" in key or "plane" in key:
+        return "control"
+    return key

@@ -1,0 +1,290 @@
+"""The serving stacks under test, each started on free loopback ports with the same app and 2 workers.
+
+- ceiling: nginx answering by itself (`return 200`), the most any proxied stack can reach.
+- uwsgi-direct: uWSGI `http11-socket` serving the app alone, no proxy.
+- tutorial: the reference tutorial's layout run natively: nginx `proxy_pass` over HTTP/TCP to two
+  uWSGI servers in `http=` mode (1 process, 1 thread each, the tutorial's ini otherwise unchanged).
+- gunicorn: nginx `proxy_pass` to gunicorn, 2 sync workers, on a unix socket (gunicorn's documented setup).
+- fleet: the real thing, `fleet up` in a copy of the tree, vassals overridden to 2 workers in all.
+- lab-*: fleet's data path assembled by hand (nginx `uwsgi_pass` -> uWSGI over unix sockets, no
+  Emperor, no control plane) to measure what each uWSGI/nginx option buys.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import http
+from bench import nginx as N
+from bench.cluster import Cluster, copy_tree
+from bench.procs import Procs, free_port, wait_until
+
+TUTORIAL_PROXY_HEADERS = """            proxy_set_header    Host                $host;
+            proxy_set_header    X-Real-IP           $remote_addr;
+            proxy_set_header    X-Forwarded-Host    $host;
+            proxy_set_header    X-Forwarded-Server  $host;
+            proxy_set_header    X-Forwarded-Proto   $scheme;
+            proxy_set_header    X-Forwarded-For     $proxy_add_x_forwarded_for;"""
+
+
+def tool(name: str) -> str:
+    """A console script next to the running Python (the venv's), else on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install the bench extra (pip install -e '.[bench]')")
+    return found
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    port: int
+    path: str = "/"
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+
+class Stacks:
+    """Starts stacks into one Procs registry under one work dir; the app is `root/app/wsgi.py`."""
+
+    def __init__(self, procs: Procs, root: Path, work: Path) -> None:
+        self.procs = procs
+        self.root = root
+        self.work = work
+        self.app_dir = root / "app"
+
+    def _dir(self, name: str) -> Path:
+        path = self.work / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _wait_http(self, port: int, what: str) -> None:
+        wait_until(lambda: http.get(port, "/", timeout=2).status == 200, 60, 0.1, what)
+
+    def _wait_uwsgi(self, sock: Path, what: str) -> None:
+        wait_until(lambda: http.uwsgi_get(str(sock), "/", timeout=2).status == 200, 60, 0.1, what)
+
+    # ---- baselines
+    def ceiling(self) -> Target:
+        d = self._dir("ceiling")
+        port = free_port()
+        location = """        location / {
+            default_type application/json;
+            return 200 '{"backend": "nginx", "pid": 0}';
+        }"""
+        N.start(self.procs, d, N.render(d, port, "", location), port, "nginx-ceiling")
+        return Target("ceiling", "nginx return 200 (ceiling)", port)
+
+    def uwsgi_direct(self) -> Target:
+        d = self._dir("uwsgi-direct")
+        port = free_port()
+        argv = [
+            tool("uwsgi"),
+            "--http11-socket",
+            f"127.0.0.1:{port}",
+            "--master",
+            "--processes=2",
+            "--threads=2",
+            "--listen=1024",
+            "--disable-logging",
+            f"--chdir={self.app_dir}",
+            "--module=wsgi",
+            "--need-app",
+        ]
+        self.procs.start(argv, "uwsgi-direct", d / "uwsgi.log", signal.SIGINT, env={"FLEET_VASSAL": "direct"})
+        self._wait_http(port, "uwsgi http11-socket")
+        return Target("uwsgi-direct", "uWSGI http11-socket alone (no proxy)", port)
+
+    def tutorial(self) -> Target:
+        """Two `uwsgi --ini` servers in http= mode, as the tutorial's uwsgi_server{1,2}.ini, behind nginx."""
+        d = self._dir("tutorial")
+        ports = [free_port(), free_port()]
+        for i, p in enumerate(ports, 1):
+            ini = d / f"uwsgi_server{i}.ini"
+            ini.write_text(
+                "[uwsgi]\n"
+                f"wsgi-file={self.app_dir / 'wsgi.py'}\n"
+                "callable=application\n"
+                f"http=127.0.0.1:{p}\n"
+                "processes = 1\n"
+                "threads = 1\n"
+            )
+            self.procs.start(
+                [tool("uwsgi"), "--ini", str(ini)],
+                f"tutorial-uwsgi{i}",
+                d / f"uwsgi{i}.log",
+                signal.SIGINT,
+                cwd=self.app_dir,
+                env={"FLEET_VASSAL": f"server{i}"},
+            )
+        for p in ports:
+            self._wait_http(p, f"tutorial uwsgi http={p}")
+        port = free_port()
+        upstream = N.upstream_block("my_servers", [f"127.0.0.1:{p}" for p in ports])
+        location = f"""{TUTORIAL_PROXY_HEADERS}
+        location / {{
+            {N.uwsgi_params()}
+            proxy_pass      http://my_servers;
+            proxy_redirect  default;
+        }}"""
+        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-tutorial")
+        self._wait_http(port, "tutorial nginx")
+        return Target("tutorial", "tutorial: nginx proxy_pass -> 2 x uWSGI http=", port)
+
+    def gunicorn(self) -> Target:
+        d = self._dir("gunicorn")
+        sock = d / "gunicorn.sock"
+        argv = [
+            tool("gunicorn"),
+            "--workers=2",
+            "--worker-class=sync",
+            f"--bind=unix:{sock}",
+            f"--chdir={self.app_dir}",
+            f"--pid={d / 'gunicorn.pid'}",
+            "wsgi:application",
+        ]
+        self.procs.start(argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"})
+        wait_until(sock.exists, 60, 0.1, "gunicorn socket")
+        port = free_port()
+        upstream = N.upstream_block("app_server", [f"unix:{sock}"])
+        location = """        location / {
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Host $http_host;
+            proxy_redirect off;
+            proxy_pass http://app_server;
+        }"""
+        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-gunicorn")
+        self._wait_http(port, "gunicorn via nginx")
+        return Target("gunicorn", "nginx proxy_pass -> gunicorn sync x 2", port)
+
+    # ---- fleet itself
+    def fleet(self, vassals: int = 2, processes: int = 1, key: str = "fleet") -> Target:
+        """`fleet up` in a copy of the tree with `vassals` backends of `processes` workers each."""
+        d = self._dir(key)
+        cluster = Cluster(copy_tree(self.root, d / "tree"), free_port())
+        cluster.set_vassals([f"backend-{i}" for i in range(1, vassals + 1)], processes)
+        self.procs.on_close(cluster.down)
+        took = cluster.up()
+        self._wait_http(cluster.port, "fleet")
+        label = f"fleet: nginx uwsgi_pass -> {vassals} vassal{'s' if vassals > 1 else ''} x {processes}"
+        return Target(key, label, cluster.port, detail={"up_seconds": took})
+
+    # ---- the lab: fleet's data path by hand, one option at a time
+    def lab(self, variant: LabVariant) -> Target:
+        d = self._dir(f"lab-{variant.key}")
+        socks = []
+        for i in range(1, variant.vassals + 1):
+            sock = d / f"v{i}.sock"
+            argv = [
+                tool("uwsgi"),
+                f"--socket={sock}",
+                "--master",
+                f"--processes={variant.processes}",
+                f"--threads={variant.threads}",
+                f"--listen={variant.listen}",
+                f"--chdir={self.app_dir}",
+                "--module=wsgi",
+                "--need-app",
+                f"--logto={d / f'v{i}.log'}",
+            ]
+            if not variant.request_logging:
+                argv.append("--disable-logging")
+            if variant.threads == 1:
+                argv.remove("--threads=1")
+            self.procs.start(argv, f"lab-{variant.key}-{i}", d / f"v{i}.out", signal.SIGINT, env={"FLEET_VASSAL": f"v{i}"})
+            socks.append(sock)
+        for sock in socks:
+            self._wait_uwsgi(sock, f"lab socket {sock}")
+        port = free_port()
+        upstream = N.upstream_block("lab", [f"unix:{s}" for s in socks])
+        buffering = "" if variant.nginx.buffering else "\n            uwsgi_buffering off;"
+        location = f"""        location / {{
+            {N.uwsgi_params()}
+            uwsgi_pass lab;{buffering}
+        }}"""
+        conf = N.render(d / "nginx", port, upstream, location, variant.nginx)
+        N.start(self.procs, d / "nginx", conf, port, f"nginx-lab-{variant.key}")
+        self._wait_http(port, "lab nginx")
+        return Target(f"lab-{variant.key}", variant.label, port, detail=variant.describe())
+
+
+@dataclass(frozen=True)
+class LabVariant:
+    key: str
+    label: str
+    vassals: int = 2
+    processes: int = 1
+    threads: int = 1
+    listen: int = 100
+    request_logging: bool = True
+    nginx: N.Tuning = N.Tuning()
+
+    def describe(self) -> dict:
+        return {
+            "vassals": self.vassals,
+            "processes": self.processes,
+            "threads": self.threads,
+            "listen": self.listen,
+            "uwsgi_request_logging": self.request_logging,
+            "nginx_access_log": self.nginx.access_log,
+            "nginx_uwsgi_buffering": self.nginx.buffering,
+            "nginx_workers": self.nginx.workers,
+        }
+
+
+def lab_ladder() -> list[LabVariant]:
+    """Each step adds one change to the one before, so the difference between neighbours is its price."""
+    steps: list[LabVariant] = []
+    v = LabVariant("0", "uWSGI + nginx defaults (2 x 1 process)")
+    steps.append(v)
+    v = LabVariant("1", "+ uWSGI disable-logging", request_logging=False)
+    steps.append(v)
+    v = LabVariant("2", "+ listen = 1024", request_logging=False, listen=1024)
+    steps.append(v)
+    v = LabVariant("3", "+ threads = 2", request_logging=False, listen=1024, threads=2)
+    steps.append(v)
+    tuned = N.Tuning(access_log=False)
+    v = LabVariant("4", "+ nginx access_log off", request_logging=False, listen=1024, threads=2, nginx=tuned)
+    steps.append(v)
+    v = LabVariant(
+        "5",
+        "+ nginx uwsgi_buffering off",
+        request_logging=False,
+        listen=1024,
+        threads=2,
+        nginx=N.Tuning(access_log=False, buffering=False),
+    )
+    steps.append(v)
+    v = LabVariant(
+        "6",
+        "step 4 with nginx worker_processes 1",
+        request_logging=False,
+        listen=1024,
+        threads=2,
+        nginx=N.Tuning(access_log=False, workers="1"),
+    )
+    steps.append(v)
+    v = LabVariant(
+        "7",
+        "step 4 as 1 vassal x 2 processes",
+        vassals=1,
+        processes=2,
+        request_logging=False,
+        listen=1024,
+        threads=2,
+        nginx=tuned,
+    )
+    steps.append(v)
+    return steps

@@ -1,0 +1,87 @@
+"""Throughput and latency of `GET /` with wrk: alternating rounds over all stacks, medians and ratios.
+
+All stacks run side by side (idle ones cost only memory); each round measures every stack once, in
+an order rotated from round to round, so drift on a noisy 2-core machine hits them all alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import stats
+from bench.servers import Target
+from bench.wrk import Wrk, WrkResult
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int = 5
+    seconds: float = 5.0
+    warmup: float = 1.0
+    connections: int = 64
+    threads: int = 2
+
+
+def rotate(items: list, k: int) -> list:
+    k %= max(1, len(items))
+    return items[k:] + items[:k]
+
+
+def measure(targets: list[Target], plan: Plan, log: Callable[[str], None] = print) -> dict[str, list[WrkResult]]:
+    """wrk each target `plan.rounds` times, interleaved; returns the per-round results by target key."""
+    wrk = Wrk(threads=plan.threads, connections=plan.connections)
+    try:
+        for t in targets:
+            wrk.run(t.url, plan.warmup)
+        results: dict[str, list[WrkResult]] = {t.key: [] for t in targets}
+        for r in range(plan.rounds):
+            for t in rotate(targets, r):
+                res = wrk.run(t.url, plan.seconds)
+                results[t.key].append(res)
+                log(
+                    f"  round {r + 1}/{plan.rounds} {t.key:<14} {res.rps:9.0f} req/s  "
+                    f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+                )
+                time.sleep(0.2)
+        return results
+    finally:
+        wrk.close()
+
+
+def summarize(targets: list[Target], results: dict[str, list[WrkResult]]) -> list[dict]:
+    """One row per target: median req/s with min/max and spread, median p50/p99, worst max, errors."""
+    rows = []
+    for t in targets:
+        runs = results[t.key]
+        rps = [r.rps for r in runs]
+        rows.append(
+            {
+                "key": t.key,
+                "label": t.label,
+                "rps_median": stats.median(rps),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "rps_spread": stats.spread(rps),
+                "p50_ms": stats.median([r.p50_ms for r in runs]),
+                "p90_ms": stats.median([r.p90_ms for r in runs]),
+                "p99_ms": stats.median([r.p99_ms for r in runs]),
+                "p99_ms_worst": max(r.p99_ms for r in runs),
+                "max_ms": max(r.max_ms for r in runs),
+                "errors": sum(r.errors for r in runs),
+                "rounds": [r.as_dict() for r in runs],
+                "detail": t.detail,
+            }
+        )
+    return rows
+
+
+def paired_ratio(results: dict[str, list[WrkResult]], a: str, b: str) -> dict[str, float]:
+    """Median and range over rounds of rps(a)/rps(b), both measured in the same round."""
+    if a not in results or b not in results:
+        return {}
+    ratios = [x.rps / y.rps for x, y in zip(results[a], results[b], strict=False) if y.rps]
+    if not ratios:
+        return {}
+    return {"median": stats.median(ratios), "min": min(ratios), "max": max(ratios)}

@@ -1,0 +1,309 @@
+"""`fleet up` and `fleet down`: the Emperor, nginx and the control plane, started and stopped as one."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from fleet import nginx, processes, uwsgi, vassals
+from fleet.control import FAILED, HEALTHY, State
+from fleet.errors import AlreadyRunning, FleetError, NotRunning, Timeout
+from fleet.layout import Layout, write_atomically
+from fleet.logs import Follower
+
+# The order matters when stopping: the control plane first (no more reloads), then nginx
+# (SIGQUIT: stop accepting, finish in-flight requests), then the Emperor (graceful vassal shutdown).
+STOP_ORDER = [
+    ("control", signal.SIGTERM, 10.0),
+    ("nginx", signal.SIGQUIT, 30.0),
+    ("emperor", signal.SIGTERM, 40.0),
+]
+COMPONENTS = {
+    "all": ("emperor", "nginx", "control"),
+    "emperor": ("emperor",),
+    "gateway": ("nginx", "control"),
+}
+
+
+def _running(layout: Layout) -> dict[str, int]:
+    """The components recorded by `fleet up` that are still alive."""
+    try:
+        recorded = json.loads(layout.processes_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: pid for name, pid in recorded.get("pids", {}).items() if processes.is_alive(pid)}
+
+
+def _check_port(listen: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((listen, port))
+        except OSError as e:
+            raise FleetError(
+                f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
+                f"stop it, or choose another port with --port N (or FLEET_PORT)."
+            ) from None
+
+
+def _socket_group() -> str | None:
+    """As root, nginx's workers run as an unprivileged user: give the sockets that user's group."""
+    user = nginx.worker_user()
+    if user is None:
+        return None
+    import pwd
+
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+
+
+def _check_reachable(layout: Layout, group: str) -> None:
+    """nginx's workers must be able to walk down to run/sockets."""
+    path = layout.root
+    while path != path.parent:
+        if not os.stat(path).st_mode & 0o001:
+            raise FleetError(
+                f"nginx's workers (group {group}) cannot reach the sockets under {layout.run}: "
+                f"{path} is not searchable by others. Run `chmod o+x {path}`, or use another folder."
+            )
+        path = path.parent
+
+
+def _prepare(layout: Layout, port: int, listen: str, parts: tuple[str, ...]) -> list[str]:
+    """Create run/, render nginx's config; returns extra Emperor arguments."""
+    layout.make_run_dirs()
+    (layout.run / "drain").mkdir(exist_ok=True)
+    for stale in (layout.state_file, layout.processes_file):
+        stale.unlink(missing_ok=True)
+    for leftover in (layout.run / "drain").iterdir():
+        leftover.unlink()
+    extra: list[str] = []
+    group = _socket_group()
+    if group:
+        os.chown(layout.sockets, 0, grp.getgrnam(group).gr_gid)
+        os.chmod(layout.sockets, 0o750)
+        extra.append(f"--vassal-set=chown-socket=root:{group}")
+        if "nginx" in parts:
+            _check_reachable(layout, group)
+    if "nginx" in parts:
+        _check_port(listen, port)
+        nginx.write_config(layout, port, listen)
+        ok, output = nginx.test_config(layout)
+        if not ok:
+            raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
+    return extra
+
+
+def _start(layout: Layout, parts: tuple[str, ...], emperor_args: list[str]) -> dict[str, subprocess.Popen]:
+    env = dict(os.environ)
+    uwsgi_bin = uwsgi.binary()
+    env["FLEET_UWSGI"] = uwsgi_bin
+    # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    started: dict[str, subprocess.Popen] = {}
+    if "emperor" in parts:
+        argv = [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args]
+        started["emperor"] = processes.spawn(argv, layout.log("emperor"), env, layout.root)
+    if "nginx" in parts:
+        started["nginx"] = processes.spawn(nginx.start_command(layout), layout.log("nginx"), env, layout.root)
+    if "control" in parts:
+        argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"]
+        started["control"] = processes.spawn(argv, layout.log("control"), env, layout.root)
+    return started
+
+
+def _record(layout: Layout, started: dict[str, subprocess.Popen], port: int, listen: str) -> None:
+    doc = {
+        "pids": {name: p.pid for name, p in started.items()},
+        "port": port,
+        "listen": listen,
+        "fleet_pid": os.getpid(),
+    }
+    write_atomically(layout.processes_file, json.dumps(doc, indent=1) + "\n")
+
+
+def present_vassals(layout: Layout) -> list[str]:
+    try:
+        names = os.listdir(layout.vassals)
+    except FileNotFoundError:
+        return []
+    return sorted(vassals.vassal_name(n) for n in names if vassals.is_vassal_filename(n))
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal, printed on change otherwise."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.tty = out.isatty()
+        self.last = ""
+
+    def show(self, text: str) -> None:
+        if text == self.last:
+            return
+        self.last = text
+        if self.tty:
+            self.out.write("\r\033[K" + text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def done(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def wait_healthy(
+    layout: Layout,
+    names: list[str],
+    timeout: float,
+    out: TextIO,
+    watch: dict[str, subprocess.Popen] | None = None,
+) -> list[str]:
+    """Wait until each of `names` is healthy and routed, or failed. Returns the failed ones."""
+    progress = Progress(out)
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        state = State.read(layout)
+        for component, proc in (watch or {}).items():
+            if proc.poll() is not None:
+                raise FleetError(
+                    f"{component} exited with status {proc.returncode} while starting; see {layout.log(component)}"
+                )
+        states = {n: state.backends.get(n, {}).get("state", "starting") for n in names}
+        healthy = [n for n in names if states[n] == HEALTHY and n in state.routed]
+        failed = [n for n in names if states[n] == FAILED]
+        elapsed = time.monotonic() - started
+        if len(healthy) + len(failed) == len(names):
+            progress.done(f"{len(healthy)}/{len(names)} backends healthy and routed ({elapsed:.1f} s)")
+            return failed
+        waiting = [n for n in names if n not in healthy and n not in failed]
+        shown = ", ".join(f"{n} {states[n]}" for n in waiting[:4]) + (" ..." if len(waiting) > 4 else "")
+        progress.show(f"[{elapsed:4.1f} s] {len(healthy)}/{len(names)} healthy; waiting for {shown}")
+        if time.monotonic() > deadline:
+            progress.done("")
+            raise Timeout(
+                f"backends not healthy after {timeout:.0f} s: {', '.join(waiting)}. "
+                f"See `fleet status` and the logs in {layout.logs}."
+            )
+        time.sleep(0.05)
+
+
+def report_failed(layout: Layout, failed: list[str], out: TextIO) -> None:
+    state = State.read(layout)
+    for name in failed:
+        out.write(f"  {name}: failed: {state.backends.get(name, {}).get('error', '?')}\n")
+    out.write("Fix the file(s) (`fleet check` explains), or remove them; the other backends are serving.\n")
+
+
+def up(
+    layout: Layout,
+    port: int,
+    listen: str,
+    detach: bool,
+    component: str = "all",
+    timeout: float = 120.0,
+    out: TextIO = sys.stdout,
+) -> int:
+    parts = COMPONENTS[component]
+    running = _running(layout)
+    if running:
+        raise AlreadyRunning(
+            f"this cluster is already up ({', '.join(f'{k} pid {v}' for k, v in running.items())}). "
+            "Use `fleet status`, or `fleet down` first."
+        )
+    nginx.binary() if "nginx" in parts else None
+    emperor_args = _prepare(layout, port, listen, parts)
+    started = _start(layout, parts, emperor_args)
+    _record(layout, started, port, listen)
+    names = present_vassals(layout)
+    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
+    out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
+    out.flush()
+    try:
+        failed: list[str] = []
+        if "control" in parts:
+            failed = wait_healthy(layout, names, timeout, out, started)
+    except BaseException:
+        out.write("fleet: start failed; stopping what was started\n")
+        down(layout, quiet=True)
+        raise
+    if failed:
+        report_failed(layout, failed, out)
+    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    out.flush()
+    if detach:
+        out.write("fleet: running in the background; stop it with `fleet down`\n")
+        return 1 if failed else 0
+    return _foreground(layout, started, out)
+
+
+def _foreground(layout: Layout, started: dict[str, subprocess.Popen], out: TextIO) -> int:
+    """Stream every component's log with a prefix until Ctrl-C or SIGTERM, then stop gracefully."""
+    stop_requested = []
+
+    def request_stop(signum, _frame):
+        stop_requested.append(signum)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    follower = Follower(out)
+    exit_code = 0
+    out.write("fleet: following logs; Ctrl-C stops the cluster gracefully\n")
+    while not stop_requested:
+        follower.poll(sorted(p for p in layout.logs.glob("*.log") if p.name != "nginx-access.log"))
+        dead = [name for name, proc in started.items() if proc.poll() is not None]
+        if dead:
+            out.write(f"fleet: {', '.join(dead)} exited unexpectedly; stopping the cluster\n")
+            exit_code = 1
+            break
+        time.sleep(0.1)
+    out.write("\nfleet: stopping gracefully...\n")
+    out.flush()
+    down(layout, out=out)
+    return exit_code
+
+
+def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
+    """Stop what `fleet up` started, in order, gracefully; SIGKILL only what overstays its timeout."""
+    try:
+        recorded = json.loads(layout.processes_file.read_text()).get("pids", {})
+    except (OSError, ValueError):
+        recorded = {}
+    if not recorded:
+        # No record (e.g. it was deleted): fall back on the pid files the components write themselves.
+        for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
+            try:
+                recorded[name] = int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                pass
+    alive = {name: pid for name, pid in recorded.items() if processes.is_alive(pid)}
+    if not alive:
+        layout.processes_file.unlink(missing_ok=True)
+        if quiet:
+            return 0
+        raise NotRunning(f"the cluster at {layout.root} is not running (nothing to stop)")
+    for name, sig, timeout in STOP_ORDER:
+        pid = alive.get(name)
+        if pid is None:
+            continue
+        if not quiet:
+            out.write(f"fleet: stopping {name} (pid {pid})...\n")
+            out.flush()
+        if not processes.stop(pid, sig, timeout) and not quiet:
+            out.write(f"fleet: {name} did not stop within {timeout:.0f} s; killed it\n")
+    layout.processes_file.unlink(missing_ok=True)
+    layout.state_file.unlink(missing_ok=True)
+    if not quiet:
+        out.write("fleet: stopped\n")
+    return 0

@@ -1,0 +1,495 @@
+"""The control plane: keep nginx's upstream list equal to the set of healthy vassals.
+
+One loop, one `sync()`: read what is wanted (the files in vassals/), what runs (probes of each
+vassal's socket, the Emperor's and the vassals' stats) and what nginx routes to; move each backend
+through its states; render, validate and reload nginx when the routed set changes. The watchdog
+handler only wakes the loop; a periodic tick catches whatever events were lost.
+
+Ordering is the point: a backend leaves nginx *before* the Emperor is woken to stop or reload it,
+and joins nginx only *after* it answers a health probe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fleet import nginx, uwsgi, vassals
+from fleet.errors import FleetError
+from fleet.layout import Layout, write_atomically
+from fleet.logs import failure_reason
+from fleet.upstreams import render
+
+log = logging.getLogger("fleet.control")
+
+STARTING, HEALTHY, RELOADING, DRAINING, FAILED = "starting", "healthy", "reloading", "draining", "failed"
+
+
+@dataclass
+class Backend:
+    """What the control plane knows of one vassal."""
+
+    name: str
+    state: str
+    mtime_ns: int  # the file version the control plane has acted on
+    since: float  # when the backend entered its state (monotonic)
+    error: str = ""
+    routed: bool = False
+    served_mtime_ns: int = 0  # the file version now serving (set when a start or reload completes)
+    old_workers: frozenset[int] = frozenset()
+    reload_again: bool = False
+    probe_failures: int = 0
+    ready_at: float | None = None  # healthy, waiting to be routed with its batch
+
+    def enter(self, state: str, now: float, error: str = "") -> None:
+        if state != self.state:
+            log.info("%s: %s -> %s%s", self.name, self.state, state, f" ({error})" if error else "")
+        self.state, self.since, self.error = state, now, error
+
+
+@dataclass
+class Settings:
+    tick: float = 0.5  # periodic reconcile when no event arrives
+    debounce: float = 0.02  # collect a burst of file events into one sync
+    start_timeout: float = 60.0  # a vassal not healthy by then is failed
+    reload_timeout: float = 60.0
+    batch_window: float = 3.0  # newly healthy backends wait at most this long for their batch
+    emperor_poll: float = 2.0  # how often to read the Emperor's stats when nothing changed
+    probe_failures_to_eject: int = 2
+
+
+@dataclass
+class Counters:
+    nginx_reloads: int = 0
+    syncs: int = 0
+    last_sync_ms: float = 0.0
+    last_nginx_reload_ms: float = 0.0
+    nginx_errors: int = 0
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.layout = layout
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.backends: dict[str, Backend] = {}
+        self.counters = Counters()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.last_emperor_query = -1e9
+        self.emperor: uwsgi.EmperorStats | None = None
+        self.uwsgi_options = uwsgi.known_options(uwsgi.binary())
+        self.last_state_doc: dict | None = None
+        self.routed_now: set[str] = set(self._read_routed())
+
+    # ---- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Watch vassals/ and sync until SIGTERM/SIGINT (the signal handler only sets a flag)."""
+        from fleet.watch import watch
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: (self.stopping.set(), self.wake.set()))
+        observer = watch([self.layout.vassals, self.drain_dir], self.wake)
+        log.info("watching %s", self.layout.vassals)
+        try:
+            while not self.stopping.is_set():
+                woke = self.wake.wait(self._next_wait())
+                if self.stopping.is_set():
+                    break
+                if woke:
+                    time.sleep(self.settings.debounce)  # let a burst of events land
+                self.wake.clear()
+                self.sync_safely()
+        finally:
+            observer.stop()
+            log.info("control plane stopped")
+
+    def _next_wait(self) -> float:
+        busy = any(b.state in (STARTING, RELOADING, DRAINING) or b.ready_at for b in self.backends.values())
+        return 0.02 if busy else self.settings.tick
+
+    def sync_safely(self) -> None:
+        try:
+            self.sync()
+        except FleetError as e:
+            self.counters.nginx_errors += 1
+            log.error("%s", e)
+        except Exception:
+            log.exception("sync failed; retrying on the next tick")
+
+    # ---- one reconcile step ------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        started = time.perf_counter()
+        now = self.clock()
+        files = self._scan()
+        changed = self._apply_file_changes(files, now)
+        drains = self._drain_requests()
+        for name in drains:
+            b = self.backends.get(name)
+            if b and b.state != DRAINING:
+                b.enter(DRAINING, now)
+                changed = True
+        # Take leaving and reloading backends out of nginx before the Emperor hears of the change.
+        self._apply_nginx(now, adding=False)
+        if changed or now - self.last_emperor_query >= self._emperor_period():
+            self._query_emperor(now, files)
+        self._observe(now)
+        self._apply_nginx(now, adding=True)
+        self.counters.syncs += 1
+        self.counters.last_sync_ms = (time.perf_counter() - started) * 1000
+        self._write_state()
+
+    def _emperor_period(self) -> float:
+        unsettled = any(b.state != HEALTHY for b in self.backends.values())
+        return self.settings.emperor_poll if unsettled else 5 * self.settings.emperor_poll
+
+    def _scan(self) -> dict[str, int]:
+        """The vassal files now present: {name: mtime_ns}."""
+        found: dict[str, int] = {}
+        try:
+            entries = list(os.scandir(self.layout.vassals))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            if not vassals.is_vassal_filename(entry.name):
+                continue
+            try:
+                mtime_ns = entry.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            found[vassals.vassal_name(entry.name)] = mtime_ns
+        return found
+
+    def _validate(self, name: str) -> vassals.VassalFile:
+        return vassals.read(self.layout.vassal_file(name), self.uwsgi_options, self.layout.app)
+
+    def _apply_file_changes(self, files: dict, now: float) -> bool:
+        changed = False
+        for name, b in list(self.backends.items()):
+            if name not in files and b.state != DRAINING:
+                b.enter(DRAINING, now)
+                changed = True
+        for name, mtime_ns in files.items():
+            b = self.backends.get(name)
+            if b is None:
+                parsed = self._validate(name)
+                b = Backend(name, STARTING, mtime_ns, now)
+                self.backends[name] = b
+                log.info("%s: new vassal file", name)
+                if not parsed.valid:
+                    b.enter(FAILED, now, parsed.reason())
+                changed = True
+            elif b.mtime_ns != mtime_ns:
+                b.mtime_ns = mtime_ns
+                changed = True
+                parsed = self._validate(name)
+                if not parsed.valid:
+                    b.enter(FAILED, now, parsed.reason())
+                    b.ready_at = None
+                elif b.state == DRAINING:
+                    b.enter(STARTING, now)  # deleted and dropped in again
+                elif b.state in (FAILED, STARTING):
+                    if b.state == FAILED:
+                        self._clear_emperor_blacklist()
+                    b.enter(STARTING, now)
+                    b.old_workers = frozenset()
+                elif b.state == RELOADING:
+                    b.reload_again = True  # serialise: reload again once this one has finished
+                else:
+                    self._begin_reload(b, now)
+        return changed
+
+    def _begin_reload(self, b: Backend, now: float) -> None:
+        try:
+            b.old_workers = frozenset(w.pid for w in uwsgi.vassal_workers(self.layout.stats_socket(b.name)))
+        except (OSError, ValueError):
+            b.old_workers = frozenset()
+        b.reload_again = False
+        b.ready_at = None
+        b.enter(RELOADING, now)
+
+    def _drain_requests(self) -> list[str]:
+        try:
+            return [p.name for p in self.drain_dir.iterdir() if vassals.is_valid_name(p.name)]
+        except FileNotFoundError:
+            return []
+
+    @property
+    def drain_dir(self) -> Path:
+        return self.layout.run / "drain"
+
+    # ---- the Emperor ---------------------------------------------------------------------------------
+
+    def _query_emperor(self, now: float, files: dict) -> None:
+        """Read the Emperor's stats; the connection also makes it rescan vassals/ at once."""
+        self.last_emperor_query = now
+        try:
+            self.emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
+        except (OSError, ValueError) as e:
+            log.debug("emperor stats unavailable: %s", e)
+            self.emperor = None
+            return
+        # The Emperor sees a change only when the mtime's whole second moves past the last one it saw:
+        # a second touch within the same second would be lost. Move the mtime on, and wake it again.
+        bumped = False
+        for name, b in self.backends.items():
+            proc = self.emperor.vassals.get(name)
+            if b.state != RELOADING or proc is None or name not in files:
+                continue
+            if b.mtime_ns // 1_000_000_000 <= proc.last_mod and b.served_mtime_ns != b.mtime_ns:
+                target = max(time.time(), proc.last_mod + 1)
+                path = self.layout.vassal_file(name)
+                try:
+                    os.utime(path, (target, target))
+                    b.mtime_ns = path.stat().st_mtime_ns
+                    bumped = True
+                    log.info("%s: moved mtime to the next second so the Emperor sees the change", name)
+                except OSError as e:
+                    log.warning("%s: cannot move its mtime (%s); the Emperor may miss this reload", name, e)
+        if bumped:
+            try:
+                self.emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
+            except (OSError, ValueError):
+                pass
+
+    def _clear_emperor_blacklist(self) -> None:
+        """SIGURG makes the Emperor forget its failing vassals, so a fixed file starts at once."""
+        try:
+            pid = int(self.layout.emperor_pid.read_text().strip())
+            os.kill(pid, signal.SIGURG)
+        except (OSError, ValueError):
+            pass
+
+    # ---- observing the vassals -----------------------------------------------------------------------
+
+    def _observe(self, now: float) -> None:
+        s = self.settings
+        for name, b in list(self.backends.items()):
+            sock = self.layout.socket(name)
+            proc = self.emperor.vassals.get(name) if self.emperor else None
+            blacklisted = self.emperor.blacklist.get(name) if self.emperor else None
+            if b.state == DRAINING:
+                gone = self.emperor is not None and proc is None and not sock.exists()
+                if gone or now - b.since > s.reload_timeout:
+                    del self.backends[name]
+                    self._forget_drain_request(name)
+                    log.info("%s: removed", name)
+                continue
+            if b.state == STARTING:
+                if blacklisted and not (proc and proc.accepting):
+                    b.enter(FAILED, now, self._reason(name, "keeps exiting at start"))
+                elif self._serving(name, sock):
+                    self._become_healthy(b, now)
+                elif now - b.since > s.start_timeout:
+                    b.enter(
+                        FAILED, now, self._reason(name, f"not healthy {s.start_timeout:.0f} s after start")
+                    )
+            elif b.state == RELOADING:
+                if self._reload_finished(b, sock):
+                    self._become_healthy(b, now)
+                elif blacklisted:
+                    b.enter(FAILED, now, self._reason(name, "exited during reload"))
+                elif now - b.since > s.reload_timeout:
+                    b.enter(
+                        FAILED, now, self._reason(name, f"reload not finished after {s.reload_timeout:.0f} s")
+                    )
+            elif b.state == HEALTHY:
+                if uwsgi.probe(sock, timeout=1.0):
+                    b.probe_failures = 0
+                else:
+                    b.probe_failures += 1
+                    if b.probe_failures >= s.probe_failures_to_eject:
+                        log.warning(
+                            "%s: failed %d health probes; taking it out of nginx", name, b.probe_failures
+                        )
+                        b.enter(STARTING, now, "stopped answering health probes")
+                        b.ready_at = None
+            elif b.state == FAILED:
+                if self._file_valid(name) and not blacklisted and self._serving(name, sock):
+                    self._become_healthy(b, now)  # e.g. the app was fixed and the Emperor retried
+
+    def _file_valid(self, name: str) -> bool:
+        return self._validate(name).valid
+
+    def _serving(self, name: str, sock: Path) -> bool:
+        """Every worker accepts (per the vassal's stats) and the app answers /healthz."""
+        if not sock.exists() or not uwsgi.probe(sock, timeout=0.5):
+            return False
+        try:
+            workers = uwsgi.vassal_workers(self.layout.stats_socket(name))
+        except (OSError, ValueError):
+            return True  # the probe answered; stats are a refinement
+        return bool(workers) and all(w.accepting for w in workers)
+
+    def _reload_finished(self, b: Backend, sock: Path) -> bool:
+        """A reload is done when every worker is new and accepting, and the app answers."""
+        try:
+            workers = uwsgi.vassal_workers(self.layout.stats_socket(b.name), timeout=0.3)
+        except (OSError, ValueError):
+            return False
+        if not workers or any(w.pid in b.old_workers or not w.accepting for w in workers):
+            return False
+        return uwsgi.probe(sock, timeout=0.5)
+
+    def _become_healthy(self, b: Backend, now: float) -> None:
+        b.enter(HEALTHY, now)
+        b.served_mtime_ns = b.mtime_ns
+        b.probe_failures = 0
+        b.ready_at = now
+        if b.reload_again:
+            b.reload_again = False
+            path = self.layout.vassal_file(b.name)
+            try:
+                os.utime(path)  # touch again: the change that arrived during the reload
+                b.mtime_ns = -1  # forces the next sync to see it as a new change
+            except OSError:
+                pass
+
+    def _reason(self, name: str, fallback: str) -> str:
+        reason = failure_reason(self.layout.log(name))
+        return (
+            f"{reason} (see {self.layout.log(name)})"
+            if reason
+            else f"{fallback}; see {self.layout.log(name)}"
+        )
+
+    def _forget_drain_request(self, name: str) -> None:
+        try:
+            (self.drain_dir / name).unlink()
+        except FileNotFoundError:
+            pass
+
+    # ---- nginx ---------------------------------------------------------------------------------------
+
+    def _wanted_routes(self, now: float, adding: bool) -> set[str]:
+        """Which backends nginx should route to now.
+
+        Removals (draining, failed, reloading with a peer to take its traffic) apply at once. Additions
+        are batched: while any backend is still starting, newly healthy ones wait (at most
+        `batch_window`), so a burst of 50 new files costs one nginx reload, not 50.
+        """
+        keep = set()
+        for name in self.routed_now:
+            b = self.backends.get(name)
+            if b is None or b.state in (DRAINING, FAILED, STARTING):
+                continue
+            keep.add(name)
+        # A reloading backend keeps its traffic only if no other backend can take it.
+        reloading = {n for n in keep if self.backends[n].state == RELOADING}
+        others = keep - reloading
+        if others:
+            keep = others
+        if not adding:
+            return keep
+        ready = {n for n, b in self.backends.items() if b.state == HEALTHY and n not in keep}
+        if not ready:
+            return keep
+        still_starting = any(b.state == STARTING and not b.error for b in self.backends.values())
+        oldest = min(self.backends[n].ready_at or now for n in ready)
+        if still_starting and now - oldest < self.settings.batch_window and keep:
+            return keep
+        return keep | ready
+
+    def _apply_nginx(self, now: float, adding: bool) -> None:
+        wanted = self._wanted_routes(now, adding)
+        if wanted == self.routed_now:
+            return
+        content = render({n: self.layout.socket(n) for n in wanted}, self.layout.sockets)
+        started = time.perf_counter()
+        nginx.apply_upstreams(self.layout, content)
+        self.counters.nginx_reloads += 1
+        self.counters.last_nginx_reload_ms = (time.perf_counter() - started) * 1000
+        added, removed = sorted(wanted - self.routed_now), sorted(self.routed_now - wanted)
+        log.info(
+            "nginx reloaded in %.0f ms: routing %s%s%s",
+            self.counters.last_nginx_reload_ms,
+            ", ".join(sorted(wanted)) or "nothing (JSON 503)",
+            f"; added {', '.join(added)}" if added else "",
+            f"; removed {', '.join(removed)}" if removed else "",
+        )
+        self.routed_now = wanted
+        for name, b in self.backends.items():
+            b.routed = name in wanted
+            if b.routed:
+                b.ready_at = None
+
+    def _read_routed(self) -> list[str]:
+        from fleet.upstreams import routed_names
+
+        try:
+            return routed_names(self.layout.upstreams_conf.read_text())
+        except OSError:
+            return []
+
+    # ---- state for `fleet status`, `fleet add`, `fleet up` -----------------------------------------
+
+    def _write_state(self) -> None:
+        doc = {
+            "control_pid": os.getpid(),
+            "routed": sorted(self.routed_now),
+            "counters": asdict(self.counters),
+            "backends": {
+                name: {
+                    "state": b.state,
+                    "error": b.error,
+                    "routed": b.routed,
+                    "mtime_ns": b.mtime_ns,
+                    "served_mtime_ns": b.served_mtime_ns,
+                    "since": round(time.time() - (self.clock() - b.since), 3),
+                }
+                for name, b in sorted(self.backends.items())
+            },
+        }
+        comparable = {k: v for k, v in doc.items() if k != "counters"}
+        comparable["reloads"] = self.counters.nginx_reloads
+        if comparable == self.last_state_doc:
+            return
+        self.last_state_doc = comparable
+        doc["written_at"] = time.time()
+        write_atomically(self.layout.state_file, json.dumps(doc, indent=1) + "\n")
+
+
+@dataclass
+class State:
+    """The control plane's last published state, as read by the CLI."""
+
+    routed: list[str] = field(default_factory=list)
+    backends: dict[str, dict] = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+    control_pid: int = 0
+
+    @classmethod
+    def read(cls, layout: Layout) -> State:
+        try:
+            doc = json.loads(layout.state_file.read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls(
+            doc.get("routed", []), doc.get("backends", {}), doc.get("counters", {}), doc.get("control_pid", 0)
+        )
+
+
+def main(layout: Layout) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+    layout.make_run_dirs()
+    (layout.run / "drain").mkdir(exist_ok=True)
+    plane = ControlPlane(layout)
+    plane.sync_safely()
+    plane.run()
+    return 0

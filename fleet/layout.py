@@ -1,0 +1,127 @@
+"""Where a cluster keeps its files: everything is relative to its root (the folder holding emperor.ini)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.errors import NotARoot
+
+
+@dataclass(frozen=True)
+class Layout:
+    """All paths of one cluster. A copy of the tree is an independent cluster."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, root: str | os.PathLike | None = None) -> Layout:
+        """The cluster at `root` (default: the current directory); fails if it has no emperor.ini."""
+        path = Path(root or os.getcwd()).resolve()
+        if not (path / "emperor.ini").is_file():
+            raise NotARoot(
+                f"{path} is not a fleet cluster: it has no emperor.ini.\n"
+                "Run fleet from the folder that holds emperor.ini, or pass --root DIR."
+            )
+        return cls(path)
+
+    # Sources, under version control.
+    @property
+    def emperor_ini(self) -> Path:
+        return self.root / "emperor.ini"
+
+    @property
+    def vassals(self) -> Path:
+        return self.root / "vassals"
+
+    @property
+    def app(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def nginx_template(self) -> Path:
+        return self.root / "nginx" / "nginx.conf"
+
+    @property
+    def vassal_launcher(self) -> Path:
+        return self.root / "bin" / "fleet-vassal"
+
+    # Runtime state, git-ignored.
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def sockets(self) -> Path:
+        return self.run / "sockets"
+
+    @property
+    def stats(self) -> Path:
+        return self.run / "stats"
+
+    @property
+    def logs(self) -> Path:
+        return self.run / "logs"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.run / "nginx"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.nginx_dir / "nginx.conf"
+
+    @property
+    def upstreams_conf(self) -> Path:
+        return self.nginx_dir / "upstreams.conf"
+
+    @property
+    def nginx_pid(self) -> Path:
+        return self.run / "nginx.pid"
+
+    @property
+    def emperor_stats(self) -> Path:
+        return self.run / "emperor.sock"
+
+    @property
+    def emperor_pid(self) -> Path:
+        return self.run / "emperor.pid"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run / "state.json"
+
+    @property
+    def processes_file(self) -> Path:
+        return self.run / "processes.json"
+
+    def vassal_file(self, name: str) -> Path:
+        return self.vassals / f"{name}.ini"
+
+    def socket(self, name: str) -> Path:
+        return self.sockets / f"{name}.sock"
+
+    def stats_socket(self, name: str) -> Path:
+        return self.stats / f"{name}.sock"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def make_run_dirs(self) -> None:
+        for path in (self.run, self.sockets, self.stats, self.logs, self.nginx_dir, self.nginx_dir / "tmp"):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def write_atomically(path: Path, content: str) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see a half-written file.
+
+    The temp name is hidden and ends in .tmp, which neither the Emperor nor the control plane treats
+    as a vassal.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,86 @@
+"""Starting and stopping the cluster's processes: each in its own session, stopped by process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
+    """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
+
+
+def is_alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_gone(pid: int, timeout: float, whole_group: bool = True) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not is_alive(pid) and (not whole_group or not group_members(pid)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop(pid: int, sig: int, timeout: float) -> bool:
+    """Send `sig` to `pid`, wait for its whole process group to exit, then SIGKILL what is left.
+
+    Returns True if it stopped gracefully (no SIGKILL was needed).
+    """
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    if wait_gone(pid, timeout):
+        return True
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    wait_gone(pid, 5.0)
+    return False

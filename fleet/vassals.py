@@ -1,0 +1,286 @@
+"""Vassal files: which files are vassals, and what is wrong with one (pure: no processes, no disk writes).
+
+A vassal file is `vassals/NAME.ini`, an uWSGI ini file whose [uwsgi] section overrides the shared
+defaults in emperor.ini's [vassal] section. The same checks run in `fleet check`, in the vassal
+launcher (so the Emperor never starts a file fleet would not route to) and in the control plane.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
+_NAME_RE = re.compile(NAME_PATTERN + r"\Z")
+_SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_FILE_BYTES = 64 * 1024
+
+# Options whose value fleet decides from the vassal's name: nginx, `fleet status` and the control plane
+# find a vassal through these paths, and a second socket would let one vassal take another's over.
+FLEET_OWNED = {
+    "socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "uwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "http-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "http": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "https": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "http11-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "fastcgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "scgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "shared-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "stats": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
+    "stats-server": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
+    "logto": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
+    "emperor": "a vassal cannot be an Emperor in fleet",
+}
+_POSITIVE_INT_OPTIONS = ("processes", "workers", "threads", "listen")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a vassal file, with the line it is on (if any) and how to fix it."""
+
+    message: str
+    fix: str
+    line: int | None = None
+
+    def format(self, path: Path | str) -> str:
+        where = f"{path}:{self.line}" if self.line else f"{path}"
+        return f"{where}: {self.message}\n    fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class VassalFile:
+    """A parsed vassal file: its name, its [uwsgi] options in order, and its problems (empty = valid)."""
+
+    name: str
+    path: Path
+    options: tuple[Option, ...] = ()
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The effective value of a single-valued option (uWSGI: the last one wins)."""
+        for option in reversed(self.options):
+            if option.key == key:
+                return option.value
+        return default
+
+    def reason(self) -> str:
+        """The first problem, on one line, for `fleet status`."""
+        if not self.problems:
+            return ""
+        first = self.problems[0]
+        where = f"line {first.line}: " if first.line else ""
+        return f"{where}{first.message} ({first.fix})"
+
+
+def is_vassal_filename(filename: str) -> bool:
+    """Only visible `*.ini` files are vassals: editor swap, backup and temp files never are."""
+    return filename.endswith(".ini") and not filename.startswith(".") and len(filename) > len(".ini")
+
+
+def vassal_name(filename: str) -> str:
+    return filename[: -len(".ini")]
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+def name_problem(name: str) -> Problem | None:
+    if is_valid_name(name):
+        return None
+    suggestion = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_") or "backend"
+    if not suggestion[0].isalnum():
+        suggestion = "b" + suggestion
+    return Problem(
+        f"'{name}' is not a valid vassal name: it must match {NAME_PATTERN} "
+        "(it becomes a socket name and a log prefix)",
+        f"rename the file to {suggestion}.ini",
+    )
+
+
+def parse(
+    path: Path,
+    content: bytes,
+    known_options: Iterable[str] | None = None,
+    app_dir: Path | None = None,
+) -> VassalFile:
+    """Parse and validate one vassal file's content.
+
+    `known_options` (uWSGI's option names) enables the unknown-option check; `app_dir` (the default
+    chdir) enables the check that the app module exists. Both are optional so the core stays pure.
+    """
+    name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
+    problems: list[Problem] = []
+    if problem := name_problem(name):
+        problems.append(problem)
+
+    if len(content) > MAX_FILE_BYTES:
+        problems.append(Problem(f"file is {len(content)} bytes", "a vassal file is a few lines of ini"))
+        return VassalFile(name, path, (), tuple(problems))
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(
+            Problem(f"not a text file (byte {e.start} is not UTF-8)", "write key = value lines under [uwsgi]")
+        )
+        return VassalFile(name, path, (), tuple(problems))
+
+    options, syntax = _parse_ini(text)
+    problems.extend(syntax)
+    known = frozenset(known_options) if known_options is not None else None
+    problems.extend(_check_options(options, known, app_dir))
+    return VassalFile(name, path, tuple(options), tuple(problems))
+
+
+def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
+    """The [uwsgi] options of an uWSGI ini text, and its syntax problems.
+
+    An empty file (or one with only comments) is a backend with every default.
+    """
+    options: list[Option] = []
+    problems: list[Problem] = []
+    section: str | None = None
+    sections_seen: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if any(ord(ch) < 32 and ch != "\t" for ch in raw):
+            problems.append(Problem("control characters in the line", "remove them", number))
+            continue
+        if line.startswith("["):
+            match = _SECTION_RE.match(line)
+            if not match:
+                problems.append(Problem(f"bad section header {line!r}", "write [uwsgi]", number))
+                continue
+            section = match.group(1)
+            sections_seen.append(section)
+            continue
+        if "=" not in line:
+            problems.append(
+                Problem(
+                    f"{line!r} is not a `key = value` line",
+                    "write `key = value` (for a flag: `master = true`), or comment it out with ;",
+                    number,
+                )
+            )
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if not _KEY_RE.match(key):
+            problems.append(Problem(f"{key!r} is not an option name", "write `key = value`", number))
+            continue
+        if section is None:
+            problems.append(
+                Problem(f"option {key!r} is outside any section", "put a [uwsgi] line above it", number)
+            )
+            continue
+        if section == "uwsgi":
+            options.append(Option(key, value, number))
+    if sections_seen and "uwsgi" not in sections_seen and not problems:
+        problems.append(
+            Problem(
+                f"no [uwsgi] section (found [{sections_seen[0]}]): uWSGI would ignore every option",
+                "rename the section to [uwsgi]",
+                None,
+            )
+        )
+    return options, problems
+
+
+def _check_options(
+    options: list[Option], known: frozenset[str] | None, app_dir: Path | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for option in options:
+        key = option.key.replace("_", "-")
+        if key in FLEET_OWNED:
+            problems.append(
+                Problem(
+                    f"`{option.key}` is managed by fleet: {FLEET_OWNED[key]}",
+                    "remove this line",
+                    option.line,
+                )
+            )
+        elif known is not None and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "see `uwsgi --help` for option names"
+            problems.append(Problem(f"unknown uWSGI option `{option.key}`", hint, option.line))
+        elif key in _POSITIVE_INT_OPTIONS and not (option.value.isdigit() and int(option.value) > 0):
+            problems.append(
+                Problem(
+                    f"`{option.key}` must be a positive whole number, not {option.value!r}",
+                    f"e.g. `{key} = 2`",
+                    option.line,
+                )
+            )
+    if app_dir is not None:
+        problems.extend(_check_module(options, app_dir))
+    return problems
+
+
+def _check_module(options: list[Option], app_dir: Path) -> list[Problem]:
+    """The app module must exist, or uWSGI (with need-app) exits and respawns forever."""
+    by_key = {o.key: o for o in options}
+    if "chdir" in by_key or "wsgi-file" in by_key or "mount" in by_key:
+        return []  # the vassal points elsewhere; uWSGI itself reports a missing app
+    option = by_key.get("module")
+    module = option.value if option else "wsgi"
+    module_path = module.split(":", 1)[0].strip()
+    if not module_path or not all(part.isidentifier() for part in module_path.split(".")):
+        return [
+            Problem(
+                f"`module = {module}` is not a Python module name",
+                "e.g. `module = wsgi`",
+                option.line if option else None,
+            )
+        ]
+    base = app_dir.joinpath(*module_path.split("."))
+    if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+        return []
+    return [
+        Problem(
+            f"module `{module_path}` not found: there is no {base.relative_to(app_dir.parent)}.py",
+            "create it, or set `module =` to a module in app/",
+            option.line if option else None,
+        )
+    ]
+
+
+def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path | None = None) -> VassalFile:
+    """Read and parse one vassal file (the only function here that touches the disk)."""
+    try:
+        content = path.read_bytes()
+    except OSError as e:
+        name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
+        return VassalFile(
+            name, path, (), (Problem(f"cannot read the file: {e.strerror}", "check its permissions"),)
+        )
+    return parse(path, content, known_options, app_dir)
+
+
+def new_vassal_text(name: str, processes: int | None = None) -> str:
+    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini."""
+    lines = [
+        f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
+        "; anything set here overrides them.",
+        "[uwsgi]",
+    ]
+    if processes is not None:
+        lines.append(f"processes = {processes}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,30 @@
+"""File events: watchdog only wakes the control plane's loop; the loop decides what changed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event):
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):
+            self.wake.set()
+
+
+def watch(folders: list[Path], wake: threading.Event) -> Observer:
+    """Start an inotify observer on `folders` that sets `wake` on every change."""
+    observer = Observer()
+    handler = _Wake(wake)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        observer.schedule(handler, str(folder), recursive=False)
+    observer.daemon = True
+    observer.start()
+    return observer
