@@ -1,0 +1,158 @@
+"""Helpers for the end-to-end tier: a copy of the repository run as a docker compose project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+# Top-level entries of the checkout that a cluster copy must not carry: state, caches, history.
+NOT_COPIED = {".git", ".venv", "run", ".pytest_cache", ".ruff_cache", "build"}
+UP_DEADLINE = 180.0  # compose up to every container healthy and a first 200
+BUILD_TIMEOUT = 900.0  # cold: debootstrap + two image builds (uWSGI compiles)
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
+    """Call `probe` until it returns something other than None/False, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)  # polling interval, not synchronisation: the probe decides
+
+
+def docker_problem() -> str | None:
+    """Why the e2e tier cannot run here (no docker client, no engine, no compose), or None."""
+    if shutil.which("docker") is None:
+        return "no docker client on PATH (bin/start-docker installs Debian's docker.io)"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    if info.returncode != 0:
+        reason = info.stderr.strip()[:300]
+        return f"no Docker engine reachable (`docker info` failed; start one with bin/start-docker): {reason}"
+    if compose_command() is None:
+        return "neither `docker compose` (v2) nor `docker-compose` (v1.29) is installed"
+    return None
+
+
+def compose_command() -> list[str] | None:
+    """The compose client: $FLEET_COMPOSE if set, else `docker compose` (v2), else `docker-compose`."""
+    if os.environ.get("FLEET_COMPOSE"):
+        return os.environ["FLEET_COMPOSE"].split()
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    if v2.returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def copy_tree(dest: Path) -> Path:
+    """Copy the checkout to `dest`, leaving out state, caches and history."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        if Path(folder) == REPO:
+            skipped |= NOT_COPIED & set(names)
+        return skipped
+
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    return dest
+
+
+class ComposeCluster:
+    """One compose project running a copy of the tree; all commands run in that copy."""
+
+    def __init__(self, root: Path, project: str, port: int, compose: list[str]):
+        self.root = root
+        self.project = project
+        self.port = port
+        self.compose_cmd = compose
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "FLEET_PORT": str(port)}
+        self.down_done = False
+
+    @property
+    def vassals(self) -> Path:
+        return self.root / "vassals"
+
+    def compose(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*self.compose_cmd, "-p", self.project, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"`{' '.join(proc.args)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def logs(self) -> str:
+        try:
+            proc = self.compose("logs", "--no-color", "--tail", "300", check=False, timeout=60)
+        except subprocess.TimeoutExpired:
+            return "(compose logs timed out)"
+        return proc.stdout + proc.stderr
+
+    def container(self, service: str) -> dict:
+        """`docker inspect` of the service's container."""
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        assert cid, f"no container for service {service}"
+        out = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)[0]
+
+    def get(self, path: str = "/", timeout: float = 10.0) -> requests.Response:
+        """One request on a new connection, as a fresh client would make it."""
+        return requests.get(self.url + path, headers={"Connection": "close"}, timeout=timeout)
+
+    def backend(self) -> dict | None:
+        """The JSON of one successful `GET /`, or None if the cluster does not answer 200 (yet)."""
+        try:
+            resp = self.get("/")
+        except requests.RequestException:
+            return None
+        return resp.json() if resp.status_code == 200 else None
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, networks and volumes of this project that still exist."""
+        label = f"label=com.docker.compose.project={self.project}"
+        found = {}
+        for kind, cmd in {
+            "containers": ["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", label],
+            "networks": ["docker", "network", "ls", "--format", "{{.Name}}", "--filter", label],
+            "volumes": ["docker", "volume", "ls", "--format", "{{.Name}}", "--filter", label],
+        }.items():
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+            # Also by name, in case a client did not label something.
+            by_name = subprocess.run(
+                [*cmd[:-2], "--filter", f"name={self.project}_"], capture_output=True, text=True, check=True
+            ).stdout.split()
+            found[kind] = sorted(set(out) | set(by_name))
+        return found
+
+    def down(self) -> subprocess.CompletedProcess:
+        self.down_done = True
+        return self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=180)

@@ -1,0 +1,239 @@
+"""docker-compose.yml on a real Docker engine: the same file operations and guarantees as `make run`.
+
+The tests share one cluster (see conftest.py) and run in file order: a backend is added, reloaded,
+removed, then the cluster is stopped and brought down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.compose import ComposeCluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+NEW = "e2e-added"  # the backend the tests add by copying a file on the host
+CLIENTS = 8
+FILE_OP_DEADLINE = 60.0
+
+# Run inside the emperor container: how many requests the vassals' workers are serving right now.
+BUSY_CORES = """
+import glob, json, socket
+busy = 0
+for path in glob.glob("run/stats/*.sock"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    try:
+        s.connect(path)
+    except OSError:
+        continue
+    data = b"".join(iter(lambda: s.recv(65536), b""))
+    for worker in json.loads(data).get("workers", []):
+        busy += sum(core.get("in_request", 0) for core in worker.get("cores", []))
+print(busy)
+"""
+
+
+class Load:
+    """CLIENTS threads, each sending `GET /` on a new connection until stopped or `max_seconds` pass."""
+
+    def __init__(self, stack: ComposeCluster, clients: int = CLIENTS, max_seconds: float = 120.0):
+        self.stack = stack
+        self.max_seconds = max_seconds
+        self.answers: list[tuple[float, dict]] = []  # (monotonic time of the answer, its JSON)
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                resp = self.stack.get("/")
+                if resp.status_code != 200:
+                    self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                    continue
+                self.answers.append((time.monotonic(), resp.json()))
+            except (requests.RequestException, ValueError) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def since(self, t: float) -> list[dict]:
+        return [body for when, body in list(self.answers) if when >= t]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        wait_for("the load to get its first answers", lambda: len(self.answers) >= 4 * CLIENTS, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def answer_from(stack: ComposeCluster, name: str, tries: int = 20) -> dict | None:
+    """A `GET /` answer from backend `name`, trying a few requests (nginx spreads them), or None."""
+    for _ in range(tries):
+        body = stack.backend()
+        if body and body.get("backend") == name:
+            return body
+    return None
+
+
+def touch_in_a_later_second(path: Path) -> None:
+    """`touch path`, as a person would: the Emperor compares mtimes in whole seconds."""
+    mtime = int(path.stat().st_mtime)
+    wait_for("the clock to pass the file's mtime second", lambda: int(time.time()) > mtime, 2.0, 0.02)
+    os.utime(path)
+
+
+def test_containers_are_healthy_unprivileged_and_only_the_gateway_is_published(stack: ComposeCluster) -> None:
+    def healthy() -> bool:
+        states = [stack.container(s)["State"].get("Health", {}).get("Status") for s in ("emperor", "gateway")]
+        return states == ["healthy", "healthy"]
+
+    wait_for("both containers to report healthy", healthy, 60)
+    uids = set()
+    for service in ("emperor", "gateway"):
+        cid = stack.container(service)["Id"]
+        top = subprocess.run(["docker", "top", cid, "-eo", "uid,pid,args"], capture_output=True, text=True)
+        assert top.returncode == 0, top.stderr
+        rows = [line.split(None, 2) for line in top.stdout.splitlines()[1:] if line.strip()]
+        assert rows, f"no processes in {service}"
+        root_procs = [row for row in rows if row[0] in ("0", "root")]
+        assert not root_procs, f"{service} runs processes as root: {root_procs}"
+        uids |= {row[0] for row in rows}
+    assert len(uids) == 1, f"the two containers must share one uid (0660 sockets), got {uids}"
+
+    gateway_ports = stack.container("gateway")["NetworkSettings"]["Ports"]
+    assert gateway_ports == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.port)}]}
+    emperor_ports = stack.container("emperor")["NetworkSettings"]["Ports"] or {}
+    assert not any(emperor_ports.values()), f"the emperor publishes {emperor_ports}"
+    assert f"{stack.project}_run" in stack.leftovers()["volumes"]
+
+
+def test_every_example_backend_answers(stack: ComposeCluster) -> None:
+    expected = {path.stem for path in stack.vassals.glob("*.ini")}
+    assert expected, "the repository ships example vassals"
+    seen: dict[str, dict] = {}
+
+    def all_seen() -> bool:
+        body = stack.backend()
+        if body:
+            assert isinstance(body.get("pid"), int), body
+            seen.setdefault(body["backend"], body)
+        return set(seen) >= expected
+
+    wait_for(f"answers from every example backend {sorted(expected)}", all_seen, FILE_OP_DEADLINE, 0)
+    assert set(seen) == expected
+
+
+def test_a_vassal_file_copied_on_the_host_is_served(stack: ComposeCluster) -> None:
+    example = sorted(stack.vassals.glob("*.ini"))[0]
+    t0 = time.monotonic()
+    (stack.vassals / f"{NEW}.ini").write_bytes(example.read_bytes())
+    body = wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
+    print(f"\nfile copied on the host to {NEW} answering: {time.monotonic() - t0:.2f}s")
+    assert isinstance(body["pid"], int)
+
+
+def test_touched_it_reloads_with_zero_failed_requests(stack: ComposeCluster) -> None:
+    path = stack.vassals / f"{NEW}.ini"
+    before = wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
+    with Load(stack) as load:
+        touch_in_a_later_second(path)
+        touched = time.monotonic()
+
+        def reloaded() -> float | None:
+            for when, body in list(load.answers):
+                if when >= touched and body["backend"] == NEW and body["loaded_at"] > before["loaded_at"]:
+                    return when
+            return None
+
+        first_new = wait_for(f"{NEW} to answer from a reloaded app", reloaded, FILE_OP_DEADLINE)
+        # Keep the load on a while after the reload, so requests that queued during it are counted.
+        wait_for("answers after the reload", lambda: len(load.since(first_new)) >= 20 * CLIENTS, 30)
+    print(f"\ntouch to reloaded answers: {first_new - touched:.2f}s, {len(load.answers)} requests")
+    assert load.failures == [], f"{len(load.failures)} failed requests during a reload: {load.failures[:5]}"
+    served = {body["backend"] for body in load.answers}
+    assert NEW in served and len(served) > 1, served
+
+
+def test_an_app_change_plus_touch_deploys_it(stack: ComposeCluster) -> None:
+    wsgi = stack.root / "app" / "wsgi.py"
+    wsgi.write_text(
+        wsgi.read_text()
+        + '\n\n@application.get("/e2e-deployed")\ndef e2e_deployed():\n    return {"deployed": BACKEND}\n'
+    )
+    touch_in_a_later_second(stack.vassals / f"{NEW}.ini")
+
+    def deployed() -> bool:
+        try:
+            resp = stack.get("/e2e-deployed")
+        except requests.RequestException:
+            return False
+        return resp.status_code == 200 and resp.json() == {"deployed": NEW}
+
+    wait_for("the changed app to answer after a touch", deployed, FILE_OP_DEADLINE, 0.05)
+
+
+def test_removed_it_stops_being_served(stack: ComposeCluster) -> None:
+    path = stack.vassals / f"{NEW}.ini"
+    assert wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
+    with Load(stack) as load:
+        path.unlink()
+        removed = time.monotonic()
+
+        def gone() -> bool:
+            after = load.since(removed)
+            last_new = max((i for i, body in enumerate(after) if body["backend"] == NEW), default=-1)
+            return len(after) - last_new > 30 * CLIENTS  # a long run of answers, none from NEW
+
+        wait_for(f"{NEW} to stop answering", gone, FILE_OP_DEADLINE)
+    print(f"\nrm to no longer served: {time.monotonic() - removed:.2f}s (upper bound)")
+    assert load.failures == [], f"{len(load.failures)} failed requests during a removal: {load.failures[:5]}"
+    assert not any(answer_from(stack, NEW, tries=1) for _ in range(20))
+
+
+def test_stop_is_graceful(stack: ComposeCluster) -> None:
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        try:
+            result["response"] = stack.get("/slow?seconds=3", timeout=60)
+        except requests.RequestException as exc:
+            result["error"] = exc
+
+    def busy() -> bool:
+        proc = stack.compose("exec", "-T", "emperor", "python3", "-c", BUSY_CORES, check=False, timeout=30)
+        return proc.returncode == 0 and int(proc.stdout.strip() or 0) > 0
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    wait_for("the slow request to reach a worker", busy, 30)
+    t0 = time.monotonic()
+    stack.compose("stop", "--timeout", "30", timeout=120)
+    stopped_in = time.monotonic() - t0
+    client.join(timeout=60)
+    print(f"\ncompose stop with a request in flight: {stopped_in:.1f}s")
+    assert "error" not in result, f"the in-flight request failed: {result.get('error')}"
+    assert result["response"].status_code == 200, result["response"].text
+    for service in ("gateway", "emperor"):
+        state = stack.container(service)["State"]
+        assert state["Status"] == "exited", state
+        assert state["ExitCode"] == 0, f"{service} exited {state['ExitCode']} (137: killed at the deadline)"
+    assert stopped_in < 30, "a stop that takes the whole grace period ended in SIGKILL"
+
+
+def test_down_leaves_nothing_behind(stack: ComposeCluster) -> None:
+    stack.down()
+    left = stack.leftovers()
+    assert left == {"containers": [], "networks": [], "volumes": []}, left
