@@ -17,7 +17,9 @@ from pathlib import Path
 
 from bench import procs as P
 
-IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
+IGNORED = shutil.ignore_patterns(
+    ".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache"
+)
 
 
 def copy_tree(src: Path, dest: Path) -> Path:
@@ -126,7 +128,9 @@ class Cluster:
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmdline = (
+                    Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
                 cwd = os.readlink(f"/proc/{entry}/cwd")
             except OSError:
                 continue

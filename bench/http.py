@@ -1,4 +1,4 @@
-"""Minimal clients, one new connection per request: HTTP/1.0 over TCP and the uwsgi protocol over a unix socket."""
+"""Minimal clients, a new connection per request: HTTP/1.0 over TCP, the uwsgi protocol over a unix socket."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def uwsgi_packet(path: str = "/") -> bytes:
         "HTTP_HOST": "localhost",
     }
     body = b"".join(
-        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode() for k, v in env.items()
+        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
+        for k, v in env.items()
     )
     return struct.pack("<BHB", 0, len(body), 0) + body
 

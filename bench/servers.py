@@ -138,7 +138,9 @@ class Stacks:
             proxy_pass      http://my_servers;
             proxy_redirect  default;
         }}"""
-        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-tutorial")
+        N.start(
+            self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-tutorial"
+        )
         self._wait_http(port, "tutorial nginx")
         return Target("tutorial", "tutorial: nginx proxy_pass -> 2 x uWSGI http=", port)
 
@@ -154,7 +156,9 @@ class Stacks:
             f"--pid={d / 'gunicorn.pid'}",
             "wsgi:application",
         ]
-        self.procs.start(argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"})
+        self.procs.start(
+            argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"}
+        )
         wait_until(sock.exists, 60, 0.1, "gunicorn socket")
         port = free_port()
         upstream = N.upstream_block("app_server", [f"unix:{sock}"])
@@ -165,7 +169,9 @@ class Stacks:
             proxy_redirect off;
             proxy_pass http://app_server;
         }"""
-        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-gunicorn")
+        N.start(
+            self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-gunicorn"
+        )
         self._wait_http(port, "gunicorn via nginx")
         return Target("gunicorn", "nginx proxy_pass -> gunicorn sync x 2", port)
 
@@ -203,7 +209,9 @@ class Stacks:
                 argv.append("--disable-logging")
             if variant.threads == 1:
                 argv.remove("--threads=1")
-            self.procs.start(argv, f"lab-{variant.key}-{i}", d / f"v{i}.out", signal.SIGINT, env={"FLEET_VASSAL": f"v{i}"})
+            self.procs.start(
+                argv, f"lab-{variant.key}-{i}", d / f"v{i}.out", signal.SIGINT, env={"FLEET_VASSAL": f"v{i}"}
+            )
             socks.append(sock)
         for sock in socks:
             self._wait_uwsgi(sock, f"lab socket {sock}")
@@ -224,6 +232,7 @@ class Stacks:
 class LabVariant:
     key: str
     label: str
+    base: str | None = None  # the variant this one changes one thing of
     vassals: int = 2
     processes: int = 1
     threads: int = 1
@@ -233,6 +242,7 @@ class LabVariant:
 
     def describe(self) -> dict:
         return {
+            "base": self.base,
             "vassals": self.vassals,
             "processes": self.processes,
             "threads": self.threads,
@@ -245,46 +255,32 @@ class LabVariant:
 
 
 def lab_ladder() -> list[LabVariant]:
-    """Each step adds one change to the one before, so the difference between neighbours is its price."""
-    steps: list[LabVariant] = []
-    v = LabVariant("0", "uWSGI + nginx defaults (2 x 1 process)")
-    steps.append(v)
-    v = LabVariant("1", "+ uWSGI disable-logging", request_logging=False)
-    steps.append(v)
-    v = LabVariant("2", "+ listen = 1024", request_logging=False, listen=1024)
-    steps.append(v)
-    v = LabVariant("3", "+ threads = 2", request_logging=False, listen=1024, threads=2)
-    steps.append(v)
-    tuned = N.Tuning(access_log=False)
-    v = LabVariant("4", "+ nginx access_log off", request_logging=False, listen=1024, threads=2, nginx=tuned)
-    steps.append(v)
-    v = LabVariant(
-        "5",
-        "+ nginx uwsgi_buffering off",
-        request_logging=False,
-        listen=1024,
-        threads=2,
-        nginx=N.Tuning(access_log=False, buffering=False),
-    )
-    steps.append(v)
-    v = LabVariant(
-        "6",
-        "step 4 with nginx worker_processes 1",
-        request_logging=False,
-        listen=1024,
-        threads=2,
-        nginx=N.Tuning(access_log=False, workers="1"),
-    )
-    steps.append(v)
-    v = LabVariant(
-        "7",
-        "step 4 as 1 vassal x 2 processes",
-        vassals=1,
-        processes=2,
-        request_logging=False,
-        listen=1024,
-        threads=2,
-        nginx=tuned,
-    )
-    steps.append(v)
-    return steps
+    """Each variant changes one thing of its `base`, so the ratio between the two is that change's price.
+
+    Steps 0-3 add uWSGI options one at a time; step 3 is fleet's [vassal] defaults, step 4 adds fleet's
+    nginx logging; 5-8 try the nginx side and the split of the 2 workers.
+    """
+    fleet_uwsgi = {"request_logging": False, "listen": 1024, "threads": 2}
+    off = N.Tuning(access_log="off")
+    return [
+        LabVariant("0", "uWSGI + nginx defaults (2 vassals x 1 process)"),
+        LabVariant("1", "+ uWSGI disable-logging", "0", request_logging=False),
+        LabVariant("2", "+ listen = 1024", "1", request_logging=False, listen=1024),
+        LabVariant("3", "+ threads = 2 (fleet's [vassal] options)", "2", **fleet_uwsgi),
+        LabVariant(
+            "4",
+            "3 + nginx access_log buffer=64k (fleet's nginx)",
+            "3",
+            **fleet_uwsgi,
+            nginx=N.Tuning("buffered"),
+        ),
+        LabVariant("5", "3 + nginx access_log off", "3", **fleet_uwsgi, nginx=off),
+        LabVariant(
+            "6", "5 + uwsgi_buffering off", "5", **fleet_uwsgi, nginx=N.Tuning("off", buffering=False)
+        ),
+        LabVariant(
+            "7", "5 with nginx worker_processes 1", "5", **fleet_uwsgi, nginx=N.Tuning("off", workers="1")
+        ),
+        LabVariant("8", "5 as 1 vassal x 2 processes", "5", vassals=1, processes=2, **fleet_uwsgi, nginx=off),
+        LabVariant("9", "5 with threads = 1", "5", request_logging=False, listen=1024, threads=1, nginx=off),
+    ]

@@ -1,0 +1,234 @@
+"""`python -m bench`: run the benchmark sections and write results.json, results.md and plots.
+
+Sections: throughput (fleet vs the tutorial layout, gunicorn, uWSGI alone and the nginx ceiling),
+tuning (fleet's data path, one option at a time), hotadd (file drop to routed, vs the Emperor alone;
+removal), reload (touch, rolling reload, kill -9 under load, 1 and 2 backends), scale (1..50 vassals).
+A run of some sections updates only those in the results file; --quick is a smoke run into results/quick/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import hotadd, machine, reload, report, scale, throughput
+from bench.cluster import Cluster, copy_tree, fleet_available
+from bench.procs import Procs, free_port
+from bench.servers import Stacks, lab_ladder, tool
+
+SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int
+    seconds: float
+    tuning_rounds: int
+    tuning_seconds: float
+    trials: int
+    repeats: int
+    sizes: tuple[int, ...]
+    idle_seconds: float
+
+
+FULL = Config(
+    rounds=5,
+    seconds=5,
+    tuning_rounds=3,
+    tuning_seconds=4,
+    trials=20,
+    repeats=2,
+    sizes=(1, 5, 20, 50),
+    idle_seconds=10,
+)
+QUICK = Config(
+    rounds=2, seconds=2, tuning_rounds=1, tuning_seconds=2, trials=4, repeats=1, sizes=(1, 5), idle_seconds=3
+)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections of: {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short smoke run (results in bench/results/quick/)"
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the fleet tree to benchmark (default: this checkout)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in only if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    cfg = QUICK if args.quick else FULL
+    out = args.out or (ROOT / "bench" / "results" / ("quick" if args.quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    root = args.root.resolve()
+
+    # A SIGTERM unwinds like Ctrl-C, so every started process is stopped by the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    results = _load(out / "results.json")
+    try:
+        gunicorn = tool("gunicorn")
+    except RuntimeError:
+        gunicorn = None
+    results["machine"] = machine.describe(tool("uwsgi"), gunicorn)
+    results["quick"] = args.quick
+    has_fleet = fleet_available(root)
+    if not has_fleet:
+        log("note: this tree has no fleet command line yet (fleet/cli.py): fleet parts are skipped")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        work = Path(tmp)
+        for section in only:
+            t0 = time.monotonic()
+            log(f"== {section}")
+            try:
+                results[section] = RUNNERS[section](root, work / section, cfg, has_fleet)
+                results[section]["seconds"] = round(time.monotonic() - t0, 1)
+            except KeyboardInterrupt:
+                log("interrupted: stopping everything this run started")
+                return 130
+            except Exception as e:  # one broken section must not lose the others
+                log(f"!! {section} failed: {type(e).__name__}: {e}")
+                results[section] = {
+                    "error": f"{type(e).__name__}: {e}",
+                    "seconds": round(time.monotonic() - t0, 1),
+                }
+            _save(out / "results.json", results)
+    report.write(results, out)
+    log(f"done in {time.monotonic() - started:.0f} s: {out / 'results.md'}")
+    return 1 if any("error" in results.get(s, {}) for s in only) else 0
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(path: Path, results: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+
+def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    plan = throughput.Plan(rounds=cfg.rounds, seconds=cfg.seconds)
+    with Procs() as procs:
+        stacks = Stacks(procs, root, work)
+        targets = [stacks.ceiling(), stacks.uwsgi_direct()]
+        if has_fleet:
+            targets.append(stacks.fleet(vassals=2, processes=1, key="fleet"))
+            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2"))
+        targets += [stacks.tutorial(), stacks.gunicorn()]
+        log(f"  {len(targets)} stacks up; {plan.rounds} rounds of {plan.seconds:.0f} s, wrk -t2 -c64")
+        res = throughput.measure(targets, plan, log)
+    rows = throughput.summarize(targets, res)
+    ratios = {
+        f"{a}/{b}": throughput.paired_ratio(res, a, b)
+        for a, b in (
+            ("fleet", "tutorial"),
+            ("fleet", "gunicorn"),
+            ("fleet", "ceiling"),
+            ("fleet", "uwsgi-direct"),
+            ("tutorial", "gunicorn"),
+        )
+    }
+    return {
+        "plan": plan.__dict__,
+        "rows": rows,
+        "ratios": {k: v for k, v in ratios.items() if v},
+    }
+
+
+def run_tuning(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    plan = throughput.Plan(rounds=cfg.tuning_rounds, seconds=cfg.tuning_seconds)
+    with Procs() as procs:
+        stacks = Stacks(procs, root, work)
+        targets = [stacks.lab(v) for v in lab_ladder()]
+        log(f"  {len(targets)} variants up; {plan.rounds} rounds of {plan.seconds:.0f} s")
+        res = throughput.measure(targets, plan, log)
+    rows = throughput.summarize(targets, res)
+    for row in rows:
+        base = row["detail"].get("base")
+        if base is not None:
+            row["vs"] = f"lab-{base}"
+            row["gain"] = throughput.paired_ratio(res, row["key"], f"lab-{base}")
+    return {"plan": plan.__dict__, "rows": rows}
+
+
+def run_hotadd(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    out: dict = {"trials": cfg.trials}
+    with Procs() as procs:
+        log("  the uWSGI Emperor alone (emperor-freq 3, its default)")
+        emp = hotadd.emperor_trials(procs, root / "app", work / "emperor", cfg.trials, log)
+        out["emperor"] = {"trials": emp, **hotadd.summarize(emp)}
+    if has_fleet:
+        with Procs() as procs:
+            cluster = Cluster(copy_tree(root, work / "fleet"), free_port())
+            cluster.set_vassals(["backend-1"])
+            procs.on_close(cluster.down)
+            cluster.up()
+            log("  fleet: file drop to first answer through nginx (1 backend running)")
+            fl = hotadd.fleet_trials(cluster, cfg.trials, log)
+            out["fleet"] = {"trials": fl, **hotadd.summarize(fl)}
+    return out
+
+
+def run_reload(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    out: dict = {}
+    for n in (1, 2):
+        with Procs() as procs:
+            cluster = Cluster(copy_tree(root, work / f"reload-{n}"), free_port())
+            cluster.set_vassals([f"backend-{i}" for i in range(1, n + 1)])
+            procs.on_close(cluster.down)
+            cluster.up()
+            log(f"  {n} backend{'s' if n > 1 else ''} (shipped vassal defaults), 16 concurrent clients")
+            out[f"{n}"] = {
+                kind: reload.run_scenario(cluster, kind, log, repeats=cfg.repeats)
+                for kind in ("touch", "rolling", "kill9")
+            }
+    return out
+
+
+def run_scale(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [scale.measure_size(root, work, n, cfg.idle_seconds, log) for n in cfg.sizes]
+    return {"rows": rows, "idle_seconds": cfg.idle_seconds}
+
+
+RUNNERS = {
+    "throughput": run_throughput,
+    "tuning": run_tuning,
+    "hotadd": run_hotadd,
+    "reload": run_reload,
+    "scale": run_scale,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
