@@ -1,0 +1,166 @@
+"""Backends come and go by file: hot-add, draining removal, health-gated routing, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.cluster import Cluster
+from tests.load import Load
+
+pytestmark = pytest.mark.integration
+
+
+def routed(c: Cluster) -> set[str]:
+    return set(c.state()["routed"])
+
+
+def emperor_stats(c: Cluster) -> dict:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(2)
+        s.connect(str(c.run_dir / "emperor.sock"))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def test_dropped_file_is_served_and_deleted_file_is_not(cluster):
+    cluster.write_vassal("extra.ini")
+    cluster.wait_for(lambda: "extra" in cluster.backends_answering(10), "extra answers through nginx", 15)
+    assert cluster.backend_state("extra") == "healthy"
+    (cluster.vassals / "extra.ini").unlink()
+    cluster.wait_for(lambda: "extra" not in cluster.state()["backends"], "extra removed", 15)
+    assert "extra" not in cluster.backends_answering(20)
+    assert not (cluster.run_dir / "sockets" / "extra.sock").exists()
+
+
+def test_deleting_a_vassal_under_load_fails_no_request(make_cluster):
+    c = make_cluster({f"b{i}.ini": "[uwsgi]\nprocesses = 2\n" for i in (1, 2, 3)})
+    c.up()
+    with Load(c.url, clients=8) as fast, Load(c.url, clients=4, path="/slow?seconds=0.3") as slow:
+        fast.wait_requests(200)
+        slow.wait_requests(10)
+        (c.vassals / "b3.ini").unlink()
+        c.wait_for(lambda: "b3" not in c.state()["backends"], "b3 drained and stopped", 30)
+        fast.wait_requests(200)
+    assert fast.result.failures == [], fast.result.summary()
+    assert slow.result.failures == [], slow.result.summary()
+    assert fast.result.backends.get("b3", 0) > 0, "b3 served before its removal"
+    assert routed(c) == {"b1", "b2"}
+
+
+def test_fleet_rm_drains_first_and_fleet_add_waits_until_routed(cluster):
+    with Load(cluster.url, clients=8) as load:
+        load.wait_requests(100)
+        added = cluster.fleet("add", "web-3", "--processes", "1")
+        assert "done" in added.stdout
+        assert "web-3" in routed(cluster)
+        assert cluster.stats("web-3")["workers"].__len__() == 1
+        load.wait_requests(100)
+        cluster.fleet("rm", "web-3")
+        assert not (cluster.vassals / "web-3.ini").exists()
+        assert "web-3" not in cluster.state()["backends"]
+        load.wait_requests(100)
+    assert load.result.failures == [], load.result.summary()
+    assert load.result.backends.get("web-3", 0) > 0
+
+
+def test_a_burst_of_files_costs_few_nginx_reloads(cluster):
+    before = cluster.state()["counters"]["nginx_reloads"]
+    names = [f"burst-{i:02d}" for i in range(12)]
+    for name in names:
+        cluster.write_vassal(f"{name}.ini")
+    cluster.wait_for(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
+    reloads = cluster.state()["counters"]["nginx_reloads"] - before
+    assert reloads <= 2, f"{reloads} nginx reloads for a burst of {len(names)} files"
+
+
+BAD_VASSALS = {
+    "garbage": ("garbage.ini", b"\x00\x01 garbage \xff\xfe\n", "not a text file"),
+    "missing-module": ("nomodule.ini", b"[uwsgi]\nmodule = does_not_exist\n", "module `does_not_exist` not found"),
+    "import-raises": ("raises.ini", b"[uwsgi]\nmodule = broken\n", "boom on import"),
+    "unknown-option": ("typo.ini", b"[uwsgi]\nprocesess = 2\n", "unknown uWSGI option `procesess`"),
+    "illegal-name": ("Bad Name.ini", b"[uwsgi]\n", "not a valid vassal name"),
+    "socket-claim": ("thief.ini", b"[uwsgi]\nsocket = %d/../run/sockets/backend-1.sock\n", "managed by fleet"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VASSALS))
+def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
+    filename, content, reason = BAD_VASSALS[case]
+    name = filename[: -len(".ini")]
+    (cluster.root / "app" / "broken.py").write_text('raise RuntimeError("boom on import")\n')
+    with Load(cluster.url, clients=8) as load:
+        load.wait_requests(100)
+        (cluster.vassals / filename).write_bytes(content)
+        cluster.wait_for(lambda: cluster.backend_state(name) == "failed", f"{name} failed", 30)
+        load.wait_requests(200)
+    error = cluster.state()["backends"][name]["error"]
+    assert reason in error, error
+    assert load.result.failures == [], load.result.summary()
+    assert set(load.result.backends) == {"backend-1", "backend-2"}
+    assert routed(cluster) == {"backend-1", "backend-2"}
+    status = json.loads(cluster.fleet("status", "--json").stdout)
+    row = next(r for r in status if r["name"] == name)
+    assert row["state"] == "failed" and reason in row["error"]
+    # the Emperor retries it with a growing delay rather than in a tight loop
+    cluster.wait_for(
+        lambda: any(name in b["id"] for b in emperor_stats(cluster).get("blacklist", [])),
+        f"{name} on the Emperor's throttled blacklist",
+        30,
+    )
+
+
+def test_fixing_a_failed_vassal_brings_it_in(cluster):
+    path = cluster.vassals / "fixme.ini"
+    path.write_text("[uwsgi]\nprocesess = 1\n")
+    cluster.wait_for(lambda: cluster.backend_state("fixme") == "failed", "fixme failed", 30)
+    path.write_text("[uwsgi]\nprocesses = 1\n")
+    os.utime(path, (path.stat().st_mtime + 1, path.stat().st_mtime + 1))
+    cluster.wait_for(lambda: "fixme" in routed(cluster), "fixme routed after the fix", 30)
+
+
+def test_hidden_and_editor_files_are_ignored(cluster):
+    valid = "[uwsgi]\nprocesses = 1\n"
+    for filename in (".hidden.ini", "backup.ini~", ".swap.ini.swp", "partial.ini.tmp", "notes.conf"):
+        (cluster.vassals / filename).write_text(valid)
+    cluster.write_vassal("marker.ini")  # a real one, so we know both have looked
+    cluster.wait_for(lambda: "marker" in routed(cluster), "marker routed", 20)
+    assert set(cluster.state()["backends"]) == {"backend-1", "backend-2", "marker"}
+    assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.sock")} == {"backend-1", "backend-2", "marker"}
+    emperor_ids = {v["id"].rsplit("/", 1)[-1] for v in emperor_stats(cluster)["vassals"]}
+    assert emperor_ids == {"backend-1.ini", "backend-2.ini", "marker.ini"}
+
+
+def test_an_empty_file_is_a_backend_with_every_default(cluster):
+    (cluster.vassals / "plain.ini").write_bytes(b"")
+    cluster.wait_for(lambda: "plain" in routed(cluster), "plain routed", 20)
+    assert len(cluster.stats("plain")["workers"]) == 2  # processes = 2 from emperor.ini's [vassal]
+    assert "plain" in cluster.backends_answering(40)
+
+
+def test_fleet_check_names_file_line_and_fix(make_cluster):
+    c = make_cluster({"good.ini": "[uwsgi]\nprocesses = 2\n", "bad.ini": "[uwsgi]\nprocesses = 2\nprocesess = 3\n"})
+    proc = c.fleet("check", check=False)
+    assert proc.returncode == 1
+    assert "bad.ini:3: unknown uWSGI option `procesess`" in proc.stdout
+    assert "did you mean `processes`?" in proc.stdout
+    assert "good.ini: ok" in proc.stdout
+    ok = c.fleet("check", str(c.vassals / "good.ini"))
+    assert ok.returncode == 0
+
+
+def test_status_shows_one_row_per_backend(cluster):
+    rows = json.loads(cluster.fleet("status", "--json").stdout)
+    assert [r["name"] for r in rows] == ["backend-1", "backend-2"]
+    for row in rows:
+        assert row["state"] == "healthy"
+        assert row["workers"] == 2 and row["pid"] > 0 and row["memory"] > 1_000_000
+        assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
+    table = cluster.fleet("status").stdout
+    assert table.splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
