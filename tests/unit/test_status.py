@@ -1,0 +1,57 @@
+"""fleet.status: rendering the rows of `fleet status`."""
+
+from __future__ import annotations
+
+import json
+
+from fleet.status import Row, render_json, render_table
+
+ROWS = [
+    Row("backend-1", "healthy", 100, 2, 15, 50 * 2**20, True, ""),
+    Row("backend-2", "healthy", 200, 4, 0, 3 * 2**19, False, ""),
+    Row("broken", "failed", None, 0, 0, 0, False, "ModuleNotFoundError: No module named 'x'"),
+]
+
+
+def test_table_has_a_header_and_one_line_per_row():
+    lines = render_table(ROWS).splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB"]
+    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB"]
+    assert lines[3].split()[:7] == ["broken", "failed", "-", "0", "0", "0.0", "MiB"]
+    assert lines[3].endswith("ModuleNotFoundError: No module named 'x'")
+    assert len(lines) == 4
+
+
+def test_table_columns_line_up():
+    lines = render_table(ROWS).splitlines()
+    column = lines[0].index("PID")
+    assert [line[column:].split()[0] for line in lines[1:]] == ["100", "200", "-"]
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_unrouted_is_only_shown_for_healthy_backends():
+    table = render_table([Row("b", "starting", None, 0, 0, 0, False, "")])
+    assert "unrouted" not in table
+
+
+def test_empty_table_says_how_to_add_a_backend():
+    assert "fleet add NAME" in render_table([])
+
+
+def test_json_has_one_object_per_row_with_fixed_keys():
+    doc = json.loads(render_json(ROWS))
+    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error"]
+    assert [list(row) for row in doc] == [keys] * 3
+    assert doc[0] == {
+        "name": "backend-1",
+        "state": "healthy",
+        "pid": 100,
+        "workers": 2,
+        "requests": 15,
+        "memory": 50 * 2**20,
+        "routed": True,
+        "error": "",
+    }
+    assert doc[2]["pid"] is None
+    assert json.loads(render_json([])) == []
