@@ -64,9 +64,7 @@ def _port(value: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fleet", description="Run a Flask service as uWSGI vassals behind nginx."
-    )
+    p = argparse.ArgumentParser(prog="fleet", description="Run a Flask service as uWSGI vassals behind nginx.")
     p.add_argument("--root", help="the cluster's folder, holding emperor.ini (default: current directory)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

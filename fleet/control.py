@@ -189,9 +189,17 @@ class ControlPlane:
                 parsed = self._validate(name)
                 b = Backend(name, STARTING, mtime_ns, now)
                 self.backends[name] = b
-                log.info("%s: new vassal file", name)
                 if not parsed.valid:
+                    log.info("%s: new vassal file", name)
                     b.enter(FAILED, now, parsed.reason())
+                elif name in self.routed_now and self._serving(name, self.layout.socket(name)):
+                    # A restarted control plane keeps routing what still serves: no 503 window.
+                    log.info("%s: already routed and serving", name)
+                    b.enter(HEALTHY, now)
+                    b.served_mtime_ns = mtime_ns
+                    b.routed = True
+                else:
+                    log.info("%s: new vassal file", name)
                 changed = True
             elif b.mtime_ns != mtime_ns:
                 b.mtime_ns = mtime_ns
@@ -295,27 +303,21 @@ class ControlPlane:
                 elif self._serving(name, sock):
                     self._become_healthy(b, now)
                 elif now - b.since > s.start_timeout:
-                    b.enter(
-                        FAILED, now, self._reason(name, f"not healthy {s.start_timeout:.0f} s after start")
-                    )
+                    b.enter(FAILED, now, self._reason(name, f"not healthy {s.start_timeout:.0f} s after start"))
             elif b.state == RELOADING:
                 if self._reload_finished(b, sock):
                     self._become_healthy(b, now)
                 elif blacklisted:
                     b.enter(FAILED, now, self._reason(name, "exited during reload"))
                 elif now - b.since > s.reload_timeout:
-                    b.enter(
-                        FAILED, now, self._reason(name, f"reload not finished after {s.reload_timeout:.0f} s")
-                    )
+                    b.enter(FAILED, now, self._reason(name, f"reload not finished after {s.reload_timeout:.0f} s"))
             elif b.state == HEALTHY:
                 if uwsgi.probe(sock, timeout=1.0):
                     b.probe_failures = 0
                 else:
                     b.probe_failures += 1
                     if b.probe_failures >= s.probe_failures_to_eject:
-                        log.warning(
-                            "%s: failed %d health probes; taking it out of nginx", name, b.probe_failures
-                        )
+                        log.warning("%s: failed %d health probes; taking it out of nginx", name, b.probe_failures)
                         b.enter(STARTING, now, "stopped answering health probes")
                         b.ready_at = None
             elif b.state == FAILED:
@@ -361,11 +363,7 @@ class ControlPlane:
 
     def _reason(self, name: str, fallback: str) -> str:
         reason = failure_reason(self.layout.log(name))
-        return (
-            f"{reason} (see {self.layout.log(name)})"
-            if reason
-            else f"{fallback}; see {self.layout.log(name)}"
-        )
+        return f"{reason} (see {self.layout.log(name)})" if reason else f"{fallback}; see {self.layout.log(name)}"
 
     def _forget_drain_request(self, name: str) -> None:
         try:
@@ -478,15 +476,11 @@ class State:
             doc = json.loads(layout.state_file.read_text())
         except (OSError, ValueError):
             return cls()
-        return cls(
-            doc.get("routed", []), doc.get("backends", {}), doc.get("counters", {}), doc.get("control_pid", 0)
-        )
+        return cls(doc.get("routed", []), doc.get("backends", {}), doc.get("counters", {}), doc.get("control_pid", 0))
 
 
 def main(layout: Layout) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     layout.make_run_dirs()
     (layout.run / "drain").mkdir(exist_ok=True)
     plane = ControlPlane(layout)

@@ -14,7 +14,7 @@ from pathlib import Path
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
 
-_TOKEN_RE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
 
 def binary() -> str:
@@ -32,9 +32,7 @@ def render_template(template: str, values: dict[str, str]) -> str:
     def fill(match: re.Match) -> str:
         key = match.group(1)
         if key not in values:
-            raise FleetError(
-                f"nginx/nginx.conf uses {{{{{key}}}}}, which fleet does not know. Known: {sorted(values)}"
-            )
+            raise FleetError(f"nginx/nginx.conf uses {{{{{key}}}}}, which fleet does not know. Known: {sorted(values)}")
         return values[key]
 
     return _TOKEN_RE.sub(fill, template)

@@ -25,9 +25,7 @@ def _require_running(layout: Layout) -> None:
         raise NotRunning(f"the cluster at {layout.root} is not running: start it with `fleet up --detach`")
 
 
-def _wait(
-    layout: Layout, what: str, done: Callable[[State], str | None], timeout: float, out: TextIO
-) -> State:
+def _wait(layout: Layout, what: str, done: Callable[[State], str | None], timeout: float, out: TextIO) -> State:
     """Poll the control plane's state until `done` returns a final word ('ok' or an error)."""
     progress = Progress(out)
     started = time.monotonic()
@@ -68,9 +66,7 @@ def check(layout: Layout, paths: list[Path], out: TextIO = sys.stdout) -> int:
     return 1 if bad else 0
 
 
-def add(
-    layout: Layout, name: str, processes_count: int | None, timeout: float, out: TextIO = sys.stdout
-) -> int:
+def add(layout: Layout, name: str, processes_count: int | None, timeout: float, out: TextIO = sys.stdout) -> int:
     """Write vassals/NAME.ini atomically, then wait until nginx routes to it."""
     if problem := vassals.name_problem(name):
         raise InvalidVassal(f"{problem.message}; {problem.fix}")
@@ -149,11 +145,7 @@ def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: Te
             b = state.backends.get(name, {})
             if b.get("state") == FAILED:
                 return f"{name} failed to reload: {b.get('error')}. Backends not yet reloaded keep their old code."
-            done = (
-                b.get("state") == HEALTHY
-                and b.get("served_mtime_ns", 0) >= touched_ns
-                and name in state.routed
-            )
+            done = b.get("state") == HEALTHY and b.get("served_mtime_ns", 0) >= touched_ns and name in state.routed
             return "ok" if done else None
 
         _wait(layout, f"[{index}/{len(names)}] reloading {name}", reloaded, timeout, out)

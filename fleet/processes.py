@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 
-def spawn(
-    argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen:
+def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`."""
     with open(log, "ab") as out:
         return subprocess.Popen(

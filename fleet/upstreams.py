@@ -19,9 +19,7 @@ def render(routed: Mapping[str, Path], sockets_dir: Path) -> str:
     """
     if not routed:
         return HEADER + f"server unix:{sockets_dir / NO_BACKEND_SOCKET} down;\n"
-    lines = [
-        f"server unix:{routed[name]} max_fails=1 fail_timeout=2s;  # {name}\n" for name in sorted(routed)
-    ]
+    lines = [f"server unix:{routed[name]} max_fails=1 fail_timeout=2s;  # {name}\n" for name in sorted(routed)]
     return HEADER + "".join(lines)
 
 

@@ -144,10 +144,7 @@ def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tu
         "HTTP_HOST": "fleet-probe",
         "HTTP_USER_AGENT": "fleet-health-probe",
     }
-    body = b"".join(
-        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
-        for k, v in env.items()
-    )
+    body = b"".join(_uwsgi_string(k) + _uwsgi_string(v) for k, v in env.items())
     packet = struct.pack("<BHB", 0, len(body), 0) + body
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -162,6 +159,12 @@ def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tu
     if len(status_line) < 2 or not status_line[1].isdigit():
         raise ConnectionError(f"not an HTTP response: {response[:60]!r}")
     return int(status_line[1]), payload
+
+
+def _uwsgi_string(text: str) -> bytes:
+    """A length-prefixed string of the uwsgi protocol (the length counts bytes, not characters)."""
+    data = text.encode("utf-8")
+    return struct.pack("<H", len(data)) + data
 
 
 def probe(sock_path: Path, timeout: float = 1.0) -> bool:

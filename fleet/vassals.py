@@ -31,6 +31,15 @@ FLEET_OWNED = {
     "fastcgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
     "scgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
     "shared-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "https-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "ssl-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "raw-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "puwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "suwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
+    "fastcgi-nph-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "scgi-nph-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
+    "logto2": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
+    "daemonize": "the Emperor supervises the vassal; a daemonized vassal escapes it",
     "stats": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
     "stats-server": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
     "logto": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
@@ -157,7 +166,9 @@ def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
     problems: list[Problem] = []
     section: str | None = None
     sections_seen: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: uWSGI counts lines that way (str.splitlines also splits on \f, \x1c...).
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
@@ -186,9 +197,7 @@ def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
             problems.append(Problem(f"{key!r} is not an option name", "write `key = value`", number))
             continue
         if section is None:
-            problems.append(
-                Problem(f"option {key!r} is outside any section", "put a [uwsgi] line above it", number)
-            )
+            problems.append(Problem(f"option {key!r} is outside any section", "put a [uwsgi] line above it", number))
             continue
         if section == "uwsgi":
             options.append(Option(key, value, number))
@@ -203,9 +212,7 @@ def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
     return options, problems
 
 
-def _check_options(
-    options: list[Option], known: frozenset[str] | None, app_dir: Path | None
-) -> list[Problem]:
+def _check_options(options: list[Option], known: frozenset[str] | None, app_dir: Path | None) -> list[Problem]:
     problems: list[Problem] = []
     for option in options:
         key = option.key.replace("_", "-")
@@ -221,7 +228,9 @@ def _check_options(
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean `{close[0]}`?" if close else "see `uwsgi --help` for option names"
             problems.append(Problem(f"unknown uWSGI option `{option.key}`", hint, option.line))
-        elif key in _POSITIVE_INT_OPTIONS and not (option.value.isdigit() and int(option.value) > 0):
+        elif key in _POSITIVE_INT_OPTIONS and not (
+            option.value.isascii() and option.value.isdigit() and int(option.value) > 0
+        ):
             problems.append(
                 Problem(
                     f"`{option.key}` must be a positive whole number, not {option.value!r}",
@@ -268,9 +277,7 @@ def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path |
         content = path.read_bytes()
     except OSError as e:
         name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
-        return VassalFile(
-            name, path, (), (Problem(f"cannot read the file: {e.strerror}", "check its permissions"),)
-        )
+        return VassalFile(name, path, (), (Problem(f"cannot read the file: {e.strerror}", "check its permissions"),))
     return parse(path, content, known_options, app_dir)
 
 

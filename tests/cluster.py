@@ -75,9 +75,9 @@ class Cluster:
             env={**os.environ, "FLEET_PORT": str(self.port)},
         )
         if check and proc.returncode != 0:
+            command = " ".join(args)
             raise AssertionError(
-                f"fleet {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n"
-                + self.logs()
+                f"fleet {command} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n{self.logs()}"
             )
         return proc
 

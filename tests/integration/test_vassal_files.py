@@ -82,11 +82,19 @@ def test_a_burst_of_files_costs_few_nginx_reloads(cluster):
 
 BAD_VASSALS = {
     "garbage": ("garbage.ini", b"\x00\x01 garbage \xff\xfe\n", "not a text file"),
-    "missing-module": ("nomodule.ini", b"[uwsgi]\nmodule = does_not_exist\n", "module `does_not_exist` not found"),
+    "missing-module": (
+        "nomodule.ini",
+        b"[uwsgi]\nmodule = does_not_exist\n",
+        "module `does_not_exist` not found",
+    ),
     "import-raises": ("raises.ini", b"[uwsgi]\nmodule = broken\n", "boom on import"),
     "unknown-option": ("typo.ini", b"[uwsgi]\nprocesess = 2\n", "unknown uWSGI option `procesess`"),
     "illegal-name": ("Bad Name.ini", b"[uwsgi]\n", "not a valid vassal name"),
-    "socket-claim": ("thief.ini", b"[uwsgi]\nsocket = %d/../run/sockets/backend-1.sock\n", "managed by fleet"),
+    "socket-claim": (
+        "thief.ini",
+        b"[uwsgi]\nsocket = %d/../run/sockets/backend-1.sock\n",
+        "managed by fleet",
+    ),
 }
 
 
@@ -132,7 +140,11 @@ def test_hidden_and_editor_files_are_ignored(cluster):
     cluster.write_vassal("marker.ini")  # a real one, so we know both have looked
     cluster.wait_for(lambda: "marker" in routed(cluster), "marker routed", 20)
     assert set(cluster.state()["backends"]) == {"backend-1", "backend-2", "marker"}
-    assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.sock")} == {"backend-1", "backend-2", "marker"}
+    assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.sock")} == {
+        "backend-1",
+        "backend-2",
+        "marker",
+    }
     emperor_ids = {v["id"].rsplit("/", 1)[-1] for v in emperor_stats(cluster)["vassals"]}
     assert emperor_ids == {"backend-1.ini", "backend-2.ini", "marker.ini"}
 

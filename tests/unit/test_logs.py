@@ -65,9 +65,7 @@ def test_unable_to_load_app_is_the_least_specific_reason(log):
 
 
 def test_python_exception_beats_unable_to_load_app(log):
-    assert (
-        logs.failure_reason(log(CLEAN_START + TRACEBACK)) == "ModuleNotFoundError: No module named 'nosuch'"
-    )
+    assert logs.failure_reason(log(CLEAN_START + TRACEBACK)) == "ModuleNotFoundError: No module named 'nosuch'"
 
 
 def test_strict_mode_directive_beats_python_exception(log):

@@ -29,11 +29,6 @@ def test_unknown_token_raises_naming_it():
     assert "['run']" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_TOKEN_RE only matches [a-z_]+, so a mistyped token ({{Port}}, {{port2}}) is left in the "
-    "output silently instead of raising; nginx -t then fails with a less helpful message",
-)
 @pytest.mark.parametrize("token", ["{{Port}}", "{{port2}}", "{{ listen-addr }}"])
 def test_any_unknown_token_raises(token):
     with pytest.raises(FleetError):

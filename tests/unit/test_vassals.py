@@ -187,11 +187,6 @@ def test_fleet_owned_options_are_a_problem_with_the_line(key):
     assert problem.fix == "remove this line"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FLEET_OWNED misses options that bind a second socket or move the log "
-    "(all listed by `uwsgi --help` of the pinned uWSGI 2.0.31)",
-)
 @pytest.mark.parametrize(
     "key",
     [
@@ -240,11 +235,6 @@ def test_counts_must_be_positive_whole_numbers(key, value):
     assert repr(value) in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`value.isdigit()` accepts non-ASCII digits: '²' makes int() raise ValueError out of parse(); "
-    "'١' passes as valid though uWSGI's C number parsing reads it as 0",
-)
 @pytest.mark.parametrize("value", ["²", "١"])
 def test_non_ascii_digits_are_not_a_count(value):
     vf = parse(f"[uwsgi]\nprocesses = {value}\n")
@@ -255,14 +245,9 @@ def test_a_positive_count_is_valid():
     assert parse("[uwsgi]\nprocesses = 8\nthreads = 1\n", known_options=KNOWN).valid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_parse_ini numbers lines with str.splitlines(), which also breaks at \\f, \\v, \\x1c-\\x1e, "
-    "\\x85, U+2028/2029 and a lone \\r: every line after one is reported one too far down",
-)
 def test_line_numbers_count_newlines_only():
-    vf = parse("[uwsgi] ; form feed \x0c here\nsocket = /tmp/x\n")
-    assert only_problem(vf).line == 2
+    vf = parse("[uwsgi]\n; form feed \x0c here\nsocket = /tmp/x\n")
+    assert [p.line for p in vf.problems] == [3]
 
 
 # ---- module check -----------------------------------------------------------------------------------
