@@ -76,9 +76,8 @@ class Cluster:
         )
         if check and proc.returncode != 0:
             command = " ".join(args)
-            raise AssertionError(
-                f"fleet {command} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n{self.logs()}"
-            )
+            output = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            raise AssertionError(f"fleet {command} exited {proc.returncode}\n{output}\n{self.logs()}")
         return proc
 
     def up(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
