@@ -105,9 +105,7 @@ class ComposeCluster:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"`{' '.join(proc.args)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
+            raise AssertionError(f"`{' '.join(proc.args)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def logs(self) -> str:
@@ -123,6 +121,32 @@ class ComposeCluster:
         assert cid, f"no container for service {service}"
         out = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]
+
+    def exited(self) -> list[str]:
+        """Containers of this project that have stopped running."""
+        out = subprocess.run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}: {{.Status}}",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--filter",
+                "status=exited",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.split("\n")[:-1]
+
+    def first_answer(self) -> dict | None:
+        """`backend()`, but fail at once if a container has exited: it will not come back."""
+        exited = self.exited()
+        if exited:
+            raise AssertionError(f"containers exited while starting: {exited}")
+        return self.backend()
 
     def get(self, path: str = "/", timeout: float = 10.0) -> requests.Response:
         """One request on a new connection, as a fresh client would make it."""

@@ -52,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster]:
         t0 = time.monotonic()
         try:
             c.compose("up", "--detach", "--no-build", timeout=UP_DEADLINE)
-            wait_for("a first 200 through the published port", c.backend, UP_DEADLINE)
+            wait_for("a first 200 through the published port", c.first_answer, UP_DEADLINE)
         except (AssertionError, subprocess.TimeoutExpired):
             print(f"compose logs:\n{c.logs()}")  # shown with the failed setup
             raise

@@ -163,7 +163,7 @@ def test_touched_it_reloads_with_zero_failed_requests(stack: ComposeCluster) -> 
         wait_for("answers after the reload", lambda: len(load.since(first_new)) >= 20 * CLIENTS, 30)
     print(f"\ntouch to reloaded answers: {first_new - touched:.2f}s, {len(load.answers)} requests")
     assert load.failures == [], f"{len(load.failures)} failed requests during a reload: {load.failures[:5]}"
-    served = {body["backend"] for body in load.answers}
+    served = {body["backend"] for _, body in load.answers}
     assert NEW in served and len(served) > 1, served
 
 
