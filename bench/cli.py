@@ -62,12 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections of: {', '.join(SECTIONS)}"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="short smoke run (results in bench/results/quick/)"
-    )
-    parser.add_argument(
-        "--root", type=Path, default=ROOT, help="the fleet tree to benchmark (default: this checkout)"
-    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run (results in bench/results/quick/)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the fleet tree to benchmark (default: this checkout)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -95,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers (another user) must reach the clusters' sockets in here
         for section in only:
             t0 = time.monotonic()
             log(f"== {section}")

@@ -17,9 +17,7 @@ from pathlib import Path
 
 from bench import procs as P
 
-IGNORED = shutil.ignore_patterns(
-    ".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache"
-)
+IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
 
 
 def copy_tree(src: Path, dest: Path) -> Path:
@@ -83,7 +81,7 @@ class Cluster:
     def up(self, timeout: float = 300.0) -> float:
         """`fleet up --detach`; returns the seconds it took (it returns once every vassal is healthy)."""
         started = time.monotonic()
-        out = self.cli("up", "--port", str(self.port), "--detach", timeout=timeout)
+        out = self.cli("up", "--port", str(self.port), "--detach", "--timeout", str(timeout), timeout=timeout + 30)
         took = time.monotonic() - started
         if out.returncode != 0:
             raise RuntimeError(f"fleet up failed (rc={out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -128,9 +126,7 @@ class Cluster:
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             try:
-                cmdline = (
-                    Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                )
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 cwd = os.readlink(f"/proc/{entry}/cwd")
             except OSError:
                 continue

@@ -105,9 +105,7 @@ def _wait_gone(cluster: Cluster, name: str) -> None:
 # ---- the Emperor alone --------------------------------------------------------------------------
 
 
-def emperor_trials(
-    procs: Procs, app_dir: Path, work: Path, trials: int, log: Log, freq: int = 3
-) -> list[dict]:
+def emperor_trials(procs: Procs, app_dir: Path, work: Path, trials: int, log: Log, freq: int = 3) -> list[dict]:
     """The Emperor at emperor-freq `freq` (its default: 3), no control plane, polled over the socket."""
     vassals = work / "vassals"
     socks = work / "sockets"

@@ -63,8 +63,7 @@ def uwsgi_packet(path: str = "/") -> bytes:
         "HTTP_HOST": "localhost",
     }
     body = b"".join(
-        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
-        for k, v in env.items()
+        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode() for k, v in env.items()
     )
     return struct.pack("<BHB", 0, len(body), 0) + body
 

@@ -26,6 +26,7 @@ class Tuning:
     access_log: str = "on"  # "on", "buffered" (buffer=64k flush=2s) or "off"
     buffering: bool = True
     workers: str = "auto"
+    balance: str = ""  # "" (round robin) or "least_conn"
 
 
 def render(prefix: Path, port: int, upstream: str, location: str, tuning: Tuning = Tuning()) -> str:
@@ -62,8 +63,10 @@ http {{
 """
 
 
-def upstream_block(name: str, servers: list[str]) -> str:
+def upstream_block(name: str, servers: list[str], balance: str = "") -> str:
     lines = [f"    upstream {name} {{"]
+    if balance:
+        lines.append(f"        {balance};")
     lines += [f"        server {server};" for server in servers]
     lines.append("    }")
     return "\n".join(lines)

@@ -23,9 +23,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(
-    predicate: Callable[[], object], timeout: float, interval: float = 0.02, what: str = ""
-) -> object:
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "") -> object:
     """Poll `predicate` until it returns something truthy; raise TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -85,8 +85,7 @@ def tuning_md(tu: dict) -> list[str]:
     for r in tu.get("rows", []):
         gain = r.get("gain") or {}
         g = (
-            f"{(gain['median'] - 1) * 100:+.1f}% "
-            f"({(gain['min'] - 1) * 100:+.0f}..{(gain['max'] - 1) * 100:+.0f})"
+            f"{(gain['median'] - 1) * 100:+.1f}% ({(gain['min'] - 1) * 100:+.0f}..{(gain['max'] - 1) * 100:+.0f})"
             if gain
             else "-"
         )
@@ -124,8 +123,7 @@ def reload_md(rl: dict) -> list[str]:
         "16 concurrent clients, a new connection per request, every request recorded; numbers cover the "
         "whole run (before, during and after the events); 'during' = the seconds after each event.",
         "",
-        "| backends | event | requests | failed | p50 ms | p99 ms | max ms | during: p99 / max ms "
-        "| back in |",
+        "| backends | event | requests | failed | p50 ms | p99 ms | max ms | during: p99 / max ms | back in |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     names = {"touch": "touch vassal file", "rolling": "fleet reload --all", "kill9": "kill -9 vassal master"}
@@ -323,9 +321,7 @@ def _plot_reload(plt, rl: dict):
         if ok:
             ax.scatter([p[0] for p in ok], [p[1] for p in ok], s=2, alpha=0.4, color="#1f77b4")
         if bad:
-            ax.scatter(
-                [p[0] for p in bad], [p[1] for p in bad], s=12, color="#d62728", marker="x", label="failed"
-            )
+            ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=12, color="#d62728", marker="x", label="failed")
             ax.legend(loc="upper right", fontsize=7)
         for ev in s["events"]:
             ax.axvline(ev["at"], color="#7f7f7f", linestyle="--", linewidth=1)

@@ -138,9 +138,7 @@ class Stacks:
             proxy_pass      http://my_servers;
             proxy_redirect  default;
         }}"""
-        N.start(
-            self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-tutorial"
-        )
+        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-tutorial")
         self._wait_http(port, "tutorial nginx")
         return Target("tutorial", "tutorial: nginx proxy_pass -> 2 x uWSGI http=", port)
 
@@ -156,9 +154,7 @@ class Stacks:
             f"--pid={d / 'gunicorn.pid'}",
             "wsgi:application",
         ]
-        self.procs.start(
-            argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"}
-        )
+        self.procs.start(argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"})
         wait_until(sock.exists, 60, 0.1, "gunicorn socket")
         port = free_port()
         upstream = N.upstream_block("app_server", [f"unix:{sock}"])
@@ -169,9 +165,7 @@ class Stacks:
             proxy_redirect off;
             proxy_pass http://app_server;
         }"""
-        N.start(
-            self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-gunicorn"
-        )
+        N.start(self.procs, d / "nginx", N.render(d / "nginx", port, upstream, location), port, "nginx-gunicorn")
         self._wait_http(port, "gunicorn via nginx")
         return Target("gunicorn", "nginx proxy_pass -> gunicorn sync x 2", port)
 
@@ -216,7 +210,7 @@ class Stacks:
         for sock in socks:
             self._wait_uwsgi(sock, f"lab socket {sock}")
         port = free_port()
-        upstream = N.upstream_block("lab", [f"unix:{s}" for s in socks])
+        upstream = N.upstream_block("lab", [f"unix:{s}" for s in socks], variant.nginx.balance)
         buffering = "" if variant.nginx.buffering else "\n            uwsgi_buffering off;"
         location = f"""        location / {{
             {N.uwsgi_params()}
@@ -251,6 +245,7 @@ class LabVariant:
             "nginx_access_log": self.nginx.access_log,
             "nginx_uwsgi_buffering": self.nginx.buffering,
             "nginx_workers": self.nginx.workers,
+            "nginx_balance": self.nginx.balance or "round-robin",
         }
 
 
@@ -275,12 +270,16 @@ def lab_ladder() -> list[LabVariant]:
             nginx=N.Tuning("buffered"),
         ),
         LabVariant("5", "3 + nginx access_log off", "3", **fleet_uwsgi, nginx=off),
-        LabVariant(
-            "6", "5 + uwsgi_buffering off", "5", **fleet_uwsgi, nginx=N.Tuning("off", buffering=False)
-        ),
-        LabVariant(
-            "7", "5 with nginx worker_processes 1", "5", **fleet_uwsgi, nginx=N.Tuning("off", workers="1")
-        ),
+        LabVariant("6", "5 + uwsgi_buffering off", "5", **fleet_uwsgi, nginx=N.Tuning("off", buffering=False)),
+        LabVariant("7", "5 with nginx worker_processes 1", "5", **fleet_uwsgi, nginx=N.Tuning("off", workers="1")),
         LabVariant("8", "5 as 1 vassal x 2 processes", "5", vassals=1, processes=2, **fleet_uwsgi, nginx=off),
         LabVariant("9", "5 with threads = 1", "5", request_logging=False, listen=1024, threads=1, nginx=off),
+        LabVariant("10", "5 + upstream least_conn", "5", **fleet_uwsgi, nginx=N.Tuning("off", balance="least_conn")),
+        LabVariant(
+            "11",
+            "4 + upstream least_conn (fleet's nginx)",
+            "4",
+            **fleet_uwsgi,
+            nginx=N.Tuning("buffered", balance="least_conn"),
+        ),
     ]

@@ -29,9 +29,7 @@ def rotate(items: list, k: int) -> list:
     return items[k:] + items[:k]
 
 
-def measure(
-    targets: list[Target], plan: Plan, log: Callable[[str], None] = print
-) -> dict[str, list[WrkResult]]:
+def measure(targets: list[Target], plan: Plan, log: Callable[[str], None] = print) -> dict[str, list[WrkResult]]:
     """wrk each target `plan.rounds` times, interleaved; returns the per-round results by target key."""
     wrk = Wrk(threads=plan.threads, connections=plan.connections)
     try:

@@ -46,8 +46,7 @@ def parse(output: str) -> WrkResult:
         if line.startswith("WRKJSON "):
             data = json.loads(line[len("WRKJSON ") :])
             errors = sum(
-                data[k]
-                for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+                data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
             )
             return WrkResult(
                 rps=data["requests"] / (data["duration_us"] / 1e6),
@@ -85,9 +84,7 @@ class Wrk:
             str(self.script),
             url,
         ]
-        out = subprocess.run(
-            argv, capture_output=True, text=True, timeout=seconds + 60, start_new_session=True
-        )
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, start_new_session=True)
         return parse(out.stdout + out.stderr)
 
     def close(self) -> None:
