@@ -47,6 +47,7 @@ class Backend:
     reload_again: bool = False
     probe_failures: int = 0
     ready_at: float | None = None  # healthy, waiting to be routed with its batch
+    file_gone: bool = False
 
     def enter(self, state: str, now: float, error: str = "") -> None:
         if state != self.state:
@@ -63,6 +64,7 @@ class Settings:
     batch_window: float = 3.0  # newly healthy backends wait at most this long for their batch
     emperor_poll: float = 2.0  # how often to read the Emperor's stats when nothing changed
     probe_failures_to_eject: int = 2
+    health_interval: float = 0.5  # how often routed backends are probed (the loop may run more often)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class ControlPlane:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.last_emperor_query = -1e9
+        self.last_health_round = -1e9
         self.emperor: uwsgi.EmperorStats | None = None
         self.uwsgi_options = uwsgi.known_options(uwsgi.binary())
         self.last_state_doc: dict | None = None
@@ -180,7 +183,9 @@ class ControlPlane:
     def _apply_file_changes(self, files: dict, now: float) -> bool:
         changed = False
         for name, b in list(self.backends.items()):
-            if name not in files and b.state != DRAINING:
+            if name not in files and not b.file_gone:
+                # The Emperor must be woken for this one too (after `fleet rm` drained it first).
+                b.file_gone = True
                 b.enter(DRAINING, now)
                 changed = True
         for name, mtime_ns in files.items():
@@ -209,6 +214,7 @@ class ControlPlane:
                     b.enter(FAILED, now, parsed.reason())
                     b.ready_at = None
                 elif b.state == DRAINING:
+                    b.file_gone = False
                     b.enter(STARTING, now)  # deleted and dropped in again
                 elif b.state in (FAILED, STARTING):
                     if b.state == FAILED:
@@ -286,13 +292,16 @@ class ControlPlane:
 
     def _observe(self, now: float) -> None:
         s = self.settings
+        health_round = now - self.last_health_round >= s.health_interval
+        if health_round:
+            self.last_health_round = now
         for name, b in list(self.backends.items()):
             sock = self.layout.socket(name)
             proc = self.emperor.vassals.get(name) if self.emperor else None
             blacklisted = self.emperor.blacklist.get(name) if self.emperor else None
             if b.state == DRAINING:
                 gone = self.emperor is not None and proc is None and not sock.exists()
-                if gone or now - b.since > s.reload_timeout:
+                if b.file_gone and (gone or now - b.since > s.reload_timeout):
                     del self.backends[name]
                     self._forget_drain_request(name)
                     log.info("%s: removed", name)
@@ -311,6 +320,8 @@ class ControlPlane:
                     b.enter(FAILED, now, self._reason(name, "exited during reload"))
                 elif now - b.since > s.reload_timeout:
                     b.enter(FAILED, now, self._reason(name, f"reload not finished after {s.reload_timeout:.0f} s"))
+            elif not health_round:
+                continue  # healthy and failed backends are checked at the health interval
             elif b.state == HEALTHY:
                 if uwsgi.probe(sock, timeout=1.0):
                     b.probe_failures = 0

@@ -149,13 +149,12 @@ def test_down_completes_in_flight_requests(cluster):
     clients = [threading.Thread(target=slow) for _ in range(4)]
     for t in clients:
         t.start()
-    cluster.wait_for(
-        lambda: (
-            sum(w["status"] == "busy" for n in ("backend-1", "backend-2") for w in cluster.stats(n)["workers"]) >= 4
-        ),
-        "slow requests in flight",
-        10,
-    )
+    def in_flight() -> int:
+        """Requests being served now (a worker has 2 threads, so count its cores, not the worker)."""
+        workers = [w for n in ("backend-1", "backend-2") for w in cluster.stats(n)["workers"]]
+        return sum(core.get("in_request", 0) for w in workers for core in w.get("cores", []))
+
+    cluster.wait_for(lambda: in_flight() >= 4, "slow requests in flight", 10)
     cluster.fleet("down")
     for t in clients:
         t.join(timeout=20)
