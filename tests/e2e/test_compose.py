@@ -203,6 +203,26 @@ def test_removed_it_stops_being_served(stack: ComposeCluster) -> None:
     assert not any(answer_from(stack, NEW, tries=1) for _ in range(20))
 
 
+def test_it_comes_back_after_its_containers_were_killed(stack: ComposeCluster) -> None:
+    # A crash, an OOM kill or a host reboot leaves run/ (a volume) as it was; new containers start
+    # with fresh PID namespaces, where the pids recorded there may belong to anything.
+    stack.compose("kill")
+    t0 = time.monotonic()
+    stack.compose("up", "--detach", "--no-build", timeout=180)
+    wait_for("a first 200 after kill and up", stack.first_answer, 120)
+    print(f"\nkill, then up to the first 200: {time.monotonic() - t0:.1f}s")
+    expected = {path.stem for path in stack.vassals.glob("*.ini")}
+    seen: set[str] = set()
+
+    def all_seen() -> bool:
+        body = stack.backend()
+        if body:
+            seen.add(body["backend"])
+        return seen >= expected
+
+    wait_for(f"answers from every backend {sorted(expected)}", all_seen, FILE_OP_DEADLINE, 0)
+
+
 def test_stop_is_graceful(stack: ComposeCluster) -> None:
     result: dict[str, object] = {}
 
