@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import nginx, processes, uwsgi, vassals
-from fleet.control import FAILED, HEALTHY, State
+from fleet.backends import FAILED, HEALTHY
 from fleet.errors import AlreadyRunning, FleetError, NotRunning, Timeout
 from fleet.layout import Layout, write_atomically
 from fleet.logs import Follower
+from fleet.state import State
 
 # The order matters when stopping: the control plane first (no more reloads), then nginx
 # (SIGQUIT: stop accepting, finish in-flight requests), then the Emperor (graceful vassal shutdown).

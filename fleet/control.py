@@ -18,41 +18,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleet import nginx, uwsgi, vassals
+from fleet.backends import DRAINING, FAILED, HEALTHY, RELOADING, STARTING, Backend, wanted_routes
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
 from fleet.logs import failure_reason
 from fleet.upstreams import render
 
 log = logging.getLogger("fleet.control")
-
-STARTING, HEALTHY, RELOADING, DRAINING, FAILED = "starting", "healthy", "reloading", "draining", "failed"
-
-
-@dataclass
-class Backend:
-    """What the control plane knows of one vassal."""
-
-    name: str
-    state: str
-    mtime_ns: int  # the file version the control plane has acted on
-    since: float  # when the backend entered its state (monotonic)
-    error: str = ""
-    routed: bool = False
-    served_mtime_ns: int = 0  # the file version now serving (set when a start or reload completes)
-    old_workers: frozenset[int] = frozenset()
-    reload_again: bool = False
-    probe_failures: int = 0
-    ready_at: float | None = None  # healthy, waiting to be routed with its batch
-    file_gone: bool = False
-
-    def enter(self, state: str, now: float, error: str = "") -> None:
-        if state != self.state:
-            log.info("%s: %s -> %s%s", self.name, self.state, state, f" ({error})" if error else "")
-        self.state, self.since, self.error = state, now, error
 
 
 @dataclass
@@ -385,33 +361,7 @@ class ControlPlane:
     # ---- nginx ---------------------------------------------------------------------------------------
 
     def _wanted_routes(self, now: float, adding: bool) -> set[str]:
-        """Which backends nginx should route to now.
-
-        Removals (draining, failed, reloading with a peer to take its traffic) apply at once. Additions
-        are batched: while any backend is still starting, newly healthy ones wait (at most
-        `batch_window`), so a burst of 50 new files costs one nginx reload, not 50.
-        """
-        keep = set()
-        for name in self.routed_now:
-            b = self.backends.get(name)
-            if b is None or b.state in (DRAINING, FAILED, STARTING):
-                continue
-            keep.add(name)
-        # A reloading backend keeps its traffic only if no other backend can take it.
-        reloading = {n for n in keep if self.backends[n].state == RELOADING}
-        others = keep - reloading
-        if others:
-            keep = others
-        if not adding:
-            return keep
-        ready = {n for n, b in self.backends.items() if b.state == HEALTHY and n not in keep}
-        if not ready:
-            return keep
-        still_starting = any(b.state == STARTING and not b.error for b in self.backends.values())
-        oldest = min(self.backends[n].ready_at or now for n in ready)
-        if still_starting and now - oldest < self.settings.batch_window and keep:
-            return keep
-        return keep | ready
+        return wanted_routes(self.routed_now, self.backends, now, self.settings.batch_window, adding)
 
     def _apply_nginx(self, now: float, adding: bool) -> None:
         wanted = self._wanted_routes(now, adding)
@@ -470,24 +420,6 @@ class ControlPlane:
         self.last_state_doc = comparable
         doc["written_at"] = time.time()
         write_atomically(self.layout.state_file, json.dumps(doc, indent=1) + "\n")
-
-
-@dataclass
-class State:
-    """The control plane's last published state, as read by the CLI."""
-
-    routed: list[str] = field(default_factory=list)
-    backends: dict[str, dict] = field(default_factory=dict)
-    counters: dict = field(default_factory=dict)
-    control_pid: int = 0
-
-    @classmethod
-    def read(cls, layout: Layout) -> State:
-        try:
-            doc = json.loads(layout.state_file.read_text())
-        except (OSError, ValueError):
-            return cls()
-        return cls(doc.get("routed", []), doc.get("backends", {}), doc.get("counters", {}), doc.get("control_pid", 0))
 
 
 def main(layout: Layout) -> int:

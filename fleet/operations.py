@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi, vassals
+from fleet.backends import DRAINING, FAILED, HEALTHY
 from fleet.cluster import Progress, _running
-from fleet.control import DRAINING, FAILED, HEALTHY, State
 from fleet.errors import FleetError, InvalidVassal, NotRunning, Timeout
 from fleet.layout import Layout, write_atomically
+from fleet.state import State
 
 
 def _require_running(layout: Layout) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fleet import uwsgi
 from fleet.cluster import present_vassals
-from fleet.control import State
 from fleet.layout import Layout
+from fleet.state import State
 
 
 @dataclass(frozen=True)

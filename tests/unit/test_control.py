@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fleet import uwsgi
-from fleet.control import DRAINING, FAILED, HEALTHY, RELOADING, STARTING, Backend, ControlPlane, Settings
+from fleet.backends import DRAINING, FAILED, HEALTHY, RELOADING, STARTING, Backend
+from fleet.control import ControlPlane, Settings
 from fleet.errors import MissingTool
 from fleet.layout import Layout
 
