@@ -149,6 +149,7 @@ def test_down_completes_in_flight_requests(cluster):
     clients = [threading.Thread(target=slow) for _ in range(4)]
     for t in clients:
         t.start()
+
     def in_flight() -> int:
         """Requests being served now (a worker has 2 threads, so count its cores, not the worker)."""
         workers = [w for n in ("backend-1", "backend-2") for w in cluster.stats(n)["workers"]]
