@@ -146,14 +146,16 @@ class Progress:
         self.tty = out.isatty()
         self.last = ""
 
-    def show(self, text: str) -> None:
-        if text == self.last:
+    def show(self, text: str, elapsed: float | None = None) -> None:
+        """Show `text` (prefixed with the elapsed time on a terminal, where it is rewritten in place)."""
+        if self.tty:
+            shown = f"[{elapsed:4.1f} s] {text}" if elapsed is not None else text
+            self.out.write("\r\033[K" + shown)
+        elif text != self.last:
+            self.out.write((f"[{elapsed:4.1f} s] {text}" if elapsed is not None else text) + "\n")
+        else:
             return
         self.last = text
-        if self.tty:
-            self.out.write("\r\033[K" + text)
-        else:
-            self.out.write(text + "\n")
         self.out.flush()
 
     def done(self, text: str) -> None:
@@ -190,7 +192,7 @@ def wait_healthy(
             return failed
         waiting = [n for n in names if n not in healthy and n not in failed]
         shown = ", ".join(f"{n} {states[n]}" for n in waiting[:4]) + (" ..." if len(waiting) > 4 else "")
-        progress.show(f"[{elapsed:4.1f} s] {len(healthy)}/{len(names)} healthy; waiting for {shown}")
+        progress.show(f"{len(healthy)}/{len(names)} healthy; waiting for {shown}", elapsed)
         if time.monotonic() > deadline:
             progress.done("")
             raise Timeout(

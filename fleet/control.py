@@ -133,6 +133,8 @@ class ControlPlane:
         self._write_state()
 
     def _emperor_period(self) -> float:
+        if any(b.file_gone for b in self.backends.values()):
+            return 0.25  # a removal is waiting for the Emperor to stop the vassal
         unsettled = any(b.state != HEALTHY for b in self.backends.values())
         return self.settings.emperor_poll if unsettled else 5 * self.settings.emperor_poll
 
@@ -276,8 +278,11 @@ class ControlPlane:
             proc = self.emperor.vassals.get(name) if self.emperor else None
             blacklisted = self.emperor.blacklist.get(name) if self.emperor else None
             if b.state == DRAINING:
-                gone = self.emperor is not None and proc is None and not sock.exists()
+                gone = self.emperor is not None and proc is None
                 if b.file_gone and (gone or now - b.since > s.reload_timeout):
+                    # uWSGI's vacuum misses sockets inherited across a reload: tidy up after it.
+                    for leftover in (sock, self.layout.stats_socket(name)):
+                        leftover.unlink(missing_ok=True)
                     del self.backends[name]
                     self._forget_drain_request(name)
                     log.info("%s: removed", name)

@@ -43,7 +43,7 @@ def _wait(layout: Layout, what: str, done: Callable[[State], str | None], timeou
         if elapsed > timeout:
             progress.done("")
             raise Timeout(f"{what}: not done after {timeout:.0f} s; see `fleet status` and {layout.logs}")
-        progress.show(f"{what}... {elapsed:.1f} s")
+        progress.show(f"{what}...", elapsed)
         time.sleep(0.02)
 
 
