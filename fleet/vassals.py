@@ -154,6 +154,7 @@ def parse(
     problems.extend(syntax)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(_check_options(options, known, app_dir))
+    problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
     return VassalFile(name, path, tuple(options), tuple(problems))
 
 
