@@ -35,28 +35,40 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)  # polling interval, not synchronisation: the probe decides
 
 
+# The two clients docker-compose.yml must work with: Compose v2 (the docker CLI plugin) and Debian's
+# docker-compose 1.29. bin/start-docker installs both.
+CLIENTS = {
+    "compose-v2": (["docker", "compose"], "2."),
+    "docker-compose-v1": (["docker-compose"], "1."),
+}
+
+
 def docker_problem() -> str | None:
-    """Why the e2e tier cannot run here (no docker client, no engine, no compose), or None."""
+    """Why the e2e tier cannot run here (no docker client, no engine), or None."""
     if shutil.which("docker") is None:
         return "no docker client on PATH (bin/start-docker installs Debian's docker.io)"
     info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
     if info.returncode != 0:
         reason = info.stderr.strip()[:300]
         return f"no Docker engine reachable (`docker info` failed; start one with bin/start-docker): {reason}"
-    if compose_command() is None:
-        return "neither `docker compose` (v2) nor `docker-compose` (v1.29) is installed"
     return None
 
 
-def compose_command() -> list[str] | None:
-    """The compose client: $FLEET_COMPOSE if set, else `docker compose` (v2), else `docker-compose`."""
-    if os.environ.get("FLEET_COMPOSE"):
-        return os.environ["FLEET_COMPOSE"].split()
-    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-    if v2.returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
+def client_problem(client: str) -> str | None:
+    """Why compose client `client` (a key of CLIENTS) cannot be used here, or None.
+
+    $FLEET_COMPOSE (e.g. `docker-compose`) restricts the tests to the client that it names.
+    """
+    command, major = CLIENTS[client]
+    chosen = os.environ.get("FLEET_COMPOSE")
+    if chosen and chosen.split() != command:
+        return f"FLEET_COMPOSE={chosen} selects another client than `{' '.join(command)}`"
+    if shutil.which(command[0]) is None:
+        return f"`{' '.join(command)}` is not installed (bin/start-docker installs it)"
+    proc = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=30)
+    version = proc.stdout.strip().lstrip("v")
+    if proc.returncode != 0 or not version.startswith(major):
+        return f"`{' '.join(command)}` is not Compose {major}x here (bin/start-docker installs it): {version}"
     return None
 
 
@@ -117,7 +129,7 @@ class ComposeCluster:
 
     def container(self, service: str) -> dict:
         """`docker inspect` of the service's container."""
-        cid = self.compose("ps", "-q", service).stdout.strip()
+        cid = self.compose("ps", "--all", "-q", service).stdout.strip()
         assert cid, f"no container for service {service}"
         out = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]

@@ -17,9 +17,10 @@ import pytest
 
 from tests.e2e.compose import (
     BUILD_TIMEOUT,
+    CLIENTS,
     UP_DEADLINE,
     ComposeCluster,
-    compose_command,
+    client_problem,
     copy_tree,
     docker_problem,
     free_port,
@@ -27,16 +28,15 @@ from tests.e2e.compose import (
 )
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster]:
-    """A running compose cluster in a copy of the tree; brought down (volumes included) at the end."""
-    problem = docker_problem()
+@pytest.fixture(scope="module", params=sorted(CLIENTS))
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeCluster]:
+    """A running compose cluster in a copy of the tree, for each compose client; brought down at the end."""
+    problem = docker_problem() or client_problem(request.param)
     if problem:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI") == "true" and not os.environ.get("FLEET_COMPOSE"):
             pytest.fail(f"CI=true but the e2e tier cannot run: {problem}")
         pytest.skip(problem)
-    compose = compose_command()
-    assert compose is not None
+    compose = CLIENTS[request.param][0]
     root = copy_tree(tmp_path_factory.mktemp("compose") / "fleet")
     c = ComposeCluster(root, f"fleete2e{uuid.uuid4().hex[:10]}", free_port(), compose)
 
