@@ -34,13 +34,26 @@ COMPONENTS = {
 }
 
 
-def _running(layout: Layout) -> dict[str, int]:
-    """The components recorded by `fleet up` that are still alive."""
-    try:
-        recorded = json.loads(layout.processes_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {name: pid for name, pid in recorded.get("pids", {}).items() if processes.is_alive(pid)}
+def _recorded(paths: list[Path]) -> dict[str, tuple[int, int | None]]:
+    """{component: (pid, start time)} from the records `fleet up` wrote."""
+    found: dict[str, tuple[int, int | None]] = {}
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for name, pid in doc.get("pids", {}).items():
+            found[name] = (int(pid), doc.get("started", {}).get(name))
+    return found
+
+
+def running(layout: Layout) -> dict[str, int]:
+    """The components recorded by `fleet up` that still run (the same processes, not reused pids)."""
+    return {
+        name: pid
+        for name, (pid, started) in _recorded(layout.processes_files()).items()
+        if processes.is_same(pid, started)
+    }
 
 
 def _check_port(listen: str, port: int) -> None:
@@ -77,14 +90,17 @@ def _check_reachable(layout: Layout, group: str) -> None:
         path = path.parent
 
 
-def _prepare(layout: Layout, port: int, listen: str, parts: tuple[str, ...]) -> list[str]:
+def _prepare(layout: Layout, port: int, listen: str, component: str) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
+    parts = COMPONENTS[component]
     layout.make_run_dirs()
     (layout.run / "drain").mkdir(exist_ok=True)
-    for stale in (layout.state_file, layout.processes_file):
-        stale.unlink(missing_ok=True)
-    for leftover in (layout.run / "drain").iterdir():
-        leftover.unlink()
+    # Each component cleans only what it owns: in compose, the other one may be running.
+    layout.processes_file(component).unlink(missing_ok=True)
+    if "control" in parts:
+        layout.state_file.unlink(missing_ok=True)
+        for leftover in (layout.run / "drain").iterdir():
+            leftover.unlink()
     extra: list[str] = []
     group = _socket_group()
     if group:
@@ -120,14 +136,14 @@ def _start(layout: Layout, parts: tuple[str, ...], emperor_args: list[str]) -> d
     return started
 
 
-def _record(layout: Layout, started: dict[str, subprocess.Popen], port: int, listen: str) -> None:
+def _record(layout: Layout, component: str, started: dict[str, subprocess.Popen], port: int, listen: str) -> None:
     doc = {
         "pids": {name: p.pid for name, p in started.items()},
+        "started": {name: processes.start_time(p.pid) for name, p in started.items()},
         "port": port,
         "listen": listen,
-        "fleet_pid": os.getpid(),
     }
-    write_atomically(layout.processes_file, json.dumps(doc, indent=1) + "\n")
+    write_atomically(layout.processes_file(component), json.dumps(doc, indent=1) + "\n")
 
 
 def present_vassals(layout: Layout) -> list[str]:
@@ -219,16 +235,16 @@ def up(
     out: TextIO = sys.stdout,
 ) -> int:
     parts = COMPONENTS[component]
-    running = _running(layout)
-    if running:
+    already = {name: pid for name, pid in running(layout).items() if name in parts}
+    if already:
         raise AlreadyRunning(
-            f"this cluster is already up ({', '.join(f'{k} pid {v}' for k, v in running.items())}). "
+            f"this cluster is already up ({', '.join(f'{k} pid {v}' for k, v in already.items())}). "
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    emperor_args = _prepare(layout, port, listen, parts)
+    emperor_args = _prepare(layout, port, listen, component)
     started = _start(layout, parts, emperor_args)
-    _record(layout, started, port, listen)
+    _record(layout, component, started, port, listen)
     names = present_vassals(layout)
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
@@ -279,20 +295,21 @@ def _foreground(layout: Layout, started: dict[str, subprocess.Popen], out: TextI
 
 def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     """Stop what `fleet up` started, in order, gracefully; SIGKILL only what overstays its timeout."""
-    try:
-        recorded = json.loads(layout.processes_file.read_text()).get("pids", {})
-    except (OSError, ValueError):
-        recorded = {}
-    if not recorded:
-        # No record (e.g. it was deleted): fall back on the pid files the components write themselves.
+    records = layout.processes_files()
+    alive = running(layout)
+    if not records:
+        # No record (e.g. it was deleted): fall back on the pid files the components write themselves,
+        # if they still name this cluster's processes.
         for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
             try:
-                recorded[name] = int(pidfile.read_text().strip())
+                pid = int(pidfile.read_text().strip())
+                if str(layout.root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    alive[name] = pid
             except (OSError, ValueError):
                 pass
-    alive = {name: pid for name, pid in recorded.items() if processes.is_alive(pid)}
     if not alive:
-        layout.processes_file.unlink(missing_ok=True)
+        for record in records:
+            record.unlink(missing_ok=True)
         if quiet:
             return 0
         raise NotRunning(f"the cluster at {layout.root} is not running (nothing to stop)")
@@ -305,7 +322,8 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
             out.flush()
         if not processes.stop(pid, sig, timeout) and not quiet:
             out.write(f"fleet: {name} did not stop within {timeout:.0f} s; killed it\n")
-    layout.processes_file.unlink(missing_ok=True)
+    for record in records:
+        record.unlink(missing_ok=True)
     layout.state_file.unlink(missing_ok=True)
     if not quiet:
         out.write("fleet: stopped\n")

@@ -262,7 +262,9 @@ class ControlPlane:
         """SIGURG makes the Emperor forget its failing vassals, so a fixed file starts at once."""
         try:
             pid = int(self.layout.emperor_pid.read_text().strip())
-            os.kill(pid, signal.SIGURG)
+            # In compose the Emperor runs in another container: its pid means nothing here.
+            if str(self.layout.emperor_ini).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGURG)
         except (OSError, ValueError):
             pass
 

@@ -92,9 +92,12 @@ class Layout:
     def state_file(self) -> Path:
         return self.run / "state.json"
 
-    @property
-    def processes_file(self) -> Path:
-        return self.run / "processes.json"
+    def processes_file(self, component: str) -> Path:
+        """What `fleet up --component X` started (one file each: containers share run/)."""
+        return self.run / f"processes-{component}.json"
+
+    def processes_files(self) -> list[Path]:
+        return sorted(self.run.glob("processes-*.json"))
 
     def vassal_file(self, name: str) -> Path:
         return self.vassals / f"{name}.ini"

@@ -15,14 +15,14 @@ from typing import TextIO
 
 from fleet import processes, uwsgi, vassals
 from fleet.backends import DRAINING, FAILED, HEALTHY
-from fleet.cluster import Progress, _running
+from fleet.cluster import Progress, running
 from fleet.errors import FleetError, InvalidVassal, NotRunning, Timeout
 from fleet.layout import Layout, write_atomically
 from fleet.state import State
 
 
 def _require_running(layout: Layout) -> None:
-    if "control" not in _running(layout):
+    if "control" not in running(layout):
         raise NotRunning(f"the cluster at {layout.root} is not running: start it with `fleet up --detach`")
 
 

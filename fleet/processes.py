@@ -23,6 +23,22 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Pa
         )
 
 
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot): with the pid, it names one process for sure.
+
+    A pid alone does not: pids are reused, and a container's run/ volume outlives its pid namespace.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_same(pid: int, started: int | None) -> bool:
+    """True if `pid` is alive and is the process that started at `started`."""
+    return is_alive(pid) and (started is None or start_time(pid) == started)
+
+
 def is_alive(pid: int) -> bool:
     """True if `pid` runs (a zombie waiting to be reaped counts as gone)."""
     try:

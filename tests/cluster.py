@@ -49,8 +49,8 @@ class Cluster:
 
     @classmethod
     def create(cls, parent: Path, vassal_files: dict[str, str] | None = None) -> Cluster:
-        root = parent / f"cluster-{free_port()}"
-        root.mkdir()
+        root = Path(tempfile.mkdtemp(prefix="cluster-", dir=parent))
+        root.chmod(0o755)
         for name in COPIED:
             src = REPO / name
             if src.is_dir():
@@ -91,7 +91,7 @@ class Cluster:
 
     def pids(self) -> dict[str, int]:
         try:
-            return json.loads((self.run_dir / "processes.json").read_text())["pids"]
+            return json.loads((self.run_dir / "processes-all.json").read_text())["pids"]
         except (OSError, ValueError, KeyError):
             return {}
 
