@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -17,10 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import hotadd, machine, reload, report, scale, throughput
+from bench import hotadd, machine, reload, report, scale, stats, throughput
 from bench.cluster import Cluster, copy_tree, fleet_available
 from bench.procs import Procs, free_port
-from bench.servers import Stacks, lab_ladder, tool
+from bench.servers import FLEET_LAB, Stacks, lab_variants, tool
 
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +42,15 @@ class Config:
 FULL = Config(
     rounds=5,
     seconds=5,
-    tuning_rounds=3,
-    tuning_seconds=4,
+    tuning_rounds=4,
+    tuning_seconds=2,
     trials=20,
     repeats=2,
     sizes=(1, 5, 20, 50),
     idle_seconds=10,
 )
 QUICK = Config(
-    rounds=2, seconds=2, tuning_rounds=1, tuning_seconds=2, trials=4, repeats=1, sizes=(1, 5), idle_seconds=3
+    rounds=2, seconds=2, tuning_rounds=1, tuning_seconds=1, trials=4, repeats=1, sizes=(1, 5), idle_seconds=3
 )
 
 
@@ -94,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         work.chmod(0o755)  # nginx's workers (another user) must reach the clusters' sockets in here
         for section in only:
             t0 = time.monotonic()
-            log(f"== {section}")
+            load_before = os.getloadavg()[0]
+            log(f"== {section} (load average {load_before:.2f})")
             try:
                 results[section] = RUNNERS[section](root, work / section, cfg, has_fleet)
                 results[section]["seconds"] = round(time.monotonic() - t0, 1)
+                # Other work on the machine skews everything: say how busy it was.
+                results[section]["loadavg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             except KeyboardInterrupt:
                 log("interrupted: stopping everything this run started")
                 return 130
@@ -162,16 +166,26 @@ def run_tuning(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     plan = throughput.Plan(rounds=cfg.tuning_rounds, seconds=cfg.tuning_seconds)
     with Procs() as procs:
         stacks = Stacks(procs, root, work)
-        targets = [stacks.lab(v) for v in lab_ladder()]
-        log(f"  {len(targets)} variants up; {plan.rounds} rounds of {plan.seconds:.0f} s")
-        res = throughput.measure(targets, plan, log)
-    rows = throughput.summarize(targets, res)
-    for row in rows:
-        base = row["detail"].get("base")
-        if base is not None:
-            row["vs"] = f"lab-{base}"
-            row["gain"] = throughput.paired_ratio(res, row["key"], f"lab-{base}")
+        base = stacks.lab(FLEET_LAB)
+        variants = [stacks.lab(v) for v in lab_variants()]
+        log(f"  fleet's settings vs {len(variants)} one-change variants; {plan.rounds} pairs of {plan.seconds:.0f} s")
+        runs, ratios = throughput.measure_pairs(base, variants, plan, log)
+    rows = throughput.summarize([base, *variants], runs)
+    for row in rows[1:]:
+        r = ratios[row["key"]]
+        row["vs"] = base.key
+        row["gain"] = {"median": stats.median(r), "min": min(r), "max": max(r), "pairs": r}
+        paired = zip(runs[row["key"]], _base_runs_for(runs, base.key, row["key"], variants), strict=False)
+        row["p99_vs_base"] = stats.median([v.p99_ms / b.p99_ms for v, b in paired if b.p99_ms])
     return {"plan": plan.__dict__, "rows": rows}
+
+
+def _base_runs_for(runs: dict, base: str, key: str, variants: list) -> list:
+    """The base's runs that were paired with `key` (the base's runs are pooled in variant order)."""
+    keys = [v.key for v in variants]
+    n = len(keys)
+    i = keys.index(key)
+    return runs[base][i::n]
 
 
 def run_hotadd(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:

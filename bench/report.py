@@ -75,11 +75,14 @@ def throughput_md(tp: dict) -> list[str]:
 
 
 def tuning_md(tu: dict) -> list[str]:
+    plan = tu.get("plan", {})
     lines = [
-        "fleet's data path assembled by hand (nginx uwsgi_pass -> 2 workers over unix sockets, no Emperor), "
-        "one change at a time; gain = paired ratio to the variant it changes, median over rounds.",
+        "fleet's data path assembled by hand (nginx uwsgi_pass -> 2 vassals x 1 process over unix sockets, no "
+        "Emperor), at fleet's settings and with one change each. Every variant runs in "
+        f"{plan.get('rounds')} back-to-back pairs of {plan.get('seconds')} s with fleet's settings; change = "
+        "median of the per-pair req/s ratios (min..max).",
         "",
-        "| variant | req/s | p50 ms | p99 ms | vs | gain |",
+        "| variant | req/s | p50 ms | p99 ms | req/s change | p99 change |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in tu.get("rows", []):
@@ -87,12 +90,10 @@ def tuning_md(tu: dict) -> list[str]:
         g = (
             f"{(gain['median'] - 1) * 100:+.1f}% ({(gain['min'] - 1) * 100:+.0f}..{(gain['max'] - 1) * 100:+.0f})"
             if gain
-            else "-"
+            else "(reference)"
         )
-        lines.append(
-            f"| {r['key']}: {r['label']} | {_f(r['rps_median'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r.get('vs', '-')} | {g} |"
-        )
+        p99 = f"{(r['p99_vs_base'] - 1) * 100:+.0f}%" if r.get("p99_vs_base") else "-"
+        lines.append(f"| {r['label']} | {_f(r['rps_median'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {g} | {p99} |")
     return lines
 
 
@@ -258,16 +259,19 @@ def _plot_throughput(plt, tp: dict):
 
 
 def _plot_tuning(plt, tu: dict):
-    rows = [{**r, "label": f"{r['key']}: {r['label']}"} for r in tu["rows"]]
+    rows = [r for r in tu["rows"] if r.get("gain")]
+    if not rows:
+        return None
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
     labels = [r["label"] for r in rows][::-1]
-    med = [r["rps_median"] for r in rows][::-1]
-    ax.barh(labels, med, color="#1f77b4")
-    for y, (m, r) in enumerate(zip(med, rows[::-1], strict=False)):
-        ax.text(m, y, f"  {m:,.0f}  p99 {r['p99_ms']:.1f} ms", va="center", fontsize=8)
-    ax.set_xlim(0, max(med) * 1.35)
-    ax.set_xlabel("requests/s (median over rounds)")
-    ax.set_title("fleet's data path, one change at a time")
+    med = [(r["gain"]["median"] - 1) * 100 for r in rows][::-1]
+    lo = [(r["gain"]["median"] - r["gain"]["min"]) * 100 for r in rows][::-1]
+    hi = [(r["gain"]["max"] - r["gain"]["median"]) * 100 for r in rows][::-1]
+    colors = ["#2ca02c" if m > 0 else "#d62728" for m in med]
+    ax.barh(labels, med, xerr=[lo, hi], color=colors, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("req/s change vs fleet's settings, % (median of pairs; bars: min-max)")
+    ax.set_title("one change at a time to fleet's data path")
     return fig
 
 

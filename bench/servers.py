@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import http
@@ -224,19 +224,19 @@ class Stacks:
 
 @dataclass(frozen=True)
 class LabVariant:
+    """One configuration of fleet's data path; the defaults are fleet's own settings."""
+
     key: str
     label: str
-    base: str | None = None  # the variant this one changes one thing of
     vassals: int = 2
     processes: int = 1
-    threads: int = 1
-    listen: int = 100
-    request_logging: bool = True
-    nginx: N.Tuning = N.Tuning()
+    threads: int = 2
+    listen: int = 1024
+    request_logging: bool = False
+    nginx: N.Tuning = N.Tuning(access_log="buffered")
 
     def describe(self) -> dict:
         return {
-            "base": self.base,
             "vassals": self.vassals,
             "processes": self.processes,
             "threads": self.threads,
@@ -249,37 +249,21 @@ class LabVariant:
         }
 
 
-def lab_ladder() -> list[LabVariant]:
-    """Each variant changes one thing of its `base`, so the ratio between the two is that change's price.
+FLEET_LAB = LabVariant("fleet", "fleet's settings: threads 2, listen 1024, no uWSGI request log, nginx log buffered")
 
-    Steps 0-3 add uWSGI options one at a time; step 3 is fleet's [vassal] defaults, step 4 adds fleet's
-    nginx logging; 5-8 try the nginx side and the split of the 2 workers.
-    """
-    fleet_uwsgi = {"request_logging": False, "listen": 1024, "threads": 2}
-    off = N.Tuning(access_log="off")
+
+def lab_variants() -> list[LabVariant]:
+    """Each variant changes one thing of fleet's settings (FLEET_LAB): measured in pairs against it."""
+    f = FLEET_LAB
+    nginx = f.nginx
     return [
-        LabVariant("0", "uWSGI + nginx defaults (2 vassals x 1 process)"),
-        LabVariant("1", "+ uWSGI disable-logging", "0", request_logging=False),
-        LabVariant("2", "+ listen = 1024", "1", request_logging=False, listen=1024),
-        LabVariant("3", "+ threads = 2 (fleet's [vassal] options)", "2", **fleet_uwsgi),
-        LabVariant(
-            "4",
-            "3 + nginx access_log buffer=64k (fleet's nginx)",
-            "3",
-            **fleet_uwsgi,
-            nginx=N.Tuning("buffered"),
-        ),
-        LabVariant("5", "3 + nginx access_log off", "3", **fleet_uwsgi, nginx=off),
-        LabVariant("6", "5 + uwsgi_buffering off", "5", **fleet_uwsgi, nginx=N.Tuning("off", buffering=False)),
-        LabVariant("7", "5 with nginx worker_processes 1", "5", **fleet_uwsgi, nginx=N.Tuning("off", workers="1")),
-        LabVariant("8", "5 as 1 vassal x 2 processes", "5", vassals=1, processes=2, **fleet_uwsgi, nginx=off),
-        LabVariant("9", "5 with threads = 1", "5", request_logging=False, listen=1024, threads=1, nginx=off),
-        LabVariant("10", "5 + upstream least_conn", "5", **fleet_uwsgi, nginx=N.Tuning("off", balance="least_conn")),
-        LabVariant(
-            "11",
-            "4 + upstream least_conn (fleet's nginx)",
-            "4",
-            **fleet_uwsgi,
-            nginx=N.Tuning("buffered", balance="least_conn"),
-        ),
+        replace(f, key="uwsgi-log", label="uWSGI request logging on (uWSGI's default)", request_logging=True),
+        replace(f, key="listen-100", label="listen = 100 (uWSGI's default)", listen=100),
+        replace(f, key="threads-1", label="threads = 1", threads=1),
+        replace(f, key="log-off", label="nginx access_log off", nginx=replace(nginx, access_log="off")),
+        replace(f, key="log-unbuffered", label="nginx access_log unbuffered", nginx=replace(nginx, access_log="on")),
+        replace(f, key="no-buffering", label="nginx uwsgi_buffering off", nginx=replace(nginx, buffering=False)),
+        replace(f, key="nginx-1-worker", label="nginx worker_processes 1", nginx=replace(nginx, workers="1")),
+        replace(f, key="least-conn", label="nginx upstream least_conn", nginx=replace(nginx, balance="least_conn")),
+        replace(f, key="1x2", label="1 vassal x 2 processes (one shared socket)", vassals=1, processes=2),
     ]

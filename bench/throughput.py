@@ -85,3 +85,34 @@ def paired_ratio(results: dict[str, list[WrkResult]], a: str, b: str) -> dict[st
     if not ratios:
         return {}
     return {"median": stats.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def measure_pairs(
+    base: Target, variants: list[Target], plan: Plan, log: Callable[[str], None] = print
+) -> tuple[dict[str, list[WrkResult]], dict[str, list[float]]]:
+    """Each variant against `base` in back-to-back pairs (order alternating), `plan.rounds` pairs each.
+
+    A pair is measured within seconds, so the ratio inside it is robust to the slow drift of a shared
+    machine. Returns all runs by key (the base's pooled) and each variant's per-pair ratios.
+    """
+    wrk = Wrk(threads=plan.threads, connections=plan.connections)
+    try:
+        for t in (base, *variants):
+            wrk.run(t.url, plan.warmup)
+        runs: dict[str, list[WrkResult]] = {t.key: [] for t in (base, *variants)}
+        ratios: dict[str, list[float]] = {t.key: [] for t in variants}
+        for r in range(plan.rounds):
+            for v in variants:
+                pair = (base, v) if (r % 2 == 0) else (v, base)
+                got = {t.key: wrk.run(t.url, plan.seconds) for t in pair}
+                runs[base.key].append(got[base.key])
+                runs[v.key].append(got[v.key])
+                ratios[v.key].append(got[v.key].rps / got[base.key].rps if got[base.key].rps else float("nan"))
+                log(
+                    f"  pair {r + 1}/{plan.rounds} {v.key:<15} {got[v.key].rps:8.0f} vs {got[base.key].rps:8.0f} req/s"
+                    f" ({(ratios[v.key][-1] - 1) * 100:+5.1f}%)  p99 {got[v.key].p99_ms:6.2f} vs "
+                    f"{got[base.key].p99_ms:6.2f} ms"
+                )
+        return runs, ratios
+    finally:
+        wrk.close()
