@@ -40,8 +40,8 @@ class Config:
 
 
 FULL = Config(
-    rounds=5,
-    seconds=5,
+    rounds=8,
+    seconds=3,
     tuning_rounds=4,
     tuning_seconds=2,
     trials=20,

@@ -60,16 +60,18 @@ def throughput_md(tp: dict) -> list[str]:
     plan = tp.get("plan", {})
     lines = [
         f"wrk -t{plan.get('threads', 2)} -c{plan.get('connections', 64)}, {plan.get('rounds')} alternating "
-        f"rounds of {plan.get('seconds')} s per stack; median (min-max) over rounds.",
+        f"rounds of {plan.get('seconds')} s per stack; median (min-max) over rounds. 'busy' = share of "
+        "the machine's CPUs busy with other work just before a run (median; each run waits up to 5 s for it "
+        "to fall under 30%).",
         "",
-        "| stack | req/s | spread | p50 ms | p99 ms | max ms | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| stack | req/s | spread | p50 ms | p99 ms | max ms | errors | busy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in tp.get("rows", []):
         lines.append(
             f"| {r['label']} | {_f(r['rps_median'])} ({_f(r['rps_min'])}-{_f(r['rps_max'])}) "
             f"| {r['rps_spread'] * 100:.0f}% | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.0f} "
-            f"| {r['errors']} |"
+            f"| {r['errors']} | {r.get('background_busy', 0) * 100:.0f}% |"
         )
     return lines
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench import stats
 from bench.servers import Target
@@ -22,6 +22,33 @@ class Plan:
     warmup: float = 1.0
     connections: int = 64
     threads: int = 2
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def background_busy(seconds: float = 0.3) -> float:
+    """Fraction of all CPUs busy over `seconds` while no load is sent: other work on the machine."""
+    busy0, total0 = _cpu_times()
+    time.sleep(seconds)
+    busy1, total1 = _cpu_times()
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+
+def wait_quiet(threshold: float = 0.3, max_wait: float = 5.0) -> float:
+    """Wait (at most `max_wait` s) for other work to leave the CPUs below `threshold` busy; returns the last reading.
+
+    On a shared machine this keeps most runs out of other people's bursts; the reading is recorded.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = background_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = background_busy()
+    return busy
 
 
 def rotate(items: list, k: int) -> list:
@@ -38,13 +65,15 @@ def measure(targets: list[Target], plan: Plan, log: Callable[[str], None] = prin
         results: dict[str, list[WrkResult]] = {t.key: [] for t in targets}
         for r in range(plan.rounds):
             for t in rotate(targets, r):
+                busy = wait_quiet()
                 res = wrk.run(t.url, plan.seconds)
+                res = replace(res, background_busy=round(busy, 3))
                 results[t.key].append(res)
                 log(
                     f"  round {r + 1}/{plan.rounds} {t.key:<14} {res.rps:9.0f} req/s  "
-                    f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}"
+                    f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms  errors {res.errors}  "
+                    f"(machine busy before: {busy * 100:.0f}%)"
                 )
-                time.sleep(0.2)
         return results
     finally:
         wrk.close()
@@ -70,6 +99,7 @@ def summarize(targets: list[Target], results: dict[str, list[WrkResult]]) -> lis
                 "p99_ms_worst": max(r.p99_ms for r in runs),
                 "max_ms": max(r.max_ms for r in runs),
                 "errors": sum(r.errors for r in runs),
+                "background_busy": stats.median([r.background_busy for r in runs]),
                 "rounds": [r.as_dict() for r in runs],
                 "detail": t.detail,
             }
@@ -104,7 +134,8 @@ def measure_pairs(
         for r in range(plan.rounds):
             for v in variants:
                 pair = (base, v) if (r % 2 == 0) else (v, base)
-                got = {t.key: wrk.run(t.url, plan.seconds) for t in pair}
+                busy = round(wait_quiet(), 3)
+                got = {t.key: replace(wrk.run(t.url, plan.seconds), background_busy=busy) for t in pair}
                 runs[base.key].append(got[base.key])
                 runs[v.key].append(got[v.key])
                 ratios[v.key].append(got[v.key].rps / got[base.key].rps if got[base.key].rps else float("nan"))

@@ -35,6 +35,7 @@ class WrkResult:
     max_ms: float
     requests: int
     errors: int  # socket errors, timeouts and non-2xx/3xx answers
+    background_busy: float = 0.0  # share of all CPUs busy just before the run, with no load sent
 
     def as_dict(self) -> dict:
         return asdict(self)
