@@ -23,6 +23,7 @@ from bench.cluster import Cluster, copy_tree, fleet_available
 from bench.procs import Procs, free_port
 from bench.servers import FLEET_LAB, Stacks, lab_variants, tool
 
+FLEETS = ("fleet", "fleet-1x2", "fleet-1x2-t1")
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,6 +142,7 @@ def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict
         if has_fleet:
             targets.append(stacks.fleet(vassals=2, processes=1, key="fleet"))
             targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2"))
+            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2-t1", threads=1))
         targets += [stacks.tutorial(), stacks.gunicorn()]
         log(f"  {len(targets)} stacks up; {plan.rounds} rounds of {plan.seconds:.0f} s, wrk -t2 -c64")
         res = throughput.measure(targets, plan, log)
@@ -148,10 +150,7 @@ def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict
     ratios = {
         f"{a}/{b}": throughput.paired_ratio(res, a, b)
         for a, b in (
-            ("fleet", "tutorial"),
-            ("fleet", "gunicorn"),
-            ("fleet", "ceiling"),
-            ("fleet", "uwsgi-direct"),
+            *((f, base) for f in FLEETS for base in ("tutorial", "gunicorn", "ceiling", "uwsgi-direct")),
             ("tutorial", "gunicorn"),
         )
     }

@@ -61,12 +61,12 @@ class Cluster:
     def vassals(self) -> Path:
         return self.root / "vassals"
 
-    def set_vassals(self, names: list[str], processes: int | None = None) -> None:
+    def set_vassals(self, names: list[str], processes: int | None = None, extra: dict[str, str] | None = None) -> None:
         """Make vassals/ hold exactly `names` (all with the same body)."""
         for path in self.vassals.glob("*.ini"):
             path.unlink()
         for name in names:
-            write_atomically(self.vassals / f"{name}.ini", vassal_text(processes))
+            write_atomically(self.vassals / f"{name}.ini", vassal_text(processes, extra))
 
     # ---- commands
     def cli(self, *args: str, timeout: float = 180.0) -> P.subprocess.CompletedProcess:

@@ -170,16 +170,22 @@ class Stacks:
         return Target("gunicorn", "nginx proxy_pass -> gunicorn sync x 2", port)
 
     # ---- fleet itself
-    def fleet(self, vassals: int = 2, processes: int = 1, key: str = "fleet") -> Target:
-        """`fleet up` in a copy of the tree with `vassals` backends of `processes` workers each."""
+    def fleet(self, vassals: int = 2, processes: int = 1, key: str = "fleet", threads: int | None = None) -> Target:
+        """`fleet up` in a copy of the tree with `vassals` backends of `processes` workers each.
+
+        `threads` overrides the [vassal] default in each vassal file (a documented per-vassal override).
+        """
         d = self._dir(key)
         cluster = Cluster(copy_tree(self.root, d / "tree"), free_port())
-        cluster.set_vassals([f"backend-{i}" for i in range(1, vassals + 1)], processes)
+        extra = {"threads": str(threads)} if threads else None
+        cluster.set_vassals([f"backend-{i}" for i in range(1, vassals + 1)], processes, extra)
         self.procs.on_close(cluster.down)
         took = cluster.up()
         self._wait_http(cluster.port, "fleet")
         label = f"fleet: nginx uwsgi_pass -> {vassals} vassal{'s' if vassals > 1 else ''} x {processes}"
-        return Target(key, label, cluster.port, detail={"up_seconds": took})
+        if threads:
+            label += f", threads = {threads}"
+        return Target(key, label, cluster.port, detail={"up_seconds": took, "threads": threads or "default"})
 
     # ---- the lab: fleet's data path by hand, one option at a time
     def lab(self, variant: LabVariant) -> Target:
