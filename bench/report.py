@@ -245,24 +245,32 @@ def plot_all(results: dict, out: Path) -> list[str]:
     return made
 
 
-def _bars(ax, rows: list[dict], title: str) -> None:
-    labels = [r["label"] for r in rows][::-1]
-    med = [r["rps_median"] for r in rows][::-1]
-    lo = [r["rps_median"] - r["rps_min"] for r in rows][::-1]
-    hi = [r["rps_max"] - r["rps_median"] for r in rows][::-1]
-    colors = ["#d62728" if r["key"].startswith("fleet") else "#7f7f7f" for r in rows][::-1]
-    ax.barh(labels, med, xerr=[lo, hi], color=colors, capsize=3)
-    for y, (m, r) in enumerate(zip(med, rows[::-1], strict=False)):
-        ax.text(m, y, f"  {m:,.0f}  (p99 {r['p99_ms']:.1f} ms)", va="center", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("requests/s (median, bars: min-max over rounds; log scale)")
-    ax.set_title(title)
-
-
 def _plot_throughput(plt, tp: dict):
-    rows = tp["rows"]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-    _bars(ax, rows, "GET / through each stack, 2 workers, wrk -c64")
+    all_rows = tp["rows"]
+    ceiling = next((r for r in all_rows if r["key"] == "ceiling"), None)
+    rows = [r for r in all_rows if r["key"] != "ceiling"][::-1]
+    labels = [r["label"] for r in rows]
+    fig, (ax, lat) = plt.subplots(1, 2, figsize=(13, 0.55 * len(rows) + 1.8), sharey=True)
+    med = [r["rps_median"] for r in rows]
+    lo = [r["rps_median"] - r["rps_min"] for r in rows]
+    hi = [r["rps_max"] - r["rps_median"] for r in rows]
+    colors = ["#d62728" if r["key"].startswith("fleet") else "#7f7f7f" for r in rows]
+    ax.barh(labels, med, xerr=[lo, hi], color=colors, capsize=3)
+    for y, r in enumerate(rows):
+        ax.text(r["rps_max"], y, f"  {r['rps_median']:,.0f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(r["rps_max"] for r in rows) * 1.18)
+    ax.set_xlabel("requests/s (median; bars: min-max over rounds)")
+    title = "GET /, 2 workers, wrk -c64"
+    if ceiling:
+        title += f" (nginx return 200 ceiling: {ceiling['rps_median']:,.0f}/s, off scale)"
+    ax.set_title(title, fontsize=10)
+    ys = range(len(rows))
+    lat.barh([y + 0.2 for y in ys], [r["p50_ms"] for r in rows], height=0.4, color="#1f77b4", label="p50")
+    lat.barh([y - 0.2 for y in ys], [r["p99_ms"] for r in rows], height=0.4, color="#ff7f0e", label="p99")
+    lat.axvline(P99_TARGET_MS, color="black", linestyle="--", linewidth=1, label=f"p99 target {P99_TARGET_MS:g} ms")
+    lat.set_xlabel("latency ms (median over rounds)")
+    lat.legend(fontsize=8, loc="best")
+    fig.tight_layout()
     return fig
 
 
