@@ -100,7 +100,10 @@ class ComposeCluster:
         self.port = port
         self.compose_cmd = compose
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "FLEET_PORT": str(port)}
+        # Images tagged for this cluster alone: concurrent runs from other trees (another engineer's
+        # `make test`) retag fleet-*:latest, and compose would start their code instead of this copy's.
+        self.image_tag = project
+        self.env = {**os.environ, "FLEET_PORT": str(port), "FLEET_IMAGE_TAG": self.image_tag}
         self.down_done = False
 
     @property
@@ -189,6 +192,16 @@ class ComposeCluster:
             found[kind] = sorted(set(out) | set(by_name))
         return found
 
+    def build(self) -> subprocess.CompletedProcess:
+        """The images from this copy of the tree, with docker/build-images (as `make images` does)."""
+        script = str(self.root / "docker" / "build-images")
+        return subprocess.run([script], env=self.env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+
     def down(self) -> subprocess.CompletedProcess:
         self.down_done = True
         return self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=180)
+
+    def remove_images(self) -> None:
+        """Untag this cluster's images (their layers stay in the build cache)."""
+        images = [f"fleet-{target}:{self.image_tag}" for target in ("emperor", "gateway")]
+        subprocess.run(["docker", "rmi", "--no-prune", *images], capture_output=True, timeout=120)
