@@ -347,7 +347,7 @@ def _plot_reload(plt, rl: dict):
             ax.axvline(ev["at"], color="#7f7f7f", linestyle="--", linewidth=1)
         ax.set_yscale("log")
         ax.set_title(
-            f"{names.get(kind, kind)}, {n} backend{'s' if n != '1' else ''}: failed {s['overall']['failed']}",
+            f"{names.get(kind, kind)}, backends {n}: failed {s['overall']['failed']}",
             fontsize=9,
         )
         ax.set_xlabel("s")
