@@ -41,10 +41,10 @@ class Config:
 
 
 FULL = Config(
-    rounds=8,
+    rounds=6,
     seconds=3,
-    tuning_rounds=4,
-    tuning_seconds=2,
+    tuning_rounds=6,
+    tuning_seconds=1,
     trials=20,
     repeats=2,
     sizes=(1, 5, 20, 50),

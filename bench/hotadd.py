@@ -151,7 +151,7 @@ def _random_phase(freq: int) -> None:
     Any event (a vassal starting or dying) wakes the Emperor and restarts its `freq`-second scan
     cycle; without this the next drop would land at a fixed phase of that cycle and look too fast.
     """
-    time.sleep(1.0 + random.uniform(0.0, freq))
+    time.sleep(0.5 + random.uniform(0.0, freq))
 
 
 def _answers(sock: Path) -> bool:

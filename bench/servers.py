@@ -264,7 +264,6 @@ def lab_variants() -> list[LabVariant]:
     nginx = f.nginx
     return [
         replace(f, key="uwsgi-log", label="uWSGI request logging on (uWSGI's default)", request_logging=True),
-        replace(f, key="listen-100", label="listen = 100 (uWSGI's default)", listen=100),
         replace(f, key="threads-1", label="threads = 1", threads=1),
         replace(f, key="log-off", label="nginx access_log off", nginx=replace(nginx, access_log="off")),
         replace(f, key="log-unbuffered", label="nginx access_log unbuffered", nginx=replace(nginx, access_log="on")),

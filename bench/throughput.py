@@ -39,7 +39,7 @@ def background_busy(seconds: float = 0.3) -> float:
     return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
 
 
-def wait_quiet(threshold: float = 0.3, max_wait: float = 5.0) -> float:
+def wait_quiet(threshold: float = 0.3, max_wait: float = 3.0) -> float:
     """Wait (at most `max_wait` s) for other work to leave the CPUs below `threshold` busy; returns the last reading.
 
     On a shared machine this keeps most runs out of other people's bursts; the reading is recorded.
