@@ -125,7 +125,7 @@ class ComposeCluster:
 
     def logs(self) -> str:
         try:
-            proc = self.compose("logs", "--no-color", "--tail", "300", check=False, timeout=60)
+            proc = self.compose("logs", "--no-color", "--tail", "1000", check=False, timeout=60)
         except subprocess.TimeoutExpired:
             return "(compose logs timed out)"
         return proc.stdout + proc.stderr

@@ -88,11 +88,26 @@ def answer_from(stack: ComposeCluster, name: str, tries: int = 20) -> dict | Non
     return None
 
 
-def touch_in_a_later_second(path: Path) -> None:
-    """`touch path`, as a person would: the Emperor compares mtimes in whole seconds."""
-    mtime = int(path.stat().st_mtime)
-    wait_for("the clock to pass the file's mtime second", lambda: int(time.time()) > mtime, 2.0, 0.02)
-    os.utime(path)
+def touch_in_a_later_second(path: Path, early: bool = False) -> float:
+    """`touch path` in a later second than its mtime, as a person would; returns the new mtime.
+
+    The Emperor compares mtimes in whole seconds, and the file system stamps them with a coarse clock
+    that can lag time.time() by a few milliseconds at a second's boundary: check the result, not the
+    clock. With `early`, the touch lands in the first fifth of a second (room for a second change).
+    """
+    before = int(path.stat().st_mtime)
+
+    def touched() -> float | None:
+        now = time.time()
+        if int(now) <= before or (early and now % 1 > 0.2):
+            return None
+        os.utime(path)
+        mtime = path.stat().st_mtime
+        if early and mtime % 1 > 0.2:
+            return None  # the coarse clock was still in the previous second: try in the next one
+        return mtime if int(mtime) > before else None
+
+    return wait_for("a touch in a later second than the file's mtime", touched, 3.0, 0.01)
 
 
 def test_containers_are_healthy_unprivileged_and_only_the_gateway_is_published(stack: ComposeCluster) -> None:
@@ -165,6 +180,39 @@ def test_touched_it_reloads_with_zero_failed_requests(stack: ComposeCluster) -> 
     assert load.failures == [], f"{len(load.failures)} failed requests during a reload: {load.failures[:5]}"
     served = {body["backend"] for _, body in load.answers}
     assert NEW in served and len(served) > 1, served
+
+
+MARKER_APP = """from wsgi import BACKEND, application
+
+
+@application.get("/e2e-marker")
+def e2e_marker():
+    return {"marker": BACKEND}
+"""
+
+
+def test_a_second_change_within_the_same_second_is_not_lost(stack: ComposeCluster) -> None:
+    # The Emperor misses a change made in the same second as the one before (whole-second mtimes);
+    # fleet must still apply it. Here the second change switches the vassal to another module.
+    (stack.root / "app" / "e2e_marker.py").write_text(MARKER_APP)
+    path = stack.vassals / f"{NEW}.ini"
+    assert wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
+    first = touch_in_a_later_second(path, early=True)
+    # Late in the same second: by then the Emperor, woken by the control plane, has seen the first
+    # change (~0.2 s), so it cannot see this one.
+    wait_for("the same second's last part", lambda: time.time() >= int(first) + 0.7, 1.0, 0.01)
+    path.write_text(path.read_text() + "module = e2e_marker\n")
+    second = path.stat().st_mtime
+    assert int(first) == int(second), "both changes were meant to fall within one second"
+
+    def marker_served() -> bool:
+        try:
+            resp = stack.get("/e2e-marker")
+        except requests.RequestException:
+            return False
+        return resp.status_code == 200 and resp.json() == {"marker": NEW}
+
+    wait_for(f"{NEW} to run the module of the second change", marker_served, FILE_OP_DEADLINE, 0.05)
 
 
 def test_an_app_change_plus_touch_deploys_it(stack: ComposeCluster) -> None:
