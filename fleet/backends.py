@@ -27,6 +27,8 @@ class Backend:
     probe_failures: int = 0
     ready_at: float | None = None  # healthy, waiting to be routed with its batch
     file_gone: bool = False
+    last_mod_before: int | None = None  # the Emperor's last_mod for it before this reload was asked
+    nudged: bool = False  # reloaded through its master FIFO
 
     def enter(self, state: str, now: float, error: str = "") -> None:
         if state != self.state:

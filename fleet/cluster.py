@@ -264,10 +264,23 @@ def up(
     if detach:
         out.write("fleet: running in the background; stop it with `fleet down`\n")
         return 1 if failed else 0
-    return _foreground(layout, started, out)
+    return _foreground(layout, component, started, out)
 
 
-def _foreground(layout: Layout, started: dict[str, subprocess.Popen], out: TextIO) -> int:
+GATEWAY_LOGS = {"control", "nginx", "nginx-error"}
+
+
+def _own_logs(layout: Layout, component: str) -> list[Path]:
+    """The logs a component shows (in compose, each container prints only its own)."""
+    logs = sorted(p for p in layout.logs.glob("*.log") if p.name != "nginx-access.log")
+    if component == "gateway":
+        return [p for p in logs if p.stem in GATEWAY_LOGS]
+    if component == "emperor":
+        return [p for p in logs if p.stem not in GATEWAY_LOGS]
+    return logs
+
+
+def _foreground(layout: Layout, component: str, started: dict[str, subprocess.Popen], out: TextIO) -> int:
     """Stream every component's log with a prefix until Ctrl-C or SIGTERM, then stop gracefully."""
     stop_requested = []
 
@@ -280,7 +293,7 @@ def _foreground(layout: Layout, started: dict[str, subprocess.Popen], out: TextI
     exit_code = 0
     out.write("fleet: following logs; Ctrl-C stops the cluster gracefully\n")
     while not stop_requested:
-        follower.poll(sorted(p for p in layout.logs.glob("*.log") if p.name != "nginx-access.log"))
+        follower.poll(_own_logs(layout, component))
         dead = [name for name, proc in started.items() if proc.poll() is not None]
         if dead:
             out.write(f"fleet: {', '.join(dead)} exited unexpectedly; stopping the cluster\n")

@@ -41,6 +41,7 @@ class Settings:
     emperor_poll: float = 2.0  # how often to read the Emperor's stats when nothing changed
     probe_failures_to_eject: int = 2
     health_interval: float = 0.5  # how often routed backends are probed (the loop may run more often)
+    nudge_after: float = 1.0  # a reload the Emperor has not started by then is done through the FIFO
 
 
 @dataclass
@@ -210,9 +211,19 @@ class ControlPlane:
             b.old_workers = frozenset(w.pid for w in uwsgi.vassal_workers(self.layout.stats_socket(b.name)))
         except (OSError, ValueError):
             b.old_workers = frozenset()
+        proc = self.emperor.vassals.get(b.name) if self.emperor else None
+        b.last_mod_before = proc.last_mod if proc else None
+        b.nudged = False
         b.reload_again = False
         b.ready_at = None
         b.enter(RELOADING, now)
+
+    def _reload_started(self, b: Backend) -> bool:
+        try:
+            workers = uwsgi.vassal_workers(self.layout.stats_socket(b.name), timeout=0.3)
+        except (OSError, ValueError):
+            return True  # the master is busy or restarting: something is happening
+        return any(w.pid not in b.old_workers or not w.accepting for w in workers)
 
     def _drain_requests(self) -> list[str]:
         try:
@@ -235,28 +246,33 @@ class ControlPlane:
             log.debug("emperor stats unavailable: %s", e)
             self.emperor = None
             return
-        # The Emperor sees a change only when the mtime's whole second moves past the last one it saw:
-        # a second touch within the same second would be lost. Move the mtime on, and wake it again.
-        bumped = False
+        # The Emperor sees a change only when the mtime's whole second moves past the last one it saw,
+        # so a second change within one second is lost. The vassal's master FIFO reloads it anyway
+        # (the file may belong to another user, as in compose, so the mtime cannot be moved on).
         for name, b in self.backends.items():
             proc = self.emperor.vassals.get(name)
-            if b.state != RELOADING or proc is None or name not in files:
+            if b.state != RELOADING or b.nudged or proc is None or name not in files:
                 continue
-            if b.mtime_ns // 1_000_000_000 <= proc.last_mod and b.served_mtime_ns != b.mtime_ns:
-                target = max(time.time(), proc.last_mod + 1)
-                path = self.layout.vassal_file(name)
-                try:
-                    os.utime(path, (target, target))
-                    b.mtime_ns = path.stat().st_mtime_ns
-                    bumped = True
-                    log.info("%s: moved mtime to the next second so the Emperor sees the change", name)
-                except OSError as e:
-                    log.warning("%s: cannot move its mtime (%s); the Emperor may miss this reload", name, e)
-        if bumped:
+            second = b.mtime_ns // 1_000_000_000
+            if second > proc.last_mod:
+                continue  # the Emperor sees this one: the query above woke it to rescan
+            missed_for_sure = b.last_mod_before is not None and second <= b.last_mod_before
+            nothing_happened = now - b.since > self.settings.nudge_after and not self._reload_started(b)
+            if missed_for_sure or nothing_happened:
+                b.nudged = True
+                self._reload_through_fifo(name)
+
+    def _reload_through_fifo(self, name: str) -> None:
+        """Gracefully reload one vassal through its master FIFO ('r'), without the Emperor."""
+        try:
+            fd = os.open(self.layout.fifo(name), os.O_WRONLY | os.O_NONBLOCK)
             try:
-                self.emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
-            except (OSError, ValueError):
-                pass
+                os.write(fd, b"r")
+            finally:
+                os.close(fd)
+            log.info("%s: reloading through its master FIFO (the Emperor misses a change within one second)", name)
+        except OSError as e:
+            log.warning("%s: cannot write to its master FIFO (%s); the change may not be applied", name, e)
 
     def _clear_emperor_blacklist(self) -> None:
         """SIGURG makes the Emperor forget its failing vassals, so a fixed file starts at once."""
@@ -342,18 +358,15 @@ class ControlPlane:
         return uwsgi.probe(sock, timeout=0.5)
 
     def _become_healthy(self, b: Backend, now: float) -> None:
+        if b.reload_again:
+            # A change arrived during this reload (reloads of one vassal are serialised): apply it now.
+            self._begin_reload(b, now)
+            self.last_emperor_query = -1e9  # wake the Emperor on this sync; it may or may not see it
+            return
         b.enter(HEALTHY, now)
         b.served_mtime_ns = b.mtime_ns
         b.probe_failures = 0
         b.ready_at = now
-        if b.reload_again:
-            b.reload_again = False
-            path = self.layout.vassal_file(b.name)
-            try:
-                os.utime(path)  # touch again: the change that arrived during the reload
-                b.mtime_ns = -1  # forces the next sync to see it as a new change
-            except OSError:
-                pass
 
     def _reason(self, name: str, fallback: str) -> str:
         reason = failure_reason(self.layout.log(name))

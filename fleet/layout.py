@@ -108,11 +108,23 @@ class Layout:
     def stats_socket(self, name: str) -> Path:
         return self.stats / f"{name}.sock"
 
+    def fifo(self, name: str) -> Path:
+        """The vassal's master FIFO: writing 'r' reloads it gracefully."""
+        return self.run / "fifo" / f"{name}.fifo"
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
     def make_run_dirs(self) -> None:
-        for path in (self.run, self.sockets, self.stats, self.logs, self.nginx_dir, self.nginx_dir / "tmp"):
+        for path in (
+            self.run,
+            self.sockets,
+            self.stats,
+            self.logs,
+            self.run / "fifo",
+            self.nginx_dir,
+            self.nginx_dir / "tmp",
+        ):
             path.mkdir(parents=True, exist_ok=True)
 
 

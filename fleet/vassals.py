@@ -44,6 +44,7 @@ FLEET_OWNED = {
     "stats-server": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
     "logto": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
     "emperor": "a vassal cannot be an Emperor in fleet",
+    "master-fifo": "the master FIFO is run/fifo/NAME.fifo; the control plane reloads through it",
 }
 _POSITIVE_INT_OPTIONS = ("processes", "workers", "threads", "listen")
 
