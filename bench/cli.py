@@ -23,7 +23,7 @@ from bench.cluster import Cluster, copy_tree, fleet_available
 from bench.procs import Procs, free_port
 from bench.servers import FLEET_LAB, Stacks, lab_variants, tool
 
-FLEETS = ("fleet", "fleet-1x2", "fleet-1x2-t1")
+FLEETS = ("fleet", "fleet-1x2", "fleet-1x2-t1", "fleet-tuned")
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,6 +143,7 @@ def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict
             targets.append(stacks.fleet(vassals=2, processes=1, key="fleet"))
             targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2"))
             targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2-t1", threads=1))
+            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-tuned", threads=1, nginx_workers="1"))
         targets += [stacks.tutorial(), stacks.gunicorn()]
         log(f"  {len(targets)} stacks up; {plan.rounds} rounds of {plan.seconds:.0f} s, wrk -t2 -c64")
         res = throughput.measure(targets, plan, log)
@@ -214,6 +215,7 @@ def run_reload(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     groups = (
         ("1", 1, None, ("touch", "rolling", "kill9"), cfg.repeats),
         ("2", 2, None, ("touch", "rolling", "kill9"), cfg.repeats),
+        ("1, threads = 1", 1, {"threads": "1"}, ("touch",), cfg.repeats * 2),
         ("2, threads = 1", 2, {"threads": "1"}, ("touch", "rolling"), cfg.repeats * 2),
     )
     for key, n, extra, kinds, repeats in groups:

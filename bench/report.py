@@ -76,7 +76,7 @@ def targets_md(tp: dict) -> list[str]:
         "| share of the nginx ceiling | share of uWSGI alone |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for key in ("fleet", "fleet-1x2", "fleet-1x2-t1"):
+    for key in ("fleet", "fleet-1x2", "fleet-1x2-t1", "fleet-tuned"):
         if key not in rows:
             continue
         cells = [rows[key]["label"].replace("fleet: nginx uwsgi_pass -> ", "")]

@@ -170,13 +170,27 @@ class Stacks:
         return Target("gunicorn", "nginx proxy_pass -> gunicorn sync x 2", port)
 
     # ---- fleet itself
-    def fleet(self, vassals: int = 2, processes: int = 1, key: str = "fleet", threads: int | None = None) -> Target:
+    def fleet(
+        self,
+        vassals: int = 2,
+        processes: int = 1,
+        key: str = "fleet",
+        threads: int | None = None,
+        nginx_workers: str | None = None,
+    ) -> Target:
         """`fleet up` in a copy of the tree with `vassals` backends of `processes` workers each.
 
-        `threads` overrides the [vassal] default in each vassal file (a documented per-vassal override).
+        `threads` overrides the [vassal] default in each vassal file (a documented per-vassal override);
+        `nginx_workers` edits worker_processes in the copy's nginx template (never the checkout's).
         """
         d = self._dir(key)
         cluster = Cluster(copy_tree(self.root, d / "tree"), free_port())
+        if nginx_workers:
+            template = cluster.root / "nginx" / "nginx.conf"
+            text = template.read_text()
+            if "worker_processes auto;" not in text:
+                raise RuntimeError("nginx/nginx.conf has no 'worker_processes auto;' to change")
+            template.write_text(text.replace("worker_processes auto;", f"worker_processes {nginx_workers};"))
         extra = {"threads": str(threads)} if threads else None
         cluster.set_vassals([f"backend-{i}" for i in range(1, vassals + 1)], processes, extra)
         self.procs.on_close(cluster.down)
@@ -185,7 +199,10 @@ class Stacks:
         label = f"fleet: nginx uwsgi_pass -> {vassals} vassal{'s' if vassals > 1 else ''} x {processes}"
         if threads:
             label += f", threads = {threads}"
-        return Target(key, label, cluster.port, detail={"up_seconds": took, "threads": threads or "default"})
+        if nginx_workers:
+            label += f", nginx worker_processes {nginx_workers}"
+        detail = {"up_seconds": took, "threads": threads or "default", "nginx_workers": nginx_workers or "auto"}
+        return Target(key, label, cluster.port, detail=detail)
 
     # ---- the lab: fleet's data path by hand, one option at a time
     def lab(self, variant: LabVariant) -> Target:
