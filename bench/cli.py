@@ -118,17 +118,38 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any("error" in results.get(s, {}) for s in only) else 0
 
 
+TIMELINES = "reload-timelines.json"  # per-request points of the reload runs, kept out of results.json
+
+
 def _load(path: Path) -> dict:
+    """results.json with the reload timelines put back in."""
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    try:
+        timelines = json.loads((path.parent / TIMELINES).read_text())
+    except (OSError, ValueError):
+        timelines = {}
+    for group, kinds in results.get("reload", {}).items():
+        for kind, scenario in kinds.items() if isinstance(kinds, dict) else ():
+            if isinstance(scenario, dict) and f"{group}/{kind}" in timelines:
+                scenario["timeline"] = timelines[f"{group}/{kind}"]
+    return results
 
 
 def _save(path: Path, results: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
+    """results.json (readable) and the bulky reload timelines beside it (compact)."""
+    slim = json.loads(json.dumps(results))
+    timelines = {}
+    for group, kinds in slim.get("reload", {}).items():
+        for kind, scenario in kinds.items() if isinstance(kinds, dict) else ():
+            if isinstance(scenario, dict) and "timeline" in scenario:
+                timelines[f"{group}/{kind}"] = scenario.pop("timeline")
+    for name, doc, indent in ((path.name, slim, 1), (TIMELINES, timelines, None)):
+        tmp = path.parent / f".{name}.tmp"
+        tmp.write_text(json.dumps(doc, indent=indent, separators=None if indent else (",", ":")) + "\n")
+        tmp.replace(path.parent / name)
 
 
 # ---- sections ------------------------------------------------------------------------------------

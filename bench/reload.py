@@ -104,10 +104,10 @@ def _recovered(samples: list[Sample], at: float) -> float | None:
     return None
 
 
-def _timeline(samples: list[Sample], max_points: int = 4000) -> list[list]:
+def _timeline(samples: list[Sample], max_points: int = 1500) -> list[list]:
     """[start, latency_ms, ok] triples, thinned evenly to at most `max_points` (failures all kept)."""
     failed = [s for s in samples if s.outcome != "ok"]
     ok = [s for s in samples if s.outcome == "ok"]
     step = max(1, len(ok) // max_points)
     kept = sorted(ok[::step] + failed, key=lambda s: s.start)
-    return [[round(s.start, 4), round(s.latency * 1000, 2), s.outcome == "ok"] for s in kept]
+    return [[round(s.start, 3), round(s.latency * 1000, 2), int(s.outcome == "ok")] for s in kept]

@@ -386,7 +386,7 @@ def _plot_reload(plt, rl: dict):
         ok = [(t, ms) for t, ms, good in tl if good]
         bad = [(t, ms) for t, ms, good in tl if not good]
         if ok:
-            ax.scatter([p[0] for p in ok], [p[1] for p in ok], s=2, alpha=0.4, color="#1f77b4")
+            ax.scatter([p[0] for p in ok], [p[1] for p in ok], s=2, alpha=0.4, color="#1f77b4", rasterized=True)
         if bad:
             ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=12, color="#d62728", marker="x", label="failed")
             ax.legend(loc="upper right", fontsize=7)
