@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results[section] = RUNNERS[section](root, work / section, cfg, has_fleet)
                 results[section]["seconds"] = round(time.monotonic() - t0, 1)
+                results[section]["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
                 # Other work on the machine skews everything: say how busy it was.
                 results[section]["loadavg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             except KeyboardInterrupt:

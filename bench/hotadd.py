@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import http, stats
+from bench import client, stats
 from bench.cluster import Cluster, write_atomically
 from bench.loadgen import LoadGen, describe
 from bench.procs import Procs, wait_until
@@ -70,9 +70,8 @@ def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> 
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        with gen._lock:
-            fresh = gen.samples[seen:]
-            seen = len(gen.samples)
+        fresh = gen.recorded(seen)
+        seen += len(fresh)
         hits = [s.start + s.latency for s in fresh if s.backend == name and s.start >= since]
         if hits:
             return min(hits)
@@ -86,8 +85,7 @@ def _wait_unrouted(gen: LoadGen, name: str, since: float, settle: float, timeout
     while time.monotonic() < deadline:
         time.sleep(0.1)
         now = gen.now()
-        with gen._lock:
-            recent = [s for s in gen.samples if s.start >= since]
+        recent = [s for s in gen.recorded() if s.start >= since]
         last = max((s.start for s in recent if s.backend == name), default=since)
         if now - last >= settle:
             return
@@ -127,7 +125,7 @@ def emperor_trials(procs: Procs, app_dir: Path, work: Path, trials: int, log: Lo
         )
         dropped = time.perf_counter()
         write_atomically(vassals / f"{name}.ini", ini)
-        answered = _poll(lambda s=sock: http.uwsgi_get(str(s), "/", timeout=2).status == 200, 60)
+        answered = _poll(lambda s=sock: client.uwsgi_get(str(s), "/", timeout=2).status == 200, 60)
         _random_phase(freq)
         removed = time.perf_counter()
         (vassals / f"{name}.ini").unlink()
@@ -156,7 +154,7 @@ def _random_phase(freq: int) -> None:
 
 def _answers(sock: Path) -> bool:
     try:
-        return http.uwsgi_get(str(sock), "/", timeout=2).status == 200
+        return client.uwsgi_get(str(sock), "/", timeout=2).status == 200
     except OSError:
         return False
 

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from bench import http, stats
+from bench import client, stats
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class LoadGen:
             self._threads.append(t)
         return self
 
+    def recorded(self, first: int = 0) -> list[Sample]:
+        """The samples recorded so far from index `first` on (threads hand theirs over in batches)."""
+        with self._lock:
+            return self.samples[first:]
+
     def stop(self) -> list[Sample]:
         self._stop.set()
         for t in self._threads:
@@ -88,7 +93,7 @@ class LoadGen:
                 break
             backend = loaded_at = None
             try:
-                answer = http.get(self.port, self.path, timeout=self.timeout)
+                answer = client.get(self.port, self.path, timeout=self.timeout)
                 outcome = "ok" if answer.status == 200 else f"http_{answer.status}"
                 if answer.status == 200:
                     try:
@@ -100,7 +105,7 @@ class LoadGen:
                 outcome = _classify(e)
             end = time.perf_counter()
             local.append(Sample(begin - self.t0, end - begin, outcome, backend, loaded_at))
-            if len(local) >= 256:
+            if len(local) >= 16:
                 with self._lock:
                     self.samples.extend(local)
                 local = []

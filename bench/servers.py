@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench import http
+from bench import client
 from bench import nginx as N
 from bench.cluster import Cluster, copy_tree
 from bench.procs import Procs, free_port, wait_until
@@ -70,10 +70,10 @@ class Stacks:
         return path
 
     def _wait_http(self, port: int, what: str) -> None:
-        wait_until(lambda: http.get(port, "/", timeout=2).status == 200, 60, 0.1, what)
+        wait_until(lambda: client.get(port, "/", timeout=2).status == 200, 60, 0.1, what)
 
     def _wait_uwsgi(self, sock: Path, what: str) -> None:
-        wait_until(lambda: http.uwsgi_get(str(sock), "/", timeout=2).status == 200, 60, 0.1, what)
+        wait_until(lambda: client.uwsgi_get(str(sock), "/", timeout=2).status == 200, 60, 0.1, what)
 
     # ---- baselines
     def ceiling(self) -> Target:
