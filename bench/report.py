@@ -174,13 +174,37 @@ def hotadd_md(ha: dict) -> list[str]:
     return lines
 
 
+def failure_bursts(timeline: list, gap: float = 0.5) -> list[float]:
+    """Durations (s) of the bursts of failed requests in a timeline of [start, ms, ok] points.
+
+    A failed request returns fast and its client sends the next one at once, so a count of failures
+    depends on the load generator; how long requests kept failing does not.
+    """
+    starts = sorted(p[0] + p[1] / 1000 for p in timeline if not p[2])
+    bursts: list[float] = []
+    first = last = None
+    for t in starts:
+        if last is not None and t - last > gap:
+            bursts.append(last - first)
+            first = None
+        if first is None:
+            first = t
+        last = t
+    if first is not None:
+        bursts.append(last - first)
+    return bursts
+
+
 def reload_md(rl: dict) -> list[str]:
     lines = [
         "16 concurrent clients, a new connection per request, every request recorded; numbers cover the "
-        "whole run (before, during and after the events); 'during' = the seconds after each event.",
+        "whole run (before, during and after the events); 'during' = the seconds after each event; "
+        "'failing for' = the longest stretch in which requests failed; 'back in' = until the affected "
+        "backend answers from a freshly loaded app.",
         "",
-        "| backends | event | requests | failed | p50 ms | p99 ms | max ms | during: p99 / max ms | back in |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| backends | event | requests | failed | failing for | p50 ms | p99 ms | max ms | during: p99 / max ms "
+        "| back in |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     names = {"touch": "touch vassal file", "rolling": "fleet reload --all", "kill9": "kill -9 vassal master"}
     for n, scen in rl.items():
@@ -197,9 +221,11 @@ def reload_md(rl: dict) -> list[str]:
             if cmd:
                 back += f" (command {stats.median(cmd):.1f} s)"
             fails = ", ".join(f"{k} {v}" for k, v in o["failures"].items())
+            bursts = failure_bursts(s.get("timeline", []))
+            failing = f"{max(bursts):.2f} s" if bursts else "-"
             lines.append(
                 f"| {n} | {names.get(kind, kind)} x{len(ev)} | {o['requests']} | {o['failed']}"
-                f"{' (' + fails + ')' if fails else ''} | {o['p50_ms']:.1f} | {o['p99_ms']:.1f} "
+                f"{' (' + fails + ')' if fails else ''} | {failing} | {o['p50_ms']:.1f} | {o['p99_ms']:.1f} "
                 f"| {o['max_ms']:.0f} | {dur_p99:.0f} / {dur_max:.0f} | {back} |"
             )
     return lines
