@@ -21,9 +21,8 @@ from pathlib import Path
 from bench import hotadd, machine, reload, report, scale, stats, throughput
 from bench.cluster import Cluster, copy_tree, fleet_available
 from bench.procs import Procs, free_port
-from bench.servers import FLEET_LAB, Stacks, lab_variants, tool
+from bench.servers import Stacks, fleet_lab, lab_variants, shipped_options, tool
 
-FLEETS = ("fleet", "fleet-1x2", "fleet-1x2-t1", "fleet-tuned")
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,8 +163,9 @@ def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict
         if has_fleet:
             targets.append(stacks.fleet(vassals=2, processes=1, key="fleet"))
             targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2"))
-            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2-t1", threads=1))
-            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-tuned", threads=1, nginx_workers="1"))
+            # The thread count fleet does not ship, to show what the choice costs or buys.
+            other = 2 if int(shipped_options(root).get("threads", "1")) == 1 else 1
+            targets.append(stacks.fleet(vassals=1, processes=2, key=f"fleet-1x2-threads{other}", threads=other))
         targets += [stacks.tutorial(), stacks.gunicorn()]
         log(f"  {len(targets)} stacks up; {plan.rounds} rounds of {plan.seconds:.0f} s, wrk -t2 -c64")
         res = throughput.measure(targets, plan, log)
@@ -173,7 +173,12 @@ def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict
     ratios = {
         f"{a}/{b}": throughput.paired_ratio(res, a, b)
         for a, b in (
-            *((f, base) for f in FLEETS for base in ("tutorial", "gunicorn", "ceiling", "uwsgi-direct")),
+            *(
+                (t.key, base)
+                for t in targets
+                if t.key.startswith("fleet")
+                for base in ("tutorial", "gunicorn", "ceiling", "uwsgi-direct")
+            ),
             ("tutorial", "gunicorn"),
         )
     }
@@ -188,8 +193,9 @@ def run_tuning(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     plan = throughput.Plan(rounds=cfg.tuning_rounds, seconds=cfg.tuning_seconds)
     with Procs() as procs:
         stacks = Stacks(procs, root, work)
-        base = stacks.lab(FLEET_LAB)
-        variants = [stacks.lab(v) for v in lab_variants()]
+        shipped = fleet_lab(root)
+        base = stacks.lab(shipped)
+        variants = [stacks.lab(v) for v in lab_variants(shipped)]
         log(f"  fleet's settings vs {len(variants)} one-change variants; {plan.rounds} pairs of {plan.seconds:.0f} s")
         runs, ratios = throughput.measure_pairs(base, variants, plan, log)
     rows = throughput.summarize([base, *variants], runs)

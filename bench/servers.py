@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import configparser
 import shutil
 import signal
 import sys
@@ -272,18 +273,53 @@ class LabVariant:
         }
 
 
-FLEET_LAB = LabVariant("fleet", "fleet's settings: threads 2, listen 1024, no uWSGI request log, nginx log buffered")
+def shipped_options(root: Path) -> dict[str, str]:
+    """The [vassal] section of the tree's emperor.ini: fleet's shipped per-vassal settings."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.read(root / "emperor.ini")
+    return dict(parser["vassal"]) if parser.has_section("vassal") else {}
 
 
-def lab_variants() -> list[LabVariant]:
-    """Each variant changes one thing of fleet's settings (FLEET_LAB): measured in pairs against it."""
-    f = FLEET_LAB
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fleet_lab(root: Path) -> LabVariant:
+    """fleet's settings, read from the tree (emperor.ini [vassal]; nginx logging as fleet's template has it)."""
+    opts = shipped_options(root)
+    threads = int(opts.get("threads", "1"))
+    listen = int(opts.get("listen", "100"))
+    logging_on = not _truthy(opts.get("disable-logging"))
+    template = root / "nginx" / "nginx.conf"
+    text = template.read_text() if template.exists() else ""
+    access = "off" if "access_log off" in text else ("buffered" if "buffer=" in text else "on")
+    label = (
+        f"fleet's settings: threads {threads}, listen {listen}, uWSGI request log "
+        f"{'on' if logging_on else 'off'}, nginx log {access}"
+    )
+    return LabVariant(
+        "fleet", label, threads=threads, listen=listen, request_logging=logging_on, nginx=N.Tuning(access)
+    )
+
+
+def lab_variants(f: LabVariant) -> list[LabVariant]:
+    """Each variant changes one thing of fleet's settings `f`: measured in pairs against it."""
     nginx = f.nginx
+    other_threads = 2 if f.threads == 1 else 1
+    log_label = "uWSGI request logging off" if f.request_logging else "uWSGI request logging on (uWSGI's default)"
+    access = [
+        ("off", "nginx access_log off"),
+        ("on", "nginx access_log unbuffered"),
+        ("buffered", "nginx access_log buffer=64k"),
+    ]
     return [
-        replace(f, key="uwsgi-log", label="uWSGI request logging on (uWSGI's default)", request_logging=True),
-        replace(f, key="threads-1", label="threads = 1", threads=1),
-        replace(f, key="log-off", label="nginx access_log off", nginx=replace(nginx, access_log="off")),
-        replace(f, key="log-unbuffered", label="nginx access_log unbuffered", nginx=replace(nginx, access_log="on")),
+        replace(f, key="uwsgi-log", label=log_label, request_logging=not f.request_logging),
+        replace(f, key=f"threads-{other_threads}", label=f"threads = {other_threads}", threads=other_threads),
+        *(
+            replace(f, key=f"log-{mode}", label=label, nginx=replace(nginx, access_log=mode))
+            for mode, label in access
+            if mode != nginx.access_log
+        ),
         replace(f, key="no-buffering", label="nginx uwsgi_buffering off", nginx=replace(nginx, buffering=False)),
         replace(f, key="nginx-1-worker", label="nginx worker_processes 1", nginx=replace(nginx, workers="1")),
         replace(f, key="least-conn", label="nginx upstream least_conn", nginx=replace(nginx, balance="least_conn")),
