@@ -322,7 +322,7 @@ class ControlPlane:
             elif not health_round:
                 continue  # healthy and failed backends are checked at the health interval
             elif b.state == HEALTHY:
-                if uwsgi.probe(sock, timeout=1.0):
+                if uwsgi.probe(sock, timeout=1.0) or self._busy(name):
                     b.probe_failures = 0
                 else:
                     b.probe_failures += 1
@@ -338,14 +338,17 @@ class ControlPlane:
         return self._validate(name).valid
 
     def _serving(self, name: str, sock: Path) -> bool:
-        """Every worker accepts (per the vassal's stats) and the app answers /healthz."""
-        if not sock.exists() or not uwsgi.probe(sock, timeout=0.5):
-            return False
+        """The app answers /healthz on the vassal's socket (its other workers may still be starting:
+        they take requests from the same socket as soon as they are ready)."""
+        return sock.exists() and uwsgi.probe(sock, timeout=0.5)
+
+    def _busy(self, name: str) -> bool:
+        """Every worker is serving a (long) request: alive, just slow to answer a probe."""
         try:
-            workers = uwsgi.vassal_workers(self.layout.stats_socket(name))
+            workers = uwsgi.vassal_workers(self.layout.stats_socket(name), timeout=0.5)
         except (OSError, ValueError):
-            return True  # the probe answered; stats are a refinement
-        return bool(workers) and all(w.accepting for w in workers)
+            return False
+        return bool(workers) and all(w.status == "busy" for w in workers)
 
     def _reload_finished(self, b: Backend, sock: Path) -> bool:
         """A reload is done when every worker is new and accepting, and the app answers."""
@@ -443,7 +446,9 @@ class ControlPlane:
 
 
 def main(layout: Layout) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     layout.make_run_dirs()
     (layout.run / "drain").mkdir(exist_ok=True)
     plane = ControlPlane(layout)

@@ -151,7 +151,7 @@ def test_down_completes_in_flight_requests(cluster):
         t.start()
 
     def in_flight() -> int:
-        """Requests being served now (a worker has 2 threads, so count its cores, not the worker)."""
+        """Requests being served now (counted per core: a worker may run several threads)."""
         workers = [w for n in ("backend-1", "backend-2") for w in cluster.stats(n)["workers"]]
         return sum(core.get("in_request", 0) for w in workers for core in w.get("cores", []))
 

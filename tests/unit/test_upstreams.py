@@ -24,6 +24,7 @@ def test_render_lists_one_server_per_backend():
     content = upstreams.render(sockets("backend-1", "backend-2"), SOCKETS)
     assert content.startswith(upstreams.HEADER)
     assert content.splitlines()[1:] == [
+        "least_conn;",
         "server unix:/c/run/sockets/backend-1.sock max_fails=1 fail_timeout=2s;  # backend-1",
         "server unix:/c/run/sockets/backend-2.sock max_fails=1 fail_timeout=2s;  # backend-2",
     ]
