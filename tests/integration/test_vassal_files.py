@@ -179,3 +179,22 @@ def test_status_shows_one_row_per_backend(cluster):
         assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
     table = cluster.fleet("status").stdout
     assert table.splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+
+
+def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):
+    import threading
+
+    from fleet import uwsgi
+
+    c = make_cluster({"a.ini": "[uwsgi]\nprocesses = 1\n", "b.ini": "[uwsgi]\nprocesses = 1\n"})
+    c.up()
+    # Hold a's only worker for longer than the health probes' patience (2 probes x 1 s).
+    slow = threading.Thread(target=uwsgi.request, args=(c.run_dir / "sockets" / "a.sock", "/slow?seconds=4", 10))
+    slow.start()
+    c.wait_for(lambda: c.stats("a")["workers"][0]["status"] == "busy", "a's worker busy", 5)
+    states = set()
+    while slow.is_alive():
+        states.add(c.backend_state("a"))
+        slow.join(timeout=0.1)
+    assert states == {"healthy"}, f"a busy backend was treated as down: {states}\n{c.logs()}"
+    assert "a" in routed(c)
