@@ -42,6 +42,7 @@ class Settings:
     probe_failures_to_eject: int = 2
     health_interval: float = 0.5  # how often routed backends are probed (the loop may run more often)
     nudge_after: float = 1.0  # a reload the Emperor has not started by then is done through the FIFO
+    drain_wait: float = 2.0  # how long an unrouted backend may take to finish what nginx sent it
 
 
 @dataclass
@@ -123,8 +124,10 @@ class ControlPlane:
             if b and b.state != DRAINING:
                 b.enter(DRAINING, now)
                 changed = True
-        # Take leaving and reloading backends out of nginx before the Emperor hears of the change.
-        self._apply_nginx(now, adding=False)
+        # Take leaving and reloading backends out of nginx before the Emperor hears of the change,
+        # and let the requests nginx already sent them finish: a reload would stall them ~1 s.
+        unrouted = self._apply_nginx(now, adding=False)
+        self._wait_idle([n for n in unrouted if n in self.backends and self.backends[n].state in (RELOADING, DRAINING)])
         if changed or now - self.last_emperor_query >= self._emperor_period():
             self._query_emperor(now, files)
         self._observe(now)
@@ -386,10 +389,27 @@ class ControlPlane:
     def _wanted_routes(self, now: float, adding: bool) -> set[str]:
         return wanted_routes(self.routed_now, self.backends, now, self.settings.batch_window, adding)
 
-    def _apply_nginx(self, now: float, adding: bool) -> None:
+    def _wait_idle(self, names: list[str]) -> None:
+        """Wait (bounded) until these unrouted backends have no request in progress or queued."""
+        deadline = time.monotonic() + self.settings.drain_wait
+        pending = list(names)
+        while pending and time.monotonic() < deadline:
+            pending = [n for n in pending if self._has_work(n)]
+            if pending:
+                time.sleep(0.005)
+
+    def _has_work(self, name: str) -> bool:
+        try:
+            workers = uwsgi.vassal_workers(self.layout.stats_socket(name), timeout=0.2)
+        except (OSError, ValueError):
+            return False
+        return any(w.status != "idle" for w in workers)
+
+    def _apply_nginx(self, now: float, adding: bool) -> set[str]:
+        """Route to the wanted backends; returns the ones just taken out."""
         wanted = self._wanted_routes(now, adding)
         if wanted == self.routed_now:
-            return
+            return set()
         content = render({n: self.layout.socket(n) for n in wanted}, self.layout.sockets)
         started = time.perf_counter()
         nginx.apply_upstreams(self.layout, content)
@@ -408,6 +428,7 @@ class ControlPlane:
             b.routed = name in wanted
             if b.routed:
                 b.ready_at = None
+        return set(removed)
 
     def _read_routed(self) -> list[str]:
         from fleet.upstreams import routed_names
