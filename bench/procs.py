@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fleet.processes import group_members
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -65,22 +67,8 @@ def killpg_and_wait(pgid: int, sig: int = signal.SIGTERM, timeout: float = 10.0)
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Zombies of our own children keep the group "alive" until reaped.
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    """A process of the group still runs (zombies of our own children awaiting reaping do not count)."""
+    return bool(group_members(pgid))
 
 
 class Proc:
