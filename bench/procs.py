@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fleet.processes import group_members
+from fleet.processes import group_members, process_table
 
 
 def free_port() -> int:
@@ -161,32 +161,14 @@ def run(argv: Sequence[str], timeout: float = 120.0, cwd: Path | None = None) ->
 
 def children(pid: int) -> list[int]:
     """Direct children of `pid`, from /proc."""
-    result = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            result.append(int(entry))
-    return result
+    return [child for child, fields in process_table().items() if int(fields[1]) == pid]
 
 
 def descendants(pid: int) -> list[int]:
     """All descendants of `pid` (not including it)."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry))
+    for child, fields in process_table().items():
+        parents.setdefault(int(fields[1]), []).append(child)
     found: list[int] = []
     todo = [pid]
     while todo:

@@ -49,19 +49,22 @@ def is_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes whose process group is `pgid`."""
-    members = []
+def process_table() -> dict[int, list[str]]:
+    """Every process: {pid: its /proc/PID/stat fields after the command name (state, ppid, pgrp...)}."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            table[int(entry)] = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
+    return table
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid`."""
+    return [pid for pid, fields in process_table().items() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def _reap(pid: int) -> None:

@@ -13,13 +13,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
 from fleet.processes import group_members
+from tests.poll import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 COPIED = ("app", "bin", "emperor.ini", "fleet", "nginx", "vassals")
@@ -153,16 +153,8 @@ class Cluster:
 
     def wait_for(self, predicate: Callable[[], object], what: str, timeout: float = 30.0) -> object:
         """Poll `predicate` until truthy; on timeout fail with the cluster's logs."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                value = predicate()
-            except (OSError, ValueError, KeyError, requests.RequestException):
-                value = None
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for: {what}\n{self.logs()}")
+        ignore = (OSError, ValueError, KeyError, requests.RequestException)
+        return wait_for(what, predicate, timeout, ignore=ignore, details=self.logs)
 
     def write_vassal(self, name: str, text: str = "[uwsgi]\nprocesses = 1\n") -> Path:
         """Drop a vassal file atomically, as a careful user (or `fleet add`) would."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from tests.poll import wait_for
+
 
 @dataclass
 class LoadResult:
@@ -65,11 +67,13 @@ class Load:
     def wait_requests(self, count: int, timeout: float = 30.0) -> None:
         """Block until `count` more requests have succeeded (load is really flowing)."""
         target = self.result.ok + count
-        deadline = time.monotonic() + timeout
-        while self.result.ok < target and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self.result.ok < target:
-            raise AssertionError(f"load not flowing: {self.result.summary()}")
+        wait_for(
+            f"{count} more answered requests",
+            lambda: self.result.ok >= target,
+            timeout,
+            0.01,
+            details=self.result.summary,
+        )
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

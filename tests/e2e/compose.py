@@ -7,10 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import requests
 
@@ -19,21 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_COPIED = {".git", ".venv", "run", ".pytest_cache", ".ruff_cache", "build"}
 UP_DEADLINE = 180.0  # compose up to every container healthy and a first 200
 BUILD_TIMEOUT = 900.0  # cold: debootstrap + two image builds (uWSGI compiles)
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
-    """Call `probe` until it returns something other than None/False, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)  # polling interval, not synchronisation: the probe decides
-
 
 # The two clients docker-compose.yml must work with: Compose v2 (the docker CLI plugin) and Debian's
 # docker-compose 1.29. bin/start-docker installs both.

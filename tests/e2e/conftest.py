@@ -23,8 +23,8 @@ from tests.e2e.compose import (
     copy_tree,
     docker_problem,
     free_port,
-    wait_for,
 )
+from tests.poll import wait_for
 
 
 @pytest.fixture(scope="module", params=sorted(CLIENTS))
