@@ -11,10 +11,10 @@ import socket
 import struct
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import MissingTool
+from fleet.stats import EmperorStats, VassalStats
 
 
 def binary() -> str:
@@ -48,85 +48,14 @@ def read_json_socket(path: Path, timeout: float = 1.0) -> dict:
     return json.loads(b"".join(chunks).decode("utf-8", "replace"))
 
 
-@dataclass(frozen=True)
-class VassalProcess:
-    """One vassal as the Emperor sees it."""
-
-    name: str
-    pid: int
-    last_mod: int
-    ready: bool
-    accepting: bool
-    respawns: int
-    cursed: bool
-
-
-@dataclass(frozen=True)
-class BlacklistEntry:
-    """A vassal the Emperor keeps failing to start; it retries with a growing delay."""
-
-    name: str
-    attempts: int
-    throttle: int
-
-
-@dataclass(frozen=True)
-class EmperorStats:
-    vassals: dict[str, VassalProcess]
-    blacklist: dict[str, BlacklistEntry]
-
-    @classmethod
-    def parse(cls, doc: dict) -> EmperorStats:
-        vassals = {}
-        for v in doc.get("vassals", []):
-            name = _name_from_id(v.get("id", ""))
-            vassals[name] = VassalProcess(
-                name=name,
-                pid=int(v.get("pid", -1)),
-                last_mod=int(v.get("last_mod", 0)),
-                ready=bool(v.get("ready")),
-                accepting=bool(v.get("accepting")),
-                respawns=int(v.get("respawns", 0)),
-                cursed=bool(v.get("cursed")),
-            )
-        blacklist = {}
-        for b in doc.get("blacklist", []):
-            name = _name_from_id(b.get("id", ""))
-            blacklist[name] = BlacklistEntry(name, int(b.get("attempt", 0)), int(b.get("throttle_level", 0)))
-        return cls(vassals, blacklist)
-
-
-def _name_from_id(vassal_id: str) -> str:
-    """The Emperor names a vassal by its file path (with a `:zerg` suffix for zergs)."""
-    base = vassal_id.rsplit("/", 1)[-1]
-    return base[: -len(".ini")] if base.endswith(".ini") else base
-
-
 def emperor_stats(path: Path, timeout: float = 1.0) -> EmperorStats:
     """Query the Emperor's stats socket. Side effect (wanted): the Emperor rescans vassals/ at once."""
     return EmperorStats.parse(read_json_socket(path, timeout))
 
 
-@dataclass(frozen=True)
-class Worker:
-    pid: int
-    accepting: bool
-    status: str
-    requests: int
-
-
-def vassal_workers(stats_socket: Path, timeout: float = 0.5) -> list[Worker]:
-    """The workers of one vassal, from its own stats socket."""
-    doc = read_json_socket(stats_socket, timeout)
-    return [
-        Worker(
-            int(w.get("pid", 0)),
-            bool(w.get("accepting")),
-            str(w.get("status", "")),
-            int(w.get("requests", 0)),
-        )
-        for w in doc.get("workers", [])
-    ]
+def vassal_stats(stats_socket: Path, timeout: float = 0.5) -> VassalStats:
+    """One vassal's master and workers, from its own stats socket."""
+    return VassalStats.parse(read_json_socket(stats_socket, timeout))
 
 
 def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tuple[int, bytes]:

@@ -1,0 +1,25 @@
+"""Every timeout and interval of the control plane, in one place (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    tick: float = 0.5  # how often to look when nothing is in flight (lost file events are caught then)
+    busy_interval: float = 0.02  # how often to look while a backend is starting, reloading or leaving
+    debounce: float = 0.02  # after a file event, wait this long for the rest of its burst
+    start_timeout: float = 60.0  # a vassal not healthy by then is failed
+    reload_timeout: float = 60.0  # a reload (or a removal) not finished by then is failed (or given up)
+    drain_wait: float = 2.0  # how long an unrouted backend may take to finish what nginx sent it
+    batch_window: float = 3.0  # newly healthy backends wait at most this long for their batch
+    health_interval: float = 0.5  # how often routed and failed backends are probed
+    probe_failures_to_eject: int = 2
+    emperor_poll: float = 2.0  # how often to read the Emperor's stats while something is unsettled
+    emperor_idle_poll: float = 10.0  # ... and when everything is healthy
+    emperor_urgent_poll: float = 0.25  # ... while waiting for it to stop or reload a vassal
+    nudge_after: float = 1.0  # a reload the Emperor has not started by then is done through the FIFO
+    routing_retry: float = 2.0  # after nginx rejected a routing change, try again this much later
+    usage_interval: float = 1.0  # how often pid, workers, requests and memory are read for status
+    probe_timeout: float = 0.5

@@ -1,0 +1,89 @@
+"""uWSGI's stats documents, parsed once into values (pure: no sockets here, see fleet.uwsgi)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VassalProcess:
+    """One vassal as the Emperor sees it."""
+
+    name: str
+    pid: int
+    last_mod: int  # the file's mtime (whole seconds) when the Emperor last acted on it
+    ready: bool
+    accepting: bool
+    respawns: int
+    cursed: bool
+
+
+@dataclass(frozen=True)
+class BlacklistEntry:
+    """A vassal the Emperor keeps failing to start; it retries with a growing delay."""
+
+    name: str
+    attempts: int
+    throttle: int
+
+
+@dataclass(frozen=True)
+class EmperorStats:
+    vassals: dict[str, VassalProcess]
+    blacklist: dict[str, BlacklistEntry]
+
+    @classmethod
+    def parse(cls, doc: dict) -> EmperorStats:
+        vassals = {}
+        for v in doc.get("vassals", []):
+            name = name_from_id(v.get("id", ""))
+            vassals[name] = VassalProcess(
+                name=name,
+                pid=int(v.get("pid", -1)),
+                last_mod=int(v.get("last_mod", 0)),
+                ready=bool(v.get("ready")),
+                accepting=bool(v.get("accepting")),
+                respawns=int(v.get("respawns", 0)),
+                cursed=bool(v.get("cursed")),
+            )
+        blacklist = {}
+        for b in doc.get("blacklist", []):
+            name = name_from_id(b.get("id", ""))
+            blacklist[name] = BlacklistEntry(name, int(b.get("attempt", 0)), int(b.get("throttle_level", 0)))
+        return cls(vassals, blacklist)
+
+
+def name_from_id(vassal_id: str) -> str:
+    """The Emperor names a vassal by its file path (with a `:zerg` suffix for zergs)."""
+    base = vassal_id.rsplit("/", 1)[-1]
+    return base[: -len(".ini")] if base.endswith(".ini") else base
+
+
+@dataclass(frozen=True)
+class Worker:
+    pid: int
+    accepting: bool
+    status: str  # "idle", "busy", "cheap", "pause", "sig..."
+    requests: int
+
+
+@dataclass(frozen=True)
+class VassalStats:
+    """A vassal's own stats socket: its master and its workers."""
+
+    pid: int | None
+    workers: tuple[Worker, ...]
+
+    @classmethod
+    def parse(cls, doc: dict) -> VassalStats:
+        workers = tuple(
+            Worker(int(w.get("pid", 0)), bool(w.get("accepting")), str(w.get("status", "")), int(w.get("requests", 0)))
+            for w in doc.get("workers", [])
+            if int(w.get("pid", 0)) > 0
+        )
+        return cls(int(doc.get("pid", 0)) or None, workers)
+
+    @property
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return ([self.pid] if self.pid else []) + [w.pid for w in self.workers]
