@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
+
+from fleet import uwsgi
 
 
 class Answer:
@@ -62,16 +63,9 @@ def uwsgi_packet(path: str = "/") -> bytes:
         "SERVER_PROTOCOL": "HTTP/1.0",
         "HTTP_HOST": "localhost",
     }
-    body = b"".join(
-        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode() for k, v in env.items()
-    )
-    return struct.pack("<BHB", 0, len(body), 0) + body
+    return uwsgi.packet(env)
 
 
 def uwsgi_get(sock_path: str, path: str = "/", timeout: float = 5.0) -> Answer:
     """GET `path` from a uWSGI socket (what nginx's uwsgi_pass does), over a new connection."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(sock_path)
-        sock.sendall(uwsgi_packet(path))
-        return _parse(_read_all(sock))
+    return _parse(uwsgi.exchange(sock_path, uwsgi_packet(path), timeout))

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 from bench import procs as P
+from fleet import lifecycle
+from fleet.layout import Layout, write_atomically
+from fleet.processes import cmdline, process_table
 
 IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
 
@@ -35,13 +38,6 @@ def vassal_text(processes: int | None = None, extra: dict[str, str] | None = Non
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, content: str) -> None:
-    """Temp file (hidden, .tmp: ignored by the Emperor and the control plane) + rename."""
-    tmp = path.with_name(f".{path.name}.bench.tmp")
-    tmp.write_text(content)
-    os.replace(tmp, path)
-
-
 def fleet_available(root: Path) -> bool:
     """Whether the fleet package at `root` has its command line yet."""
     return (root / "fleet" / "cli.py").is_file()
@@ -52,6 +48,7 @@ class Cluster:
 
     def __init__(self, root: Path, port: int, python: str = sys.executable) -> None:
         self.root = root
+        self.layout = Layout(root)
         self.port = port
         self.python = python
         self.log = root / "bench-fleet.log"
@@ -59,7 +56,7 @@ class Cluster:
     # ---- files
     @property
     def vassals(self) -> Path:
-        return self.root / "vassals"
+        return self.layout.vassals
 
     def set_vassals(self, names: list[str], processes: int | None = None, extra: dict[str, str] | None = None) -> None:
         """Make vassals/ hold exactly `names` (all with the same body)."""
@@ -104,34 +101,22 @@ class Cluster:
 
     # ---- processes
     def pids(self) -> dict[str, int]:
-        """Pids of the Emperor, nginx master and control plane, from run/ files and /proc."""
-        found: dict[str, int] = {}
-        run = self.root / "run"
-        for key, rel in (("emperor", "emperor.pid"), ("nginx", "nginx.pid")):
-            with contextlib.suppress(OSError, ValueError):
-                found[key] = int((run / rel).read_text().split()[0])
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads((run / "processes.json").read_text())
-            for key, value in data.items():
-                pid = value.get("pid") if isinstance(value, dict) else value
-                if isinstance(pid, int):
-                    found.setdefault(_component(key), pid)
-        return found
+        """{"emperor", "nginx" (master), "control": pid}: what `fleet up` recorded starting and still runs."""
+        return lifecycle.running(self.layout)
 
     def own_processes(self) -> list[int]:
         """Every live process whose command line or cwd names this cluster's root (so: ours)."""
         root = str(self.root)
         found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
+        for pid in process_table():
+            if pid == os.getpid():
                 continue
             try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                cwd = os.readlink(f"/proc/{entry}/cwd")
+                cwd = os.readlink(f"/proc/{pid}/cwd")
             except OSError:
                 continue
-            if root in cmdline or cwd == root or cwd.startswith(root + "/"):
-                found.append(int(entry))
+            if root in cmdline(pid) or cwd == root or cwd.startswith(root + "/"):
+                found.append(pid)
         return found
 
     def kill_leftovers(self) -> None:
@@ -139,14 +124,3 @@ class Cluster:
         for pid in self.own_processes():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _component(key: str) -> str:
-    key = key.lower()
-    if "emperor" in key:
-        return "emperor"
-    if "nginx" in key:
-        return "nginx"
-    if "control" in key or "watch" in key or "plane" in key:
-        return "control"
-    return key

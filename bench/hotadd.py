@@ -19,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import client, stats
-from bench.cluster import Cluster, write_atomically
+from bench.cluster import Cluster
 from bench.loadgen import LoadGen, describe
 from bench.procs import Procs, wait_until
 from bench.servers import tool
+from fleet.layout import write_atomically
 
 Log = Callable[[str], None]
 
@@ -36,8 +37,8 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
         path = cluster.vassals / f"{name}.ini"
         gen = LoadGen(cluster.port, concurrency=4, max_seconds=120).start()
         time.sleep(0.2)
-        dropped = gen.now()
         write_atomically(path, body)
+        dropped = gen.now()  # the file appeared at the rename, write_atomically's last step (after an fsync)
         routed_at = _wait_for_backend(gen, name, dropped, timeout=60)
         time.sleep(0.3)
         removed = gen.now()
@@ -67,33 +68,31 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
 
 
 def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
+    """When (on `gen`'s clock) the first request started at or after `since` was answered by `name`."""
     seen = 0
-    while time.monotonic() < deadline:
+
+    def first_answer() -> float | None:
+        nonlocal seen
         fresh = gen.recorded(seen)
         seen += len(fresh)
-        hits = [s.start + s.latency for s in fresh if s.backend == name and s.start >= since]
-        if hits:
-            return min(hits)
-        time.sleep(0.005)
-    raise TimeoutError(f"{name} was never answered through nginx within {timeout} s")
+        return min((s.start + s.latency for s in fresh if s.backend == name and s.start >= since), default=None)
+
+    return wait_until(first_answer, timeout, 0.005, f"{name} to answer through nginx")
 
 
 def _wait_unrouted(gen: LoadGen, name: str, since: float, settle: float, timeout: float) -> None:
     """Return once no request started in the last `settle` seconds went to `name`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
+
+    def settled() -> bool:
         now = gen.now()
-        recent = [s for s in gen.recorded() if s.start >= since]
-        last = max((s.start for s in recent if s.backend == name), default=since)
-        if now - last >= settle:
-            return
-    raise TimeoutError(f"{name} was still routed {timeout} s after its file was deleted")
+        last = max((s.start for s in gen.recorded() if s.start >= since and s.backend == name), default=since)
+        return now - last >= settle
+
+    wait_until(settled, timeout, 0.1, f"{name} to be unrouted after its file was deleted")
 
 
 def _wait_gone(cluster: Cluster, name: str) -> None:
-    sock = cluster.root / "run" / "sockets" / f"{name}.sock"
+    sock = cluster.layout.socket(name)
     try:
         wait_until(lambda: not sock.exists(), 30, 0.05, f"{name}'s socket to go")
     except TimeoutError:
@@ -123,13 +122,13 @@ def emperor_trials(procs: Procs, app_dir: Path, work: Path, trials: int, log: Lo
             f"chdir = {app_dir}\nmodule = wsgi\nneed-app = true\ndisable-logging = true\n"
             f"env = FLEET_VASSAL={name}\nvacuum = true\n"
         )
-        dropped = time.perf_counter()
         write_atomically(vassals / f"{name}.ini", ini)
-        answered = _poll(lambda s=sock: client.uwsgi_get(str(s), "/", timeout=2).status == 200, 60)
+        dropped = time.perf_counter()  # as in fleet_trials: the file appeared at write_atomically's rename
+        answered = _poll(lambda s=sock: client.uwsgi_get(str(s), "/", timeout=2).status == 200, f"{name} to answer", 60)
         _random_phase(freq)
         removed = time.perf_counter()
         (vassals / f"{name}.ini").unlink()
-        gone = _poll(lambda s=sock: not _answers(s), 60)
+        gone = _poll(lambda s=sock: not _answers(s), f"{name} to stop answering", 60)
         trial = {"name": name, "add_s": answered - dropped, "remove_s": gone - removed}
         results.append(trial)
         log(
@@ -159,16 +158,9 @@ def _answers(sock: Path) -> bool:
         return False
 
 
-def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.005) -> float:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        try:
-            if predicate():
-                return time.perf_counter()
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise TimeoutError("timed out polling")
+def _poll(predicate: Callable[[], bool], what: str, timeout: float, interval: float = 0.005) -> float:
+    """time.perf_counter() when `predicate` first holds (polled every `interval` s)."""
+    return wait_until(lambda: predicate() and time.perf_counter(), timeout, interval, what)
 
 
 def summarize(trials: list[dict]) -> dict:

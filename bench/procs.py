@@ -14,8 +14,11 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from fleet.processes import group_members, process_table
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -25,8 +28,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02, what: str = "") -> object:
-    """Poll `predicate` until it returns something truthy; raise TimeoutError after `timeout` seconds."""
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.02, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy, and return that; after `timeout` s raise TimeoutError.
+
+    bench's one wait loop (fleet.progress.wait_until shows progress to an operator; tests.poll.wait_for fails
+    a test). An OSError from `predicate` (a socket not there yet, say) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -40,28 +47,12 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def killpg_and_wait(pgid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Signal a process group, wait for its leader up to `timeout`, then SIGKILL the group."""
+    """Signal a process group, wait up to `timeout` for all of it to exit, then SIGKILL what is left."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not _group_alive(pgid), timeout, 0.05, f"process group {pgid} to exit")
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.cluster import Cluster
 from bench.loadgen import LoadGen, Sample, describe, window
+from fleet.processes import cmdline
 
 Log = Callable[[str], None]
 
@@ -33,10 +34,9 @@ def master_pid(cluster: Cluster, name: str) -> int:
             if row.get("name") == name and row.get("pid"):
                 return int(row["pid"])
     for pid in cluster.own_processes():
-        with contextlib.suppress(OSError):
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if name in title and "master" in title:
-                return pid
+        title = cmdline(pid)
+        if name in title and "master" in title:
+            return pid
     raise RuntimeError(f"no master process found for {name}")
 
 

@@ -5,7 +5,7 @@ For each size, a fresh cluster (copy of the tree, vassals at the shipped default
 - memory per vassal: RSS and PSS (shared pages split fairly) of its master + workers, /proc smaps_rollup;
 - memory of the Emperor, nginx (master + workers) and the control plane;
 - one change (`fleet add`): command time, and the control plane's own sync and nginx reload times as
-  it reports them in run/state.json;
+  it publishes them in run/state.json (fleet.snapshot);
 - `nginx -t` and a bare nginx reload (SIGHUP until every old worker is gone) with that many upstreams;
 - idle CPU of the control plane, the Emperor and all vassals together over a quiet interval.
 """
@@ -13,7 +13,6 @@ For each size, a fresh cluster (copy of the tree, vassals at the shipped default
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -24,45 +23,30 @@ from bench import stats
 from bench.cluster import Cluster, copy_tree
 from bench.nginx import NGINX
 from bench.procs import children, descendants, free_port, run, wait_until
+from fleet.processes import stat_fields
+from fleet.snapshot import Snapshot
+from fleet.usage import pss, rss_and_pss
 
 Log = Callable[[str], None]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def smaps(pid: int) -> tuple[int, int]:
-    """(Rss, Pss) in KiB of one process, or (0, 0) if it is gone."""
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
+MIB = 1024 * 1024
 
 
 def tree_memory(pid: int) -> dict[str, float]:
     """RSS and PSS (MiB) of a process and its descendants."""
     pids = [pid, *descendants(pid)]
-    rss = pss = 0
-    for p in pids:
-        r, s = smaps(p)
-        rss += r
-        pss += s
-    return {"rss_mib": rss / 1024, "pss_mib": pss / 1024, "processes": len(pids)}
+    sizes = [rss_and_pss(p) for p in pids]
+    return {
+        "rss_mib": sum(size[0] for size in sizes) / MIB,
+        "pss_mib": sum(size[1] for size in sizes) / MIB,
+        "processes": len(pids),
+    }
 
 
 def cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except OSError:
-        return 0
+    """utime + stime of one process, in clock ticks (0 if it is gone)."""
+    fields = stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
 
 
 def idle_cpu(groups: dict[str, list[int]], seconds: float) -> dict[str, float]:
@@ -109,8 +93,7 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
     try:
         result["up_s"] = cluster.up(timeout=600)
         pids = cluster.pids()
-        state = _state(cluster)
-        control_pid = pids.get("control") or state.get("control_pid")
+        control_pid = pids.get("control") or Snapshot.read(cluster.layout).control_pid
         emperor_pid = pids["emperor"]
         nginx_pid = pids["nginx"]
         masters = vassal_masters(cluster, emperor_pid)
@@ -120,16 +103,16 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
         result["vassal_pss_mib"] = stats.median([m["pss_mib"] for m in per_vassal])
         result["vassals_pss_total_mib"] = sum(m["pss_mib"] for m in per_vassal)
         result["vassal_processes"] = stats.median([m["processes"] for m in per_vassal])
-        result["emperor_pss_mib"] = smaps(emperor_pid)[1] / 1024
+        result["emperor_pss_mib"] = pss(emperor_pid) / MIB
         result["nginx_pss_mib"] = tree_memory(nginx_pid)["pss_mib"]
         if control_pid:
-            result["control_pss_mib"] = smaps(int(control_pid))[1] / 1024
+            result["control_pss_mib"] = pss(control_pid) / MIB
         groups = {
             "emperor": [emperor_pid],
             "vassals": [p for m in masters.values() for p in [m, *descendants(m)]],
         }
         if control_pid:
-            groups["control"] = [int(control_pid)]
+            groups["control"] = [control_pid]
         cpu = idle_cpu(groups, idle_seconds)
         result.update({f"idle_cpu_{k}_pct": v for k, v in cpu.items()})
         result["nginx_t_s"] = _nginx_t(cluster)
@@ -138,9 +121,9 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
         started = time.monotonic()
         out = cluster.cli("add", "extra", "--processes", "1", timeout=120)
         result["add_s"] = time.monotonic() - started if out.returncode == 0 else None
-        counters = _state(cluster).get("counters", {})
-        result["control_sync_ms"] = counters.get("last_sync_ms")
-        result["control_nginx_reload_ms"] = counters.get("last_nginx_reload_ms")
+        counters = Snapshot.read(cluster.layout).counters  # zeros if the control plane published nothing
+        result["control_sync_ms"] = counters.last_pass_ms if counters.passes else None
+        result["control_nginx_reload_ms"] = counters.last_nginx_reload_ms if counters.nginx_reloads else None
         log(
             f"  {n:3d} vassals: up {result['up_s']:.1f} s, PSS/vassal {result['vassal_pss_mib']:.1f} MiB "
             f"(RSS {result['vassal_rss_mib']:.1f}), nginx reload {result['nginx_reload_s'] * 1000:.0f} ms, "
@@ -153,15 +136,8 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
     return result
 
 
-def _state(cluster: Cluster) -> dict:
-    try:
-        return json.loads((cluster.root / "run" / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _nginx_t(cluster: Cluster) -> float | None:
-    conf = cluster.root / "run" / "nginx" / "nginx.conf"
+    conf = cluster.layout.nginx_conf
     if not conf.exists():
         return None
     started = time.perf_counter()

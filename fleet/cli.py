@@ -7,19 +7,19 @@ import os
 import sys
 from pathlib import Path
 
-from fleet import cluster, operations, status
+from fleet import commands, lifecycle, status
 from fleet.errors import FleetError
 from fleet.layout import Layout
 
 
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
     """Start the Emperor, nginx and the control plane; wait until every vassal is healthy."""
-    return cluster.up(layout, args.port, args.listen, args.detach, args.component, args.timeout)
+    return lifecycle.up(layout, args.port, args.listen, args.detach, args.component, args.timeout)
 
 
 def command_down(layout: Layout, args: argparse.Namespace) -> int:
     """Stop everything `fleet up` started, gracefully: in-flight requests complete."""
-    return cluster.down(layout)
+    return lifecycle.down(layout)
 
 
 def command_status(layout: Layout, args: argparse.Namespace) -> int:
@@ -31,29 +31,29 @@ def command_status(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_add(layout: Layout, args: argparse.Namespace) -> int:
     """Write vassals/NAME.ini and wait until nginx routes to it."""
-    return operations.add(layout, args.name, args.processes, args.timeout)
+    return commands.add(layout, args.name, args.processes, args.timeout)
 
 
 def command_rm(layout: Layout, args: argparse.Namespace) -> int:
     """Take NAME out of nginx, delete its file, wait until its processes are gone."""
-    return operations.rm(layout, args.name, args.timeout)
+    return commands.rm(layout, args.name, args.timeout)
 
 
 def command_reload(layout: Layout, args: argparse.Namespace) -> int:
     """Zero-downtime reload of NAME..., or of every backend one at a time (--all)."""
-    return operations.reload(layout, args.names, args.all, args.timeout)
+    return commands.reload(layout, args.names, args.all, args.timeout)
 
 
 def command_check(layout: Layout, args: argparse.Namespace) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
-    return operations.check(layout, [Path(p) for p in args.files])
+    return commands.check(layout, [Path(p) for p in args.files])
 
 
 def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
     """Run the control plane in the foreground (`fleet up` starts it for you)."""
-    from fleet import control
+    from fleet import runtime
 
-    return control.main(layout)
+    return runtime.main(layout)
 
 
 def _port(value: str) -> int:
@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--detach", action="store_true", help="return once healthy, leave it running")
     up.add_argument(
-        "--component", choices=sorted(cluster.COMPONENTS), default="all", help="for containers: run only part"
+        "--component", choices=sorted(lifecycle.COMPONENTS), default="all", help="for containers: run only part"
     )
     up.add_argument("--timeout", type=float, default=120.0)
     add("down", command_down)

@@ -92,6 +92,15 @@ class Layout:
     def state_file(self) -> Path:
         return self.run / "state.json"
 
+    @property
+    def drain_dir(self) -> Path:
+        """`fleet rm` asks the control plane to drain a backend by creating run/drain/NAME."""
+        return self.run / "drain"
+
+    @property
+    def events_file(self) -> Path:
+        return self.logs / "events.jsonl"
+
     def processes_file(self, component: str) -> Path:
         """What `fleet up --component X` started (one file each: containers share run/)."""
         return self.run / f"processes-{component}.json"
@@ -122,6 +131,7 @@ class Layout:
             self.stats,
             self.logs,
             self.run / "fifo",
+            self.drain_dir,
             self.nginx_dir,
             self.nginx_dir / "tmp",
         ):

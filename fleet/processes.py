@@ -28,9 +28,10 @@ def start_time(pid: int) -> int | None:
 
     A pid alone does not: pids are reused, and a container's run/ volume outlives its pid namespace.
     """
+    fields = stat_fields(pid)
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 
@@ -41,12 +42,25 @@ def is_same(pid: int, started: int | None) -> bool:
 
 def is_alive(pid: int) -> bool:
     """True if `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    fields = stat_fields(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, ppid, pgrp, ...; utime is [11]), None if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cmdline(pid: int) -> str:
+    """The command line (or the title a process set for itself), arguments joined by spaces; "" if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
+        return ""
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
 
 
 def process_table() -> dict[int, list[str]]:
@@ -55,10 +69,9 @@ def process_table() -> dict[int, list[str]]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            table[int(entry)] = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+        fields = stat_fields(int(entry))
+        if fields is not None:
+            table[int(entry)] = fields
     return table
 
 

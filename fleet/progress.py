@@ -61,7 +61,7 @@ def wait_until(
         verdict, text = check()
         elapsed = time.monotonic() - started
         if verdict == "ok":
-            progress.done(f"{what}: done in {elapsed:.2f} s" if not text else text)
+            progress.done(text or f"{what}: done in {elapsed:.2f} s")
             return elapsed
         if verdict:
             progress.done(f"{what}: {verdict}")

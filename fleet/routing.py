@@ -8,7 +8,9 @@ from fleet.model import Backend
 from fleet.states import State
 
 
-def wanted_routes(routed: frozenset[str], backends: Mapping[str, Backend], now: float, batch_window: float) -> frozenset[str]:
+def wanted_routes(
+    routed: frozenset[str], backends: Mapping[str, Backend], now: float, batch_window: float
+) -> frozenset[str]:
     """The backends nginx should route to, given what it routes to now.
 
     Leaving backends (starting, ejected, failed, draining, removing, unknown) leave at once. A reloading

@@ -7,10 +7,10 @@ file enters from it, a removed backend leaves to it.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class State(str, Enum):
+class State(StrEnum):
     STARTING = "starting"  # its file is there; waiting for its first good health probe
     HEALTHY = "healthy"  # answers probes; routed (new ones join nginx with their batch)
     RELOADING = "reloading"  # its file changed: out of nginx (if a peer serves), drained, reloaded
@@ -18,9 +18,6 @@ class State(str, Enum):
     FAILED = "failed"  # bad file, crash loop or timeout: never routed, retried when its file changes
     DRAINING = "draining"  # `fleet rm` asked: out of nginx, finishing its requests, file still there
     REMOVING = "removing"  # its file is gone: out of nginx, drained, then the Emperor stops it
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S = State

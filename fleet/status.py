@@ -1,15 +1,13 @@
-"""`fleet status`: one row per backend, from the control plane's state and each vassal's stats."""
+"""`fleet status`: one row per backend, from the control plane's published snapshot."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from fleet import uwsgi
-from fleet.cluster import present_vassals
 from fleet.layout import Layout
-from fleet.state import State
+from fleet.lifecycle import present_vassals
+from fleet.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -24,48 +22,16 @@ class Row:
     error: str
 
 
-def memory_of(pids: list[int]) -> int:
-    """Proportional set size (shared pages split between sharers), so rows add up honestly."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 def rows(layout: Layout) -> list[Row]:
-    state = State.read(layout)
-    names = sorted(set(state.backends) | set(present_vassals(layout)))
+    snap = Snapshot.read(layout)
+    names = sorted(set(snap.backends) | set(present_vassals(layout)))
     result = []
     for name in names:
-        b = state.backends.get(name, {"state": "starting", "error": ""})
-        pid, workers, requests, pids = None, 0, 0, []
-        try:
-            doc = uwsgi.read_json_socket(layout.stats_socket(name), 0.5)
-            pid = int(doc.get("pid", 0)) or None
-            live = [w for w in doc.get("workers", []) if int(w.get("pid", 0)) > 0]
-            workers = len(live)
-            requests = sum(int(w.get("requests", 0)) for w in live)
-            pids = [pid or 0] + [int(w["pid"]) for w in live]
-        except (OSError, ValueError):
-            pass
-        result.append(
-            Row(
-                name,
-                b["state"],
-                pid,
-                workers,
-                requests,
-                memory_of(pids),
-                name in state.routed,
-                b.get("error", ""),
-            )
-        )
+        b = snap.backend(name)
+        if b is None:  # a file the control plane has not seen yet
+            result.append(Row(name, "starting", None, 0, 0, 0, False, ""))
+            continue
+        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error))
     return result
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def pss(pid: int) -> int:
-    """Proportional set size of one process in bytes (shared pages split between sharers), 0 if unknown."""
+def rss_and_pss(pid: int) -> tuple[int, int]:
+    """Resident and proportional set size of one process in bytes, (0, 0) if unknown (it is gone, say)."""
+    rss = pss = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0, 0
+    return rss, pss
+
+
+def pss(pid: int) -> int:
+    """Proportional set size of one process in bytes (shared pages split between sharers), 0 if unknown."""
+    return rss_and_pss(pid)[1]
 
 
 def memory_of(pids: list[int]) -> int:

@@ -39,13 +39,20 @@ def known_options(uwsgi: str) -> frozenset[str]:
 
 def read_json_socket(path: Path, timeout: float = 1.0) -> dict:
     """Read the JSON document a uWSGI stats socket sends on connect (then it closes)."""
+    return json.loads(exchange(path, b"", timeout).decode("utf-8", "replace"))
+
+
+def exchange(path: str | os.PathLike, data: bytes, timeout: float) -> bytes:
+    """Connect to the unix socket `path`, send `data` (if any), and read until the other side closes."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
+        if data:
+            sock.sendall(data)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
-    return json.loads(b"".join(chunks).decode("utf-8", "replace"))
+    return b"".join(chunks)
 
 
 def emperor_stats(path: Path, timeout: float = 1.0) -> EmperorStats:
@@ -73,21 +80,18 @@ def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tu
         "HTTP_HOST": "fleet-probe",
         "HTTP_USER_AGENT": "fleet-health-probe",
     }
-    body = b"".join(_uwsgi_string(k) + _uwsgi_string(v) for k, v in env.items())
-    packet = struct.pack("<BHB", 0, len(body), 0) + body
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(sock_path))
-        sock.sendall(packet)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    response = b"".join(chunks)
+    response = exchange(sock_path, packet(env), timeout)
     head, _, payload = response.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
     if len(status_line) < 2 or not status_line[1].isdigit():
         raise ConnectionError(f"not an HTTP response: {response[:60]!r}")
     return int(status_line[1]), payload
+
+
+def packet(env: dict[str, str]) -> bytes:
+    """A uwsgi-protocol request (modifier1 0: WSGI) carrying the CGI-style variables `env`, no body."""
+    body = b"".join(_uwsgi_string(k) + _uwsgi_string(v) for k, v in env.items())
+    return struct.pack("<BHB", 0, len(body), 0) + body
 
 
 def _uwsgi_string(text: str) -> bytes:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import nginx, processes, uwsgi, vassals
-from fleet.backends import FAILED, HEALTHY
-from fleet.errors import AlreadyRunning, FleetError, NotRunning, Timeout
+from fleet.errors import AlreadyRunning, FleetError, NotRunning
 from fleet.layout import Layout, write_atomically
 from fleet.logs import Follower
-from fleet.state import State
+from fleet.progress import wait_until
+from fleet.snapshot import Snapshot
 
 # The order matters when stopping: the control plane first (no more reloads), then nginx
 # (SIGQUIT: stop accepting, finish in-flight requests), then the Emperor (graceful vassal shutdown).
@@ -94,12 +94,11 @@ def _prepare(layout: Layout, port: int, listen: str, component: str) -> list[str
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
     layout.make_run_dirs()
-    (layout.run / "drain").mkdir(exist_ok=True)
     # Each component cleans only what it owns: in compose, the other one may be running.
     layout.processes_file(component).unlink(missing_ok=True)
     if "control" in parts:
         layout.state_file.unlink(missing_ok=True)
-        for leftover in (layout.run / "drain").iterdir():
+        for leftover in layout.drain_dir.iterdir():
             leftover.unlink()
     extra: list[str] = []
     group = _socket_group()
@@ -154,33 +153,6 @@ def present_vassals(layout: Layout) -> list[str]:
     return sorted(vassals.vassal_name(n) for n in names if vassals.is_vassal_filename(n))
 
 
-class Progress:
-    """One status line, rewritten in place on a terminal, printed on change otherwise."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.tty = out.isatty()
-        self.last = ""
-
-    def show(self, text: str, elapsed: float | None = None) -> None:
-        """Show `text` (prefixed with the elapsed time on a terminal, where it is rewritten in place)."""
-        if self.tty:
-            shown = f"[{elapsed:4.1f} s] {text}" if elapsed is not None else text
-            self.out.write("\r\033[K" + shown)
-        elif text != self.last:
-            self.out.write((f"[{elapsed:4.1f} s] {text}" if elapsed is not None else text) + "\n")
-        else:
-            return
-        self.last = text
-        self.out.flush()
-
-    def done(self, text: str) -> None:
-        if self.tty:
-            self.out.write("\r\033[K")
-        self.out.write(text + "\n")
-        self.out.flush()
-
-
 def wait_healthy(
     layout: Layout,
     names: list[str],
@@ -188,40 +160,34 @@ def wait_healthy(
     out: TextIO,
     watch: dict[str, subprocess.Popen] | None = None,
 ) -> list[str]:
-    """Wait until each of `names` is healthy and routed, or failed. Returns the failed ones."""
-    progress = Progress(out)
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        state = State.read(layout)
+    """Wait, with progress, until each of `names` is healthy and routed, or failed. Returns the failed ones."""
+    failed: list[str] = []
+
+    def check() -> tuple[str | None, str]:
         for component, proc in (watch or {}).items():
             if proc.poll() is not None:
-                raise FleetError(
-                    f"{component} exited with status {proc.returncode} while starting; see {layout.log(component)}"
-                )
-        states = {n: state.backends.get(n, {}).get("state", "starting") for n in names}
-        healthy = [n for n in names if states[n] == HEALTHY and n in state.routed]
-        failed = [n for n in names if states[n] == FAILED]
-        elapsed = time.monotonic() - started
+                exited = f"{component} exited with status {proc.returncode} while starting"
+                return f"{exited}; see {layout.log(component)}", ""
+        snap = Snapshot.read(layout)
+        states = {n: snap.state_of(n) or "starting" for n in names}
+        healthy = [n for n in names if states[n] == "healthy" and n in snap.routed]
+        failed[:] = [n for n in names if states[n] == "failed"]
         if len(healthy) + len(failed) == len(names):
-            progress.done(f"{len(healthy)}/{len(names)} backends healthy and routed ({elapsed:.1f} s)")
-            return failed
+            return "ok", f"{len(healthy)}/{len(names)} backends healthy and routed"
         waiting = [n for n in names if n not in healthy and n not in failed]
         shown = ", ".join(f"{n} {states[n]}" for n in waiting[:4]) + (" ..." if len(waiting) > 4 else "")
-        progress.show(f"{len(healthy)}/{len(names)} healthy; waiting for {shown}", elapsed)
-        if time.monotonic() > deadline:
-            progress.done("")
-            raise Timeout(
-                f"backends not healthy after {timeout:.0f} s: {', '.join(waiting)}. "
-                f"See `fleet status` and the logs in {layout.logs}."
-            )
-        time.sleep(0.05)
+        return None, f"{len(healthy)}/{len(names)} healthy; waiting for {shown}"
+
+    hint = f"see `fleet status` and the logs in {layout.logs}"
+    wait_until("starting backends", check, timeout, out, hint=hint)
+    return failed
 
 
 def report_failed(layout: Layout, failed: list[str], out: TextIO) -> None:
-    state = State.read(layout)
+    snap = Snapshot.read(layout)
     for name in failed:
-        out.write(f"  {name}: failed: {state.backends.get(name, {}).get('error', '?')}\n")
+        b = snap.backend(name)
+        out.write(f"  {name}: failed: {b.error if b else '?'}\n")
     out.write("Fix the file(s) (`fleet check` explains), or remove them; the other backends are serving.\n")
 
 

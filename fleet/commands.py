@@ -1,24 +1,23 @@
 """Operator commands that change the fleet: add, rm, reload, check.
 
 Each is a plain file operation (the same one a user can do by hand) plus waiting, with progress,
-until the control plane reports the result in run/state.json.
+until the control plane's published snapshot shows the result.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi, vassals
-from fleet.backends import DRAINING, FAILED, HEALTHY
-from fleet.cluster import Progress, running
-from fleet.errors import FleetError, InvalidVassal, NotRunning, Timeout
+from fleet.errors import FleetError, InvalidVassal, NotRunning
 from fleet.layout import Layout, write_atomically
-from fleet.state import State
+from fleet.lifecycle import running
+from fleet.progress import wait_until
+from fleet.snapshot import Snapshot
 
 
 def _require_running(layout: Layout) -> None:
@@ -26,25 +25,13 @@ def _require_running(layout: Layout) -> None:
         raise NotRunning(f"the cluster at {layout.root} is not running: start it with `fleet up --detach`")
 
 
-def _wait(layout: Layout, what: str, done: Callable[[State], str | None], timeout: float, out: TextIO) -> State:
-    """Poll the control plane's state until `done` returns a final word ('ok' or an error)."""
-    progress = Progress(out)
-    started = time.monotonic()
-    while True:
-        state = State.read(layout)
-        verdict = done(state)
-        elapsed = time.monotonic() - started
-        if verdict == "ok":
-            progress.done(f"{what}: done in {elapsed:.2f} s")
-            return state
-        if verdict:
-            progress.done(f"{what}: {verdict}")
-            raise FleetError(verdict)
-        if elapsed > timeout:
-            progress.done("")
-            raise Timeout(f"{what}: not done after {timeout:.0f} s; see `fleet status` and {layout.logs}")
-        progress.show(f"{what}...", elapsed)
-        time.sleep(0.02)
+def _wait(layout: Layout, what: str, done: Callable[[Snapshot], str | None], timeout: float, out: TextIO) -> None:
+    """Wait until `done(snapshot)` gives a final word: "ok", or an error message."""
+
+    def check() -> tuple[str | None, str]:
+        return done(Snapshot.read(layout)), ""
+
+    wait_until(what, check, timeout, out, interval=0.02, hint=f"see `fleet status` and {layout.logs}")
 
 
 def check(layout: Layout, paths: list[Path], out: TextIO = sys.stdout) -> int:
@@ -78,11 +65,11 @@ def add(layout: Layout, name: str, processes_count: int | None, timeout: float, 
     write_atomically(path, vassals.new_vassal_text(name, processes_count))
     out.write(f"wrote {os.path.relpath(path)}\n")
 
-    def routed(state: State) -> str | None:
-        b = state.backends.get(name, {})
-        if b.get("state") == FAILED:
-            return f"{name} failed: {b.get('error')}. Fix {path} or `fleet rm {name}`."
-        return "ok" if b.get("state") == HEALTHY and name in state.routed else None
+    def routed(snap: Snapshot) -> str | None:
+        b = snap.backend(name)
+        if b and b.state == "failed":
+            return f"{name} failed: {b.error}. Fix {path} or `fleet rm {name}`."
+        return "ok" if b and b.state == "healthy" and name in snap.routed else None
 
     _wait(layout, f"starting {name}", routed, timeout, out)
     return 0
@@ -94,22 +81,20 @@ def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> i
     if not path.exists():
         raise InvalidVassal(f"there is no backend {name} ({path} does not exist)")
     _require_running(layout)
-    state = State.read(layout)
     pids = _vassal_pids(layout, name)
-    (layout.run / "drain").mkdir(exist_ok=True)
-    (layout.run / "drain" / name).touch()
+    layout.drain_dir.mkdir(parents=True, exist_ok=True)
+    (layout.drain_dir / name).touch()
 
-    def unrouted(state: State) -> str | None:
-        b = state.backends.get(name)
-        return "ok" if name not in state.routed and (b is None or b.get("state") == DRAINING) else None
+    def unrouted(snap: Snapshot) -> str | None:
+        b = snap.backend(name)
+        return "ok" if name not in snap.routed and (b is None or b.state in ("draining", "removing")) else None
 
-    if name in state.routed or state.backends.get(name, {}).get("state") not in (None, FAILED):
-        _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
+    _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
     path.unlink()
     out.write(f"deleted {os.path.relpath(path)}\n")
 
-    def gone(state: State) -> str | None:
-        return "ok" if name not in state.backends and not any(processes.is_alive(p) for p in pids) else None
+    def gone(snap: Snapshot) -> str | None:
+        return "ok" if snap.backend(name) is None and not any(processes.is_alive(p) for p in pids) else None
 
     _wait(layout, f"stopping {name} (in-flight requests finish)", gone, timeout, out)
     return 0
@@ -117,10 +102,9 @@ def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> i
 
 def _vassal_pids(layout: Layout, name: str) -> list[int]:
     try:
-        doc = uwsgi.read_json_socket(layout.stats_socket(name), 0.5)
+        return uwsgi.vassal_stats(layout.stats_socket(name)).pids
     except (OSError, ValueError):
         return []
-    return [int(doc.get("pid", 0))] + [int(w.get("pid", 0)) for w in doc.get("workers", [])]
 
 
 def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: TextIO = sys.stdout) -> int:
@@ -130,8 +114,7 @@ def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: Te
     """
     _require_running(layout)
     if all_:
-        names = sorted(State.read(layout).backends) or []
-        names = [n for n in names if layout.vassal_file(n).exists()]
+        names = [n for n in sorted(Snapshot.read(layout).backends) if layout.vassal_file(n).exists()]
     if not names:
         raise FleetError("nothing to reload: name backends, or use --all")
     for name in names:
@@ -142,11 +125,11 @@ def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: Te
         os.utime(path)
         touched_ns = path.stat().st_mtime_ns
 
-        def reloaded(state: State, name: str = name, touched_ns: int = touched_ns) -> str | None:
-            b = state.backends.get(name, {})
-            if b.get("state") == FAILED:
-                return f"{name} failed to reload: {b.get('error')}. Backends not yet reloaded keep their old code."
-            done = b.get("state") == HEALTHY and b.get("served_mtime_ns", 0) >= touched_ns and name in state.routed
+        def reloaded(snap: Snapshot, name: str = name, touched_ns: int = touched_ns) -> str | None:
+            b = snap.backend(name)
+            if b and b.state == "failed":
+                return f"{name} failed to reload: {b.error}. Backends not yet reloaded keep their old code."
+            done = b and b.state == "healthy" and b.served_mtime_ns >= touched_ns and name in snap.routed
             return "ok" if done else None
 
         _wait(layout, f"[{index}/{len(names)}] reloading {name}", reloaded, timeout, out)

@@ -1,0 +1,79 @@
+"""Publishing (I/O, no decisions): the typed snapshot in run/state.json, with each vassal's usage."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+
+from fleet.events import Event
+from fleet.layout import Layout
+from fleet.model import Model
+from fleet.settings import Settings
+from fleet.snapshot import BackendView, Counters, Snapshot
+from fleet.stats import VassalStats
+from fleet.usage import memory_of
+
+RECENT_EVENTS = 50
+
+
+class Publisher:
+    """Writes the snapshot when its meaning changes; subscribes to events to keep the recent ones."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings,
+        read_stats: Callable[[str], VassalStats | None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.layout, self.settings, self.read_stats, self.clock = layout, settings, read_stats, clock
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.usage: dict[str, tuple[int | None, int, int, int]] = {}  # name -> pid, workers, requests, memory
+        self.usage_at = float("-inf")
+        self.last: Snapshot | None = None
+
+    def on_event(self, event: Event) -> None:
+        self.recent.append(event)
+
+    def publish(self, model: Model, routed: frozenset[str], counters: Counters, routing_error: str, pid: int) -> None:
+        now = self.clock()
+        if now - self.usage_at >= self.settings.usage_interval:
+            self.usage_at = now
+            self.usage = {name: self._usage(name) for name in model.backends}
+        wall = time.time()
+        views = {}
+        for name, b in sorted(model.backends.items()):
+            vassal_pid, workers, requests, memory = self.usage.get(name, (None, 0, 0, 0))
+            views[name] = BackendView(
+                name=name,
+                state=b.state.value,
+                since=round(wall - (now - b.since), 3),
+                routed=name in routed,
+                error=b.error,
+                pid=vassal_pid,
+                workers=workers,
+                requests=requests,
+                memory=memory,
+                mtime_ns=b.mtime_ns,
+                served_mtime_ns=b.served_mtime_ns,
+            )
+        snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
+        if self.last is not None and _same(snapshot, self.last):
+            return
+        self.last = snapshot
+        snapshot.write(self.layout)
+
+    def _usage(self, name: str) -> tuple[int | None, int, int, int]:
+        stats = self.read_stats(name)
+        if stats is None:
+            return None, 0, 0, 0
+        return stats.pid, len(stats.workers), sum(w.requests for w in stats.workers), memory_of(stats.pids)
+
+
+def _same(a: Snapshot, b: Snapshot) -> bool:
+    """Equal but for the time written and the per-pass counters: then there is nothing new to write."""
+    quiet = Counters(nginx_reloads=a.counters.nginx_reloads, routing_errors=a.counters.routing_errors)
+    other = Counters(nginx_reloads=b.counters.nginx_reloads, routing_errors=b.counters.routing_errors)
+    return replace(a, written_at=0, counters=quiet) == replace(b, written_at=0, counters=other)
