@@ -60,6 +60,6 @@ def plan(model: Model, wanted: Wanted, now: float, s: Settings) -> Look:
         elif health and b.state == S.FAILED and name not in blacklist and name in wanted.files:
             if not wanted.files[name].problem:
                 probe.add(name)  # e.g. the app was fixed and the Emperor retried
-        if b.state == S.RELOADING or (b.state == S.REMOVING and b.told_at is None):
+        if b.state == S.RELOADING or (b.state == S.REMOVING and b.told_at is None) or b.reload is not None:
             stats.add(name)
     return Look(emperor, frozenset(probe & set(wanted.files)), frozenset(stats), frozenset(reasons))

@@ -40,6 +40,7 @@ class _Pass:
         self.emperor: EmperorStats | None = observed.emperor or model.emperor
         self.transitions: list[Transition] = []
         self.actions: list[Action] = []
+        self.wake_emperor = False  # for a fixed file (the Emperor forgot its failures)
 
     def move(self, b: Backend, new: State, reason: str, **changes) -> Backend:
         moved, transition = move(b, new, self.now, reason, **changes)
@@ -68,10 +69,6 @@ class _Pass:
         drain_until = self.now + self.s.drain_wait
         return self.move(b, S.RELOADING, reason, reload=reload, told_at=None, drain_until=drain_until, ready_at=None)
 
-    def tell_emperor(self) -> None:
-        if WakeEmperor() not in self.actions:
-            self.actions.append(WakeEmperor())
-
 
 def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: float) -> Decision:
     """From what is wanted and what was observed: the new model, the transitions, the actions, when to look again."""
@@ -85,12 +82,12 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
         retry_at = (observed.routing_failed_at or now) + s.routing_retry
         if not observed.routing_error or now >= retry_at:
             p.actions.insert(0, Route(routes))
-            for name in routes - observed.routed:
-                p.backends[name] = replace(p.backends[name], ready_at=None)
         else:
             wake_after = min(wake_after, retry_at - now)
-    for name in list(p.backends):
-        _tell(p, p.backends[name], routes)
+    for name in observed.routed & set(p.backends):
+        if p.backends[name].ready_at is not None:  # its batch is in nginx now
+            p.backends[name] = replace(p.backends[name], ready_at=None)
+    _tell_all(p, routes)
     new_model = Model(
         backends=p.backends,
         emperor=p.emperor,
@@ -114,23 +111,30 @@ def _apply_files(p: _Pass, wanted: Wanted) -> None:
         if b is None:
             _new_file(p, name, file.mtime_ns, file.problem)
             continue
-        if file.mtime_ns != b.mtime_ns:
+        if b.state == S.REMOVING and not file.problem:
+            b = replace(b, mtime_ns=file.mtime_ns)
+            p.move(b, S.STARTING, "its file is back", error="", told_at=None, drain_until=None)
+        elif file.mtime_ns != b.mtime_ns:
             b = replace(b, mtime_ns=file.mtime_ns)
             p.backends[name] = b
             if file.problem and b.state == S.FAILED:
                 p.backends[name] = replace(b, error=file.problem)
             elif file.problem:
                 p.move(b, S.FAILED, file.problem, error=file.problem, ready_at=None, reload=None, told_at=None)
-            elif b.state == S.REMOVING:
-                p.move(b, S.STARTING, "its file was dropped in again", error="", told_at=None, drain_until=None)
             elif b.state == S.FAILED:
                 p.move(b, S.STARTING, "its file changed", error="")
                 p.actions.append(ClearBlacklist())
-                p.tell_emperor()
-            elif b.state == S.EJECTED:
-                p.move(b, S.STARTING, "its file changed", error="")
-            elif b.state == S.STARTING:
-                p.backends[name] = replace(b, since=p.now)  # a new version: its start timeout begins again
+                if p.emperor is not None:  # SIGURG empties it: do not fail the fixed file on the old list
+                    p.emperor = replace(p.emperor, blacklist={})
+                p.wake_emperor = True
+            elif b.state in (S.EJECTED, S.STARTING):
+                # Whatever runs now is the old version: healthy only once every worker is new.
+                old = p.observed.stats.get(name)
+                reload = Reload(frozenset(w.pid for w in old.workers) if old else frozenset(), None)
+                if b.state == S.EJECTED:
+                    p.move(b, S.STARTING, "its file changed", error="", reload=reload)
+                else:
+                    p.backends[name] = replace(b, since=p.now, reload=reload)  # its start timeout begins again
             elif b.state == S.RELOADING:
                 p.backends[name] = replace(b, reload=replace(b.reload, again=True)) if b.reload else b
             elif b.state == S.HEALTHY:
@@ -166,14 +170,21 @@ def _progress(p: _Pass, b: Backend, wanted: Wanted) -> None:
     if b.state in (S.STARTING, S.EJECTED):
         if p.blacklisted(name) and not accepting:
             p.fail(b, f"keeps exiting at start; see {name}.log")
-        elif probe is not None and probe.ok:
+        elif (
+            probe is not None
+            and probe.ok
+            and (b.reload is None or _reload_finished(p.observed.stats.get(name), b.reload))
+        ):
             reason = "answers its health probe" if b.state == S.STARTING else "answers its health probe again"
-            p.move(b, S.HEALTHY, reason, served_mtime_ns=b.mtime_ns, error="", probe_failures=0, ready_at=now)
+            changes = dict(served_mtime_ns=b.mtime_ns, error="", probe_failures=0, ready_at=now, reload=None)
+            p.move(b, S.HEALTHY, reason, **changes)
         else:
             if probe is not None:
                 b = p.backends[name] = replace(b, last_probe=probe.detail)
             if now - b.since > s.start_timeout:
                 got = f"; last probe: {b.last_probe}" if b.last_probe else ""
+                if "expected" in b.last_probe:
+                    got += "; set health_path or health_status in a [fleet] section of its file"
                 p.fail(b, f"not healthy {s.start_timeout:.0f} s after start{got}; see {name}.log")
     elif b.state == S.HEALTHY and probe is not None:
         if probe.ok or probe.busy:
@@ -226,17 +237,38 @@ def _progress_reload(p: _Pass, b: Backend) -> None:
         p.backends[name] = replace(b, reload=replace(reload, nudged=True))
 
 
-def _tell(p: _Pass, b: Backend, routes: frozenset[str]) -> None:
-    """Tell the Emperor to reload or stop a backend once it is out of nginx and drained."""
-    if b.state not in (S.RELOADING, S.REMOVING) or b.told_at is not None:
+def _tell_all(p: _Pass, routes: frozenset[str]) -> None:
+    """Tell the Emperor to reload or stop the backends that are out of nginx and drained.
+
+    Waking the Emperor makes it act on every changed file at once, so it is woken only when no other
+    backend still has to leave nginx or drain first (each drain is bounded by its deadline).
+    """
+    pending = [b for b in p.backends.values() if b.state in (S.RELOADING, S.REMOVING) and b.told_at is None]
+    ready = {b.name: _ready_to_tell(p, b, routes) for b in pending}
+    if not all(ready.values()):
         return
+    for b in pending:
+        _tell(p, p.backends[b.name])
+    if pending or p.wake_emperor:
+        p.actions.append(WakeEmperor())
+
+
+def _ready_to_tell(p: _Pass, b: Backend, routes: frozenset[str]) -> bool:
+    if b.state == S.RELOADING and b.reload is not None and not b.reload.old_workers:
+        stats = p.observed.stats.get(b.name)
+        if stats is None and p.now < (b.drain_until or p.now):
+            return False  # the workers to replace are not known yet: ask again
+        if stats is not None:
+            reload = replace(b.reload, old_workers=frozenset(w.pid for w in stats.workers))
+            p.backends[b.name] = replace(b, reload=reload)
     stats = p.observed.stats.get(b.name)
     idle = stats is None or all(w.status == "idle" for w in stats.workers)
     drained = b.name not in p.observed.routed and (idle or p.now >= (b.drain_until or p.now))
     keeps_traffic = b.state == S.RELOADING and b.name in routes  # alone: requests wait in its backlog
-    if not (drained or keeps_traffic):
-        return
-    p.tell_emperor()
+    return drained or keeps_traffic
+
+
+def _tell(p: _Pass, b: Backend) -> None:
     reload = b.reload
     if reload is not None and p.emperor is not None and b.name in p.emperor.vassals:
         # The Emperor sees a change only when the mtime's whole second moves past the last one it saw:
