@@ -36,3 +36,10 @@ def slow():
     seconds = min(float(request.args.get("seconds", "1")), MAX_SLOW_SECONDS)
     time.sleep(seconds)
     return jsonify(backend=BACKEND, pid=os.getpid(), slept=seconds)
+
+
+@application.post("/upload")
+def upload():
+    """Count the request body's bytes: uploads and other non-idempotent requests through nginx."""
+    body = request.get_data(cache=False)
+    return jsonify(backend=BACKEND, pid=os.getpid(), bytes=len(body))

@@ -7,14 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from fleet import commands, lifecycle, status
+from fleet import commands, lifecycle, limits, status
 from fleet.errors import FleetError
 from fleet.layout import Layout
 
 
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
     """Start the Emperor, nginx and the control plane; wait until every vassal is healthy."""
-    return lifecycle.up(layout, args.port, args.listen, args.detach, args.component, args.timeout)
+    chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
+    return lifecycle.up(layout, args.port, args.listen, args.detach, args.component, args.timeout, limits=chosen)
 
 
 def command_down(layout: Layout, args: argparse.Namespace) -> int:
@@ -89,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--component", choices=sorted(lifecycle.COMPONENTS), default="all", help="for containers: run only part"
     )
-    up.add_argument("--timeout", type=float, default=120.0)
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the backends at start")
+    limits.add_flags(up)
     add("down", command_down)
     st = add("status", command_status)
     st.add_argument("--json", action="store_true", help="a list of objects")

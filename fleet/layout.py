@@ -77,6 +77,11 @@ class Layout:
         return self.nginx_dir / "upstreams.conf"
 
     @property
+    def slots(self) -> Path:
+        """nginx's upstream slots: symlinks the control plane points at routed vassals' sockets."""
+        return self.nginx_dir / "slots"
+
+    @property
     def nginx_pid(self) -> Path:
         return self.run / "nginx.pid"
 
@@ -134,6 +139,7 @@ class Layout:
             self.drain_dir,
             self.nginx_dir,
             self.nginx_dir / "tmp",
+            self.slots,
         ):
             path.mkdir(parents=True, exist_ok=True)
 

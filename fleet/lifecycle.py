@@ -16,6 +16,7 @@ from typing import TextIO
 from fleet import nginx, processes, uwsgi, vassals
 from fleet.errors import AlreadyRunning, FleetError, NotRunning
 from fleet.layout import Layout, write_atomically
+from fleet.limits import Limits
 from fleet.logs import Follower
 from fleet.progress import wait_until
 from fleet.snapshot import Snapshot
@@ -90,7 +91,7 @@ def _check_reachable(layout: Layout, group: str) -> None:
         path = path.parent
 
 
-def _prepare(layout: Layout, port: int, listen: str, component: str) -> list[str]:
+def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Limits) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
     layout.make_run_dirs()
@@ -110,15 +111,17 @@ def _prepare(layout: Layout, port: int, listen: str, component: str) -> list[str
             _check_reachable(layout, group)
     if "nginx" in parts:
         _check_port(listen, port)
-        nginx.write_config(layout, port, listen)
+        nginx.write_config(layout, port, listen, limits)
         ok, output = nginx.test_config(layout)
         if not ok:
             raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
     return extra
 
 
-def _start(layout: Layout, parts: tuple[str, ...], emperor_args: list[str]) -> dict[str, subprocess.Popen]:
-    env = dict(os.environ)
+def _start(
+    layout: Layout, parts: tuple[str, ...], emperor_args: list[str], limits: Limits
+) -> dict[str, subprocess.Popen]:
+    env = dict(os.environ) | limits.environment()
     uwsgi_bin = uwsgi.binary()
     env["FLEET_UWSGI"] = uwsgi_bin
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
@@ -199,8 +202,10 @@ def up(
     component: str = "all",
     timeout: float = 120.0,
     out: TextIO = sys.stdout,
+    limits: Limits | None = None,
 ) -> int:
     parts = COMPONENTS[component]
+    limits = limits or Limits()
     already = {name: pid for name, pid in running(layout).items() if name in parts}
     if already:
         raise AlreadyRunning(
@@ -208,8 +213,8 @@ def up(
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    emperor_args = _prepare(layout, port, listen, component)
-    started = _start(layout, parts, emperor_args)
+    emperor_args = _prepare(layout, port, listen, component, limits)
+    started = _start(layout, parts, emperor_args, limits)
     _record(layout, component, started, port, listen)
     names = present_vassals(layout)
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"

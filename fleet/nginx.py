@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
+from fleet.limits import Limits, human
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
@@ -51,9 +52,13 @@ def worker_user() -> str | None:
     return None
 
 
-def template_values(layout: Layout, port: int, listen: str) -> dict[str, str]:
+def template_values(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> dict[str, str]:
     user = worker_user()
+    limits = limits or Limits()
     return {
+        "max_body": human(limits.max_body),
+        "header_buffer": human(limits.header_buffer),
+        "read_timeout": str(limits.read_timeout),
         "root": str(layout.root),
         "run": str(layout.run),
         "port": str(port),
@@ -62,15 +67,15 @@ def template_values(layout: Layout, port: int, listen: str) -> dict[str, str]:
     }
 
 
-def write_config(layout: Layout, port: int, listen: str) -> None:
-    """Render the main config; start with no backend (JSON 503) until the control plane routes some."""
+def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> None:
+    """Render the main config; start with no backend (JSON 503) until the control plane routes some:
+    slots left by an earlier run point at sockets that are not there yet."""
     layout.make_run_dirs()
-    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen))
+    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits))
     write_atomically(layout.nginx_conf, conf)
-    if not layout.upstreams_conf.exists():
-        from fleet.upstreams import render
+    from fleet.upstreams import render
 
-        write_atomically(layout.upstreams_conf, render({}, layout.sockets))
+    write_atomically(layout.upstreams_conf, render(0, layout.slots, layout.sockets))
 
 
 def base_command(layout: Layout) -> list[str]:

@@ -6,13 +6,12 @@ import os
 from collections.abc import Callable
 
 from fleet import uwsgi, vassals
+from fleet.health import HealthCheck
 from fleet.layout import Layout
 from fleet.logs import failure_reason
 from fleet.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.settings import Settings
 from fleet.stats import VassalStats
-
-HEALTH_PATH = "/healthz"
 
 
 class Observer:
@@ -21,7 +20,7 @@ class Observer:
     def __init__(self, layout: Layout, settings: Settings, known_options: Callable[[], frozenset[str]]):
         self.layout, self.settings = layout, settings
         self.known_options = known_options
-        self._checked: dict[str, tuple[int, str]] = {}  # name -> (mtime_ns, problem)
+        self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
 
     # ---- what is wanted ----------------------------------------------------------------------------
 
@@ -52,7 +51,7 @@ class Observer:
             return cached[1]
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app)
         problem = "" if checked.valid else checked.reason()
-        self._checked[name] = (mtime_ns, problem)
+        self._checked[name] = (mtime_ns, problem, checked.health)
         return problem
 
     def _drain_requests(self) -> list[str]:
@@ -90,18 +89,20 @@ class Observer:
             return None
 
     def probe(self, name: str) -> Probe:
-        """GET /healthz over the uwsgi protocol on the vassal's own socket, as nginx would send it."""
+        """The vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
+        would send it."""
+        check = self._checked[name][2] if name in self._checked else HealthCheck()
         sock = self.layout.socket(name)
         if not sock.exists():
             return Probe(False, "its socket does not exist yet")
         try:
-            status, _ = uwsgi.request(sock, HEALTH_PATH, self.settings.probe_timeout)
+            status, _ = uwsgi.request(sock, check.path, self.settings.probe_timeout)
         except (OSError, ValueError, ConnectionError) as e:
-            detail = f"GET {HEALTH_PATH}: {_describe(e)}"
+            detail = f"GET {check.path}: {_describe(e)}"
         else:
-            if status == 200:
-                return Probe(True)
-            detail = f"GET {HEALTH_PATH} -> {status}"
+            if check.accepts(status):
+                return Probe(True, f"GET {check.path} -> {status}")
+            detail = f"GET {check.path} -> {status}, expected {check.expected()}"
         stats = self.stats(name)
         busy = stats is not None and bool(stats.workers) and all(w.status == "busy" for w in stats.workers)
         return Probe(False, detail, busy)

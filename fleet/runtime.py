@@ -57,7 +57,15 @@ class Runtime:
         self.effects.apply(decision.actions)
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
-        counters = Counters(self.passes, self.last_pass_ms, router.reloads, router.last_reload_ms, router.errors)
+        counters = Counters(
+            self.passes,
+            self.last_pass_ms,
+            router.changes,
+            router.last_change_ms,
+            router.reloads,
+            router.last_reload_ms,
+            router.errors,
+        )
         self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
         return decision.wake_after
 

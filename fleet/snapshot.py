@@ -34,7 +34,9 @@ class Counters:
 
     passes: int = 0
     last_pass_ms: float = 0.0
-    nginx_reloads: int = 0
+    routing_changes: int = 0  # slots re-pointed (no nginx reload)
+    last_routing_ms: float = 0.0
+    nginx_reloads: int = 0  # only when the slot count changes
     last_nginx_reload_ms: float = 0.0
     routing_errors: int = 0
 

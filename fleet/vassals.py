@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet import health
+from fleet.health import HealthCheck
+
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
 _SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
@@ -21,28 +24,18 @@ MAX_FILE_BYTES = 64 * 1024
 
 # Options whose value fleet decides from the vassal's name: nginx, `fleet status` and the control plane
 # find a vassal through these paths, and a second socket would let one vassal take another's over.
+_SOCKET = "the socket is run/sockets/NAME.sock, from the file name"
+_PROTOCOL = "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock"
+_LOG = "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it"
+_STATS = "the stats socket is run/stats/NAME.sock; `fleet status` reads it"
 FLEET_OWNED = {
-    "socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "uwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "http-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "http": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "https": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "http11-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "fastcgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "scgi-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "shared-socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "https-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "ssl-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "raw-socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "puwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "suwsgi-socket": "the socket is run/sockets/NAME.sock, from the file name",
-    "fastcgi-nph-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "scgi-nph-socket": "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock",
-    "logto2": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
+    **dict.fromkeys(("socket", "uwsgi-socket", "shared-socket", "raw-socket", "puwsgi-socket"), _SOCKET),
+    **dict.fromkeys(("suwsgi-socket",), _SOCKET),
+    **dict.fromkeys(("http-socket", "http", "https", "http11-socket", "https-socket", "ssl-socket"), _PROTOCOL),
+    **dict.fromkeys(("fastcgi-socket", "scgi-socket", "fastcgi-nph-socket", "scgi-nph-socket"), _PROTOCOL),
+    **dict.fromkeys(("logto", "logto2"), _LOG),
+    **dict.fromkeys(("stats", "stats-server"), _STATS),
     "daemonize": "the Emperor supervises the vassal; a daemonized vassal escapes it",
-    "stats": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
-    "stats-server": "the stats socket is run/stats/NAME.sock; `fleet status` reads it",
-    "logto": "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it",
     "emperor": "a vassal cannot be an Emperor in fleet",
     "master-fifo": "the master FIFO is run/fifo/NAME.fifo; the control plane reloads through it",
 }
@@ -77,6 +70,7 @@ class VassalFile:
     path: Path
     options: tuple[Option, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
+    health: HealthCheck = HealthCheck()  # from its [fleet] section
 
     @property
     def valid(self) -> bool:
@@ -153,10 +147,14 @@ def parse(
 
     options, syntax = _parse_ini(text)
     problems.extend(syntax)
+    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    options = [o for o in options if not o.key.startswith("fleet:")]
+    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
+    problems.extend(Problem(*p) for p in health_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(_check_options(options, known, app_dir))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems))
+    return VassalFile(name, path, tuple(options), tuple(problems), check)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
@@ -201,9 +199,9 @@ def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
         if section is None:
             problems.append(Problem(f"option {key!r} is outside any section", "put a [uwsgi] line above it", number))
             continue
-        if section == "uwsgi":
-            options.append(Option(key, value, number))
-    if sections_seen and "uwsgi" not in sections_seen and not problems:
+        if section in ("uwsgi", "fleet"):  # [fleet] is fleet's own (uWSGI ignores it): prefixed
+            options.append(Option(key if section == "uwsgi" else f"fleet:{key}", value, number))
+    if sections_seen and not {"uwsgi", "fleet"} & set(sections_seen) and not problems:
         problems.append(
             Problem(
                 f"no [uwsgi] section (found [{sections_seen[0]}]): uWSGI would ignore every option",

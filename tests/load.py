@@ -1,4 +1,6 @@
-"""A bounded load generator for tests: N client threads, a new connection per request."""
+"""A bounded load generator for tests: N client threads, each with a new connection per request or one
+keep-alive connection (as browsers and load balancers do), sending GETs or POSTs (which nginx never
+retries once sent)."""
 
 from __future__ import annotations
 
@@ -31,9 +33,18 @@ class LoadResult:
 class Load:
     """Runs GET requests from `clients` threads until stopped (or `max_seconds`, as a safety bound)."""
 
-    def __init__(self, url: str, clients: int = 8, path: str = "/", max_seconds: float = 120.0):
+    def __init__(
+        self,
+        url: str,
+        clients: int = 8,
+        path: str = "/",
+        max_seconds: float = 120.0,
+        keepalive: bool = False,
+        post: bytes | None = None,
+    ):
         self.url = url + path
         self.clients = clients
+        self.keepalive, self.post = keepalive, post
         self.max_seconds = max_seconds
         self.result = LoadResult()
         self._lock = threading.Lock()
@@ -41,11 +52,23 @@ class Load:
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def _client(self) -> None:
+        try:
+            self._requests()
+        except Exception as e:  # a client that dies silently would make a transition look clean
+            with self._lock:
+                self.result.failures.append(f"client thread crashed: {type(e).__name__}: {e}")
+
+    def _requests(self) -> None:
         deadline = time.monotonic() + self.max_seconds
+        session = requests.Session()
+        headers = {} if self.keepalive else {"Connection": "close"}
         while not self._stop.is_set() and time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                r = requests.get(self.url, timeout=10, headers={"Connection": "close"})
+                if self.post is None:
+                    r = session.get(self.url, timeout=10, headers=headers)
+                else:
+                    r = session.post(self.url, data=self.post, timeout=10, headers=headers)
                 elapsed = time.perf_counter() - started
                 with self._lock:
                     if r.status_code == 200:
@@ -79,3 +102,6 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=15)
+        stuck = [t for t in self._threads if t.is_alive()]
+        if stuck and exc[0] is None:
+            raise AssertionError(f"{len(stuck)} load client(s) still running 15 s after stop")
