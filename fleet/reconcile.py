@@ -59,13 +59,18 @@ class _Pass:
         probe = self.observed.probes.get(name)
         return probe is not None and probe.ok
 
-    def start_reload(self, b: Backend, reason: str) -> Backend:
-        stats = self.observed.stats.get(b.name)
-        vassal = self.emperor.vassals.get(b.name) if self.emperor else None
-        reload = Reload(
+    def old_version(self, name: str) -> Reload:
+        """A changed file while the vassal may still run the old one: healthy only once every worker is
+        new (if the Emperor misses the change, it is nudged through the FIFO like a reload)."""
+        stats = self.observed.stats.get(name)
+        vassal = self.emperor.vassals.get(name) if self.emperor else None
+        return Reload(
             old_workers=frozenset(w.pid for w in stats.workers) if stats else frozenset(),
             last_mod_before=vassal.last_mod if vassal else None,
         )
+
+    def start_reload(self, b: Backend, reason: str) -> Backend:
+        reload = self.old_version(b.name)
         drain_until = self.now + self.s.drain_wait
         return self.move(b, S.RELOADING, reason, reload=reload, told_at=None, drain_until=drain_until, ready_at=None)
 
@@ -79,7 +84,8 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     routes = wanted_routes(observed.routed, p.backends, now, s.batch_window)
     wake_after = s.busy_interval if _in_flight(p.backends, routes) else s.tick
     if routes != observed.routed:
-        retry_at = (observed.routing_failed_at or now) + s.routing_retry
+        failed_at = observed.routing_failed_at if observed.routing_failed_at is not None else now
+        retry_at = failed_at + s.routing_retry
         if not observed.routing_error or now >= retry_at:
             p.actions.insert(0, Route(routes))
         else:
@@ -112,8 +118,9 @@ def _apply_files(p: _Pass, wanted: Wanted) -> None:
             _new_file(p, name, file.mtime_ns, file.problem)
             continue
         if b.state == S.REMOVING and not file.problem:
+            reload = p.old_version(name) if file.mtime_ns != b.mtime_ns else None
             b = replace(b, mtime_ns=file.mtime_ns)
-            p.move(b, S.STARTING, "its file is back", error="", told_at=None, drain_until=None)
+            p.move(b, S.STARTING, "its file is back", error="", told_at=None, drain_until=None, reload=reload)
         elif file.mtime_ns != b.mtime_ns:
             b = replace(b, mtime_ns=file.mtime_ns)
             p.backends[name] = b
@@ -122,15 +129,13 @@ def _apply_files(p: _Pass, wanted: Wanted) -> None:
             elif file.problem:
                 p.move(b, S.FAILED, file.problem, error=file.problem, ready_at=None, reload=None, told_at=None)
             elif b.state == S.FAILED:
-                p.move(b, S.STARTING, "its file changed", error="")
+                p.move(b, S.STARTING, "its file changed", error="", reload=p.old_version(name))
                 p.actions.append(ClearBlacklist())
                 if p.emperor is not None:  # SIGURG empties it: do not fail the fixed file on the old list
                     p.emperor = replace(p.emperor, blacklist={})
                 p.wake_emperor = True
             elif b.state in (S.EJECTED, S.STARTING):
-                # Whatever runs now is the old version: healthy only once every worker is new.
-                old = p.observed.stats.get(name)
-                reload = Reload(frozenset(w.pid for w in old.workers) if old else frozenset(), None)
+                reload = p.old_version(name)
                 if b.state == S.EJECTED:
                     p.move(b, S.STARTING, "its file changed", error="", reload=reload)
                 else:
@@ -151,7 +156,7 @@ def _new_file(p: _Pass, name: str, mtime_ns: int, problem: str) -> None:
     if problem:
         b = replace(b, state=S.FAILED, error=problem)
         reason = problem
-    elif name in p.observed.routed and p.probe_ok(name):
+    elif name in p.observed.routed and name in p.observed.probes and (p.probe_ok(name) or p.observed.probes[name].busy):
         # A restarted control plane keeps routing what still serves: no 503 window.
         b = replace(b, state=S.HEALTHY, served_mtime_ns=mtime_ns)
         reason = "already routed and serving"
@@ -181,11 +186,17 @@ def _progress(p: _Pass, b: Backend, wanted: Wanted) -> None:
         else:
             if probe is not None:
                 b = p.backends[name] = replace(b, last_probe=probe.detail)
+            if b.reload is not None and not b.reload.nudged and now - b.since > s.nudge_after:
+                if not _reload_started(p.observed.stats.get(name), b.reload) and b.reload.old_workers:
+                    # The old version still runs and the Emperor missed the change (same second).
+                    p.actions.append(ReloadThroughFifo(name))
+                    b = p.backends[name] = replace(b, reload=replace(b.reload, nudged=True))
             if now - b.since > s.start_timeout:
                 got = f"; last probe: {b.last_probe}" if b.last_probe else ""
                 if "expected" in b.last_probe:
                     got += "; set health_path or health_status in a [fleet] section of its file"
-                p.fail(b, f"not healthy {s.start_timeout:.0f} s after start{got}; see {name}.log")
+                since = "start" if b.state == S.STARTING else "it was ejected"
+                p.fail(b, f"not healthy {s.start_timeout:.0f} s after {since}{got}; see {name}.log")
     elif b.state == S.HEALTHY and probe is not None:
         if probe.ok or probe.busy:
             p.backends[name] = replace(b, probe_failures=0)

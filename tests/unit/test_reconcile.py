@@ -840,13 +840,7 @@ def test_an_ejected_backend_whose_file_changed_is_not_routed_on_a_probe_of_its_o
 # ---- bugs found in the core (strict xfail: they pass once fixed) -------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an EJECTED (or STARTING) backend whose file changes within the second the Emperor last acted "
-    "on waits for new workers that never come: the Emperor misses the change and, unlike a RELOADING one, "
-    "no ReloadThroughFifo is ever sent; it fails after start_timeout while answering every probe",
-)
-def test_bug_an_ejected_backend_whose_file_changed_within_the_emperors_second_is_reloaded_anyway():
+def test_an_ejected_backend_whose_file_changed_within_the_emperors_second_is_reloaded_anyway():
     em = emperor(a=SECOND, b=SECOND)
     m = model(backend("a", S.EJECTED), backend("b", S.HEALTHY), emperor=em)
     w = World(want(a=V1 + 300_000_000, b=V1), m, {"b"}, em)  # the Emperor last acted on a in V1's second
@@ -861,14 +855,7 @@ def test_bug_an_ejected_backend_whose_file_changed_within_the_emperors_second_is
     assert w.model.backends["a"].state == S.HEALTHY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a REMOVING backend whose file comes back with a NEW version goes STARTING without the old "
-    "workers' guard (the EJECTED/STARTING fix): the probe of the process still running the old file makes "
-    "it HEALTHY (served_mtime_ns = the new version) and routes it in the very pass whose Emperor read makes "
-    "the Emperor reload it",
-)
-def test_bug_a_removed_file_put_back_changed_is_not_routed_on_a_probe_of_its_old_version():
+def test_a_removed_file_put_back_changed_is_not_routed_on_a_probe_of_its_old_version():
     em = emperor(a=SECOND, b=SECOND)
     m = model(backend("a", S.HEALTHY), backend("b", S.HEALTHY), emperor=em, emperor_read_at=T0 - 5)
     w = World(want(b=V1), m, {"a", "b"}, em)
