@@ -10,6 +10,7 @@ from pathlib import Path
 from fleet import commands, lifecycle, limits, status
 from fleet.errors import FleetError
 from fleet.layout import Layout
+from fleet.parts import statuses
 
 
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
@@ -25,9 +26,12 @@ def command_down(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_status(layout: Layout, args: argparse.Namespace) -> int:
     """One row per backend: name, state, pid, workers, requests, memory, last error."""
-    table = status.rows(layout)
-    sys.stdout.write(status.render_json(table) if args.json else status.render_table(table))
-    return 0
+    table, parts = status.rows(layout), statuses(layout)
+    if args.json:
+        sys.stdout.write(status.render_json(table, parts))
+    else:
+        sys.stdout.write(status.render_parts(parts) + status.render_table(table))
+    return 0 if parts and all(p.up is not False for p in parts) else 1
 
 
 def command_add(layout: Layout, args: argparse.Namespace) -> int:
@@ -55,6 +59,13 @@ def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
     from fleet import runtime
 
     return runtime.main(layout)
+
+
+def command_supervise(layout: Layout, args: argparse.Namespace) -> int:
+    """Run and keep alive the parts `fleet up --detach` planned (`fleet up` starts it for you)."""
+    from fleet import supervisor
+
+    return supervisor.run_detached(layout, args.component)
 
 
 def _port(value: str) -> int:
@@ -108,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
     rl.add_argument("--timeout", type=float, default=60.0)
     ck = add("check", command_check)
     ck.add_argument("files", nargs="*", metavar="FILE")
+    sv = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    sv.add_argument("--component", choices=sorted(lifecycle.COMPONENTS), default="all")
+    sv.set_defaults(func=command_supervise)
     cp = sub.add_parser("control-plane", help=argparse.SUPPRESS)
     cp.set_defaults(func=command_control_plane)
     return p

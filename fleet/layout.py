@@ -110,6 +110,10 @@ class Layout:
         """What `fleet up --component X` started (one file each: containers share run/)."""
         return self.run / f"processes-{component}.json"
 
+    def supervisor_plan(self, component: str) -> Path:
+        """What a detached supervisor runs (written by `fleet up --detach`)."""
+        return self.run / f"supervise-{component}.json"
+
     def processes_files(self) -> list[Path]:
         return sorted(self.run.glob("processes-*.json"))
 

@@ -15,19 +15,20 @@ from typing import TextIO
 
 from fleet import nginx, processes, uwsgi, vassals
 from fleet.errors import AlreadyRunning, FleetError, NotRunning
-from fleet.layout import Layout, write_atomically
+from fleet.layout import Layout
 from fleet.limits import Limits
 from fleet.logs import Follower
 from fleet.progress import wait_until
 from fleet.snapshot import Snapshot
+from fleet.supervisor import STOP_ORDER, PartSpec, Plan, Supervisor
 
-# The order matters when stopping: the control plane first (no more reloads), then nginx
-# (SIGQUIT: stop accepting, finish in-flight requests), then the Emperor (graceful vassal shutdown).
-STOP_ORDER = [
-    ("control", signal.SIGTERM, 10.0),
-    ("nginx", signal.SIGQUIT, 30.0),
-    ("emperor", signal.SIGTERM, 40.0),
-]
+# How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
+# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in supervisor.STOP_ORDER.
+STOPPING = {
+    "control": (signal.SIGTERM, 10.0),
+    "nginx": (signal.SIGQUIT, 30.0),
+    "emperor": (signal.SIGTERM, 40.0),
+}
 COMPONENTS = {
     "all": ("emperor", "nginx", "control"),
     "emperor": ("emperor",),
@@ -118,34 +119,28 @@ def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Lim
     return extra
 
 
-def _start(
-    layout: Layout, parts: tuple[str, ...], emperor_args: list[str], limits: Limits
-) -> dict[str, subprocess.Popen]:
+def _plan(layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str) -> Plan:
+    """The parts of `component`, their commands and environment."""
+    parts = COMPONENTS[component]
     env = dict(os.environ) | limits.environment()
     uwsgi_bin = uwsgi.binary()
     env["FLEET_UWSGI"] = uwsgi_bin
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    started: dict[str, subprocess.Popen] = {}
-    if "emperor" in parts:
-        argv = [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args]
-        started["emperor"] = processes.spawn(argv, layout.log("emperor"), env, layout.root)
-    if "nginx" in parts:
-        started["nginx"] = processes.spawn(nginx.start_command(layout), layout.log("nginx"), env, layout.root)
-    if "control" in parts:
-        argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"]
-        started["control"] = processes.spawn(argv, layout.log("control"), env, layout.root)
-    return started
-
-
-def _record(layout: Layout, component: str, started: dict[str, subprocess.Popen], port: int, listen: str) -> None:
-    doc = {
-        "pids": {name: p.pid for name, p in started.items()},
-        "started": {name: processes.start_time(p.pid) for name, p in started.items()},
-        "port": port,
-        "listen": listen,
+    commands = {
+        "emperor": [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
+        "nginx": nginx.start_command(layout),
+        "control": [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
     }
-    write_atomically(layout.processes_file(component), json.dumps(doc, indent=1) + "\n")
+    specs = [PartSpec(name, commands[name], *STOPPING[name], overlap=name == "nginx") for name in parts]
+    return Plan(component, specs, env, port, listen)
+
+
+def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
+    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
+    plan.write(layout.supervisor_plan(plan.component))
+    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", plan.component]
+    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
 
 
 def present_vassals(layout: Layout) -> list[str]:
@@ -214,8 +209,13 @@ def up(
         )
     nginx.binary() if "nginx" in parts else None
     emperor_args = _prepare(layout, port, listen, component, limits)
-    started = _start(layout, parts, emperor_args, limits)
-    _record(layout, component, started, port, listen)
+    plan = _plan(layout, component, emperor_args, limits, port, listen)
+    supervisor = None
+    if detach:
+        watch = {"supervisor": _detach(layout, plan)}
+    else:
+        supervisor = Supervisor(layout, plan)
+        watch = supervisor.start()
     names = present_vassals(layout)
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
@@ -223,19 +223,21 @@ def up(
     try:
         failed: list[str] = []
         if "control" in parts:
-            failed = wait_healthy(layout, names, timeout, out, started)
+            failed = wait_healthy(layout, names, timeout, out, watch)
     except BaseException:
         out.write("fleet: start failed; stopping what was started\n")
+        if supervisor:
+            supervisor.stop()
         down(layout, quiet=True)
         raise
     if failed:
         report_failed(layout, failed, out)
     out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
     out.flush()
-    if detach:
-        out.write("fleet: running in the background; stop it with `fleet down`\n")
+    if supervisor is None:
+        out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")
         return 1 if failed else 0
-    return _foreground(layout, component, started, out)
+    return _foreground(layout, component, supervisor, out)
 
 
 GATEWAY_LOGS = {"control", "nginx", "nginx-error"}
@@ -251,30 +253,48 @@ def _own_logs(layout: Layout, component: str) -> list[Path]:
     return logs
 
 
-def _foreground(layout: Layout, component: str, started: dict[str, subprocess.Popen], out: TextIO) -> int:
-    """Stream every component's log with a prefix until Ctrl-C or SIGTERM, then stop gracefully."""
-    stop_requested = []
-
-    def request_stop(signum, _frame):
-        stop_requested.append(signum)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+def _foreground(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
+    """Stream the parts' logs with a prefix and keep the parts alive until Ctrl-C, SIGTERM or SIGHUP;
+    then stop gracefully. Output that goes away (a closed pipe) stops nothing but the output."""
+    stop_requested: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+    out = SafeOutput(out)
     follower = Follower(out)
-    exit_code = 0
     out.write("fleet: following logs; Ctrl-C stops the cluster gracefully\n")
-    while not stop_requested:
-        follower.poll(_own_logs(layout, component))
-        dead = [name for name, proc in started.items() if proc.poll() is not None]
-        if dead:
-            out.write(f"fleet: {', '.join(dead)} exited unexpectedly; stopping the cluster\n")
-            exit_code = 1
-            break
-        time.sleep(0.1)
-    out.write("\nfleet: stopping gracefully...\n")
-    out.flush()
-    down(layout, out=out)
-    return exit_code
+    try:
+        while not stop_requested:
+            follower.poll(_own_logs(layout, component))
+            for line in supervisor.check():
+                out.write(f"fleet: {line}\n")
+            time.sleep(0.1)  # the supervision period
+        out.write("\nfleet: stopping gracefully...\n")
+    finally:
+        supervisor.stop(lambda line: out.write(line + "\n"))
+        layout.state_file.unlink(missing_ok=True)
+        out.write("fleet: stopped\n")
+    return 0
+
+
+class SafeOutput:
+    """A stream that swallows a closed pipe (`fleet up | head`): output stops, the cluster does not."""
+
+    def __init__(self, out: TextIO):
+        self.out, self.broken = out, False
+
+    def write(self, text: str) -> None:
+        if not self.broken:
+            try:
+                self.out.write(text)
+                self.out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.broken = True
+
+    def flush(self) -> None:
+        self.write("")
+
+    def isatty(self) -> bool:
+        return not self.broken and self.out.isatty()
 
 
 def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
@@ -297,10 +317,19 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
         if quiet:
             return 0
         raise NotRunning(f"the cluster at {layout.root} is not running (nothing to stop)")
-    for name, sig, timeout in STOP_ORDER:
+    supervisor = alive.pop("supervisor", None)
+    if supervisor is not None and supervisor != os.getpid():
+        # The supervisor stops its parts in order; whatever it leaves is stopped below.
+        if not quiet:
+            out.write(f"fleet: stopping the supervisor (pid {supervisor}) and its parts...\n")
+            out.flush()
+        processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
+        alive = {name: pid for name, pid in running(layout).items() if name != "supervisor"}
+    for name in STOP_ORDER:
         pid = alive.get(name)
         if pid is None:
             continue
+        sig, timeout = STOPPING[name]
         if not quiet:
             out.write(f"fleet: stopping {name} (pid {pid})...\n")
             out.flush()

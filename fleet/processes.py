@@ -63,6 +63,14 @@ def cmdline(pid: int) -> str:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace: pids recorded in another one (another container) mean nothing here."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def process_table() -> dict[int, list[str]]:
     """Every process: {pid: its /proc/PID/stat fields after the command name (state, ppid, pgrp...)}."""
     table = {}
@@ -105,12 +113,29 @@ def stop(pid: int, sig: int, timeout: float) -> bool:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
-        pass
+        # The leader is gone (killed -9?) but its group may live on, e.g. nginx's orphaned workers.
+        return stop_group(pid, sig, timeout)
     if wait_gone(pid, timeout):
         return True
+    _kill_group(pid)
+    return False
+
+
+def stop_group(pgid: int, sig: int, timeout: float) -> bool:
+    """Send `sig` to every process of group `pgid`, wait for them to exit, then SIGKILL what is left."""
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    if wait_gone(pgid, timeout):
+        return True
+    _kill_group(pgid)
+    return False
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    wait_gone(pid, 5.0)
-    return False
+    wait_gone(pgid, 5.0)

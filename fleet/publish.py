@@ -16,6 +16,7 @@ from fleet.stats import VassalStats
 from fleet.usage import memory_of
 
 RECENT_EVENTS = 50
+HEARTBEAT = 2.0  # the snapshot is rewritten at least this often: its age tells that the control plane lives
 
 
 class Publisher:
@@ -33,6 +34,7 @@ class Publisher:
         self.usage: dict[str, tuple[int | None, int, int, int]] = {}  # name -> pid, workers, requests, memory
         self.usage_at = float("-inf")
         self.last: Snapshot | None = None
+        self.last_written = float("-inf")
 
     def on_event(self, event: Event) -> None:
         self.recent.append(event)
@@ -60,9 +62,9 @@ class Publisher:
                 served_mtime_ns=b.served_mtime_ns,
             )
         snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
-        if self.last is not None and _same(snapshot, self.last):
+        if self.last is not None and _same(snapshot, self.last) and now - self.last_written < HEARTBEAT:
             return
-        self.last = snapshot
+        self.last, self.last_written = snapshot, now
         snapshot.write(self.layout)
 
     def _usage(self, name: str) -> tuple[int | None, int, int, int]:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from fleet.layout import Layout
 from fleet.lifecycle import present_vassals
+from fleet.parts import PartStatus
 from fleet.snapshot import Snapshot
 
 
@@ -25,11 +26,12 @@ class Row:
 def rows(layout: Layout) -> list[Row]:
     snap = Snapshot.read(layout)
     names = sorted(set(snap.backends) | set(present_vassals(layout)))
+    unseen = "starting" if snap.control_pid else "not running"  # a file the control plane has not seen
     result = []
     for name in names:
         b = snap.backend(name)
-        if b is None:  # a file the control plane has not seen yet
-            result.append(Row(name, "starting", None, 0, 0, 0, False, ""))
+        if b is None:
+            result.append(Row(name, unseen, None, 0, 0, 0, False, ""))
             continue
         result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error))
     return result
@@ -60,5 +62,16 @@ def render_table(table: list[Row]) -> str:
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-def render_json(table: list[Row]) -> str:
-    return json.dumps([asdict(r) for r in table], indent=1) + "\n"
+def render_json(table: list[Row], parts: list[PartStatus] | None = None) -> str:
+    doc = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def render_parts(parts: list[PartStatus]) -> str:
+    """fleet's own parts, first: a part that is down is the first thing an operator must know."""
+    if not parts:
+        return "fleet is not running here: start it with `fleet up`\n"
+    words = {True: "up", False: "DOWN", None: "?"}
+    cells = [f"{p.name} {words[p.up]}" + (f" (pid {p.pid})" if p.pid and p.up else "") for p in parts]
+    details = [f"  {p.name}: {p.detail}" for p in parts if p.up is False and p.detail]
+    return "fleet: " + ", ".join(cells) + "\n" + "".join(d + "\n" for d in details) + "\n"

@@ -171,14 +171,22 @@ def test_fleet_check_names_file_line_and_fix(make_cluster):
 
 
 def test_status_shows_one_row_per_backend(cluster):
-    rows = json.loads(cluster.fleet("status", "--json").stdout)
+    doc = json.loads(cluster.fleet("status", "--json").stdout)
+    assert [(p["name"], p["up"]) for p in doc["parts"]] == [
+        ("supervisor", True),
+        ("emperor", True),
+        ("nginx", True),
+        ("control", True),
+    ]
+    rows = doc["backends"]
     assert [r["name"] for r in rows] == ["backend-1", "backend-2"]
     for row in rows:
         assert row["state"] == "healthy"
         assert row["workers"] == 2 and row["pid"] > 0 and row["memory"] > 1_000_000
         assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
-    table = cluster.fleet("status").stdout
-    assert table.splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+    table = cluster.fleet("status").stdout.split("\n\n", 1)
+    assert table[0].startswith("fleet: supervisor up (pid ")
+    assert table[1].splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
 
 
 def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):

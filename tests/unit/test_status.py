@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from fleet.status import Row, render_json, render_table
+from fleet.parts import PartStatus
+from fleet.status import Row, render_json, render_parts, render_table
 
 ROWS = [
     Row("backend-1", "healthy", 100, 2, 15, 50 * 2**20, True, ""),
@@ -40,7 +41,7 @@ def test_empty_table_says_how_to_add_a_backend():
 
 
 def test_json_has_one_object_per_row_with_fixed_keys():
-    doc = json.loads(render_json(ROWS))
+    doc = json.loads(render_json(ROWS))["backends"]
     keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error"]
     assert [list(row) for row in doc] == [keys] * 3
     assert doc[0] == {
@@ -54,4 +55,14 @@ def test_json_has_one_object_per_row_with_fixed_keys():
         "error": "",
     }
     assert doc[2]["pid"] is None
-    assert json.loads(render_json([])) == []
+    assert json.loads(render_json([])) == {"parts": [], "backends": []}
+
+
+def test_parts_come_first_and_a_down_part_says_why():
+    parts = [PartStatus("supervisor", True, 10), PartStatus("control", False, 12, "not running")]
+    text = render_parts(parts)
+    assert text.startswith("fleet: supervisor up (pid 10), control DOWN\n")
+    assert "  control: not running\n" in text
+    assert "fleet up" in render_parts([])
+    doc = json.loads(render_json([], parts))
+    assert doc["parts"][1] == {"name": "control", "up": False, "pid": 12, "detail": "not running"}

@@ -1,0 +1,57 @@
+"""Are fleet's own parts up? The supervisor, the Emperor, nginx and the control plane, as `fleet up`
+recorded them. A part recorded in another pid namespace (another container) is checked by what it
+serves instead of by pid: the Emperor's stats socket, the control plane's heartbeat in run/state.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from fleet import processes, uwsgi
+from fleet.layout import Layout
+from fleet.publish import HEARTBEAT
+from fleet.snapshot import Snapshot
+
+ORDER = ("supervisor", "emperor", "nginx", "control")
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    name: str
+    up: bool | None  # None: cannot be told from here (it runs in another container)
+    pid: int | None
+    detail: str = ""
+
+
+def statuses(layout: Layout) -> list[PartStatus]:
+    """One entry per recorded part, in ORDER; empty if `fleet up` recorded nothing (not running)."""
+    found: dict[str, PartStatus] = {}
+    here = processes.pid_namespace()
+    for path in layout.processes_files():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        local = doc.get("pid_namespace", here) == here
+        for name, pid in doc.get("pids", {}).items():
+            started = doc.get("started", {}).get(name)
+            if local:
+                up = processes.is_same(int(pid), started)
+                found[name] = PartStatus(name, up, int(pid), "" if up else "not running")
+            else:
+                found[name] = _remote(layout, name)
+    return [found[name] for name in ORDER if name in found]
+
+
+def _remote(layout: Layout, name: str) -> PartStatus:
+    if name == "emperor":
+        try:
+            uwsgi.emperor_stats(layout.emperor_stats, timeout=1.0)
+            return PartStatus(name, True, None, "answers on its stats socket")
+        except (OSError, ValueError):
+            return PartStatus(name, False, None, "its stats socket does not answer")
+    if name == "control":
+        age = Snapshot.read(layout).age()
+        fresh = age < 3 * HEARTBEAT
+        return PartStatus(name, fresh, None, "" if fresh else f"no heartbeat for {age:.0f} s")
+    return PartStatus(name, None, None, "in another container")

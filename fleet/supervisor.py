@@ -1,0 +1,191 @@
+"""Keeping fleet's own parts alive: the Emperor, nginx and the control plane, restarted with backoff.
+
+`fleet up` runs a Supervisor: in the foreground it is the `up` process itself; with --detach it is a
+`fleet supervise` process of its own. Each part runs in its own session (process group), so a part
+that dies takes nothing with it unnoticed: before a part is started again, whatever is left of its
+group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassals would delete the
+sockets of the new ones on their way out).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fleet import processes
+from fleet.layout import Layout, write_atomically
+
+log = logging.getLogger("fleet.supervisor")
+
+# Stopping goes in this order: the control plane first (no more routing changes), then nginx (SIGQUIT:
+# stop accepting, finish in-flight requests), then the Emperor (its vassals finish theirs).
+STOP_ORDER = ("control", "nginx", "emperor")
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 30.0
+STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff starts over
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """How to run one part: its command, its log, and how to stop it gracefully."""
+
+    name: str
+    argv: list[str]
+    stop_signal: int
+    stop_timeout: float
+    overlap: bool = False  # start the replacement before stopping what is left of the dead one
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> PartSpec:
+        return cls(
+            doc["name"], list(doc["argv"]), int(doc["stop_signal"]), float(doc["stop_timeout"]), bool(doc["overlap"])
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a supervisor needs, written by `fleet up` for a detached `fleet supervise`."""
+
+    component: str
+    parts: list[PartSpec]
+    env: dict[str, str]
+    port: int
+    listen: str
+    extra: dict = field(default_factory=dict)  # recorded as is (e.g. the admin port)
+
+    def write(self, path: Path) -> None:
+        doc = asdict(self)
+        write_atomically(path, json.dumps(doc, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Plan:
+        doc = json.loads(path.read_text())
+        doc["parts"] = [PartSpec.from_dict(p) for p in doc["parts"]]
+        return cls(**doc)
+
+
+def backoff(recent_deaths: int) -> float:
+    """Seconds before starting a part again, after this many deaths in a row (pure)."""
+    if recent_deaths <= 1:
+        return BACKOFF_FIRST
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (recent_deaths - 1))
+
+
+class Supervisor:
+    def __init__(self, layout: Layout, plan: Plan, clock: Callable[[], float] = time.monotonic):
+        self.layout, self.plan, self.clock = layout, plan, clock
+        self.specs = {p.name: p for p in plan.parts}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started_at: dict[str, float] = {}
+        self.deaths: dict[str, int] = {name: 0 for name in self.specs}
+        self.restart_at: dict[str, float] = {}
+        self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
+        self.restarts = 0
+
+    def start(self) -> dict[str, subprocess.Popen]:
+        for name in self.specs:
+            self._spawn(name)
+        self.record()
+        return self.procs
+
+    def _spawn(self, name: str) -> None:
+        spec = self.specs[name]
+        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.plan.env, self.layout.root)
+        self.started_at[name] = self.clock()
+
+    def check(self) -> list[str]:
+        """Notice dead parts and start them again when their backoff is over; returns what happened."""
+        said, now, changed = [], self.clock(), False
+        for name, proc in list(self.procs.items()):
+            if name in self.restart_at or proc.poll() is None:
+                continue
+            if now - self.started_at[name] > STABLE_AFTER:
+                self.deaths[name] = 0
+            self.deaths[name] += 1
+            delay = backoff(self.deaths[name])
+            if self.specs[name].overlap:
+                self.leftovers[name] = proc.pid
+                delay = 0.0  # its orphans still serve: replace them at once, then stop them
+            said.append(f"{name} (pid {proc.pid}) exited with status {proc.returncode}; restarting in {delay:.1f} s")
+            if not self.specs[name].overlap:
+                self._clear_group(name, proc.pid)
+            self.restart_at[name] = now + delay
+        for name, at in list(self.restart_at.items()):
+            if now >= at:
+                del self.restart_at[name]
+                self._spawn(name)
+                self.restarts += 1
+                changed = True
+                said.append(f"{name} started again (pid {self.procs[name].pid})")
+                if name in self.leftovers:
+                    self._wait_started(name)
+                    self._clear_group(name, self.leftovers.pop(name))
+        if changed:
+            self.record()
+        for line in said:
+            log.warning("%s", line)
+        return said
+
+    def _wait_started(self, name: str, timeout: float = 5.0) -> None:
+        """Until the replacement has children (nginx: its workers listen), or it died, or `timeout`."""
+        proc, deadline = self.procs[name], self.clock() + timeout
+        while self.clock() < deadline and proc.poll() is None and len(processes.group_members(proc.pid)) < 2:
+            time.sleep(0.01)
+
+    def _clear_group(self, name: str, pgid: int) -> None:
+        """What is left of a dead part's process group is stopped before it starts again."""
+        spec = self.specs[name]
+        if processes.group_members(pgid):
+            processes.stop_group(pgid, spec.stop_signal, spec.stop_timeout)
+
+    def stop(self, say: Callable[[str], None] = lambda _: None) -> None:
+        """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
+        self.restart_at.clear()
+        for name in STOP_ORDER:
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            spec = self.specs[name]
+            say(f"fleet: stopping {name} (pid {proc.pid})...")
+            if not processes.stop(proc.pid, spec.stop_signal, spec.stop_timeout):
+                say(f"fleet: {name} did not stop within {spec.stop_timeout:.0f} s; killed it")
+            proc.poll()
+        self.layout.processes_file(self.plan.component).unlink(missing_ok=True)
+
+    def record(self) -> None:
+        """run/processes-COMPONENT.json: pids and start times, so `fleet down` and `status` find them."""
+        pids = {name: p.pid for name, p in self.procs.items()} | {"supervisor": os.getpid()}
+        doc = {
+            "pids": pids,
+            "started": {name: processes.start_time(pid) for name, pid in pids.items()},
+            "port": self.plan.port,
+            "listen": self.plan.listen,
+            "restarts": self.restarts,
+            "pid_namespace": processes.pid_namespace(),
+            **self.plan.extra,
+        }
+        write_atomically(self.layout.processes_file(self.plan.component), json.dumps(doc, indent=1) + "\n")
+
+
+def run_detached(layout: Layout, component: str) -> int:
+    """`fleet supervise`: start the parts `fleet up --detach` planned, keep them alive until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    plan = Plan.read(layout.supervisor_plan(component))
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    supervisor = Supervisor(layout, plan)
+    supervisor.start()
+    log.info("supervising %s", ", ".join(supervisor.procs))
+    while not stopping:
+        supervisor.check()
+        time.sleep(0.1)  # the supervision period: how soon a dead part is noticed
+    log.info("stopping on signal %d", stopping[0])
+    supervisor.stop(lambda line: log.info("%s", line))
+    return 0
