@@ -121,14 +121,20 @@ class Layout:
         return self.vassals / f"{name}.ini"
 
     def socket(self, name: str) -> Path:
-        return self.sockets / f"{name}.sock"
+        """The vassal's uwsgi socket. The Emperor creates and holds it (on-demand mode) and hands it to
+        the vassal, so it outlives a crash of the vassal: connections wait in its backlog meanwhile."""
+        return self.sockets / f"{name}.socket"
 
     def stats_socket(self, name: str) -> Path:
         return self.stats / f"{name}.sock"
 
+    @property
+    def fifo_dir(self) -> Path:
+        return self.run / "fifo"
+
     def fifo(self, name: str) -> Path:
         """The vassal's master FIFO: writing 'r' reloads it gracefully."""
-        return self.run / "fifo" / f"{name}.fifo"
+        return self.fifo_dir / f"{name}.fifo"
 
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"

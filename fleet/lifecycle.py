@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import signal
@@ -13,11 +12,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from fleet import nginx, processes, uwsgi, vassals
+from fleet import nginx, privileges, processes, uwsgi, vassals
 from fleet.errors import AlreadyRunning, FleetError, NotRunning
 from fleet.layout import Layout
 from fleet.limits import Limits
 from fleet.logs import Follower
+from fleet.privileges import Drop
 from fleet.progress import wait_until
 from fleet.snapshot import Snapshot
 from fleet.supervisor import STOP_ORDER, PartSpec, Plan, Supervisor
@@ -58,6 +58,15 @@ def running(layout: Layout) -> dict[str, int]:
     }
 
 
+def _answers(host: str, port: int) -> bool:
+    """Something accepts TCP connections at host:port (0.0.0.0 is reached through loopback)."""
+    try:
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _check_port(listen: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -70,29 +79,7 @@ def _check_port(listen: str, port: int) -> None:
             ) from None
 
 
-def _socket_group() -> str | None:
-    """As root, nginx's workers run as an unprivileged user: give the sockets that user's group."""
-    user = nginx.worker_user()
-    if user is None:
-        return None
-    import pwd
-
-    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
-
-
-def _check_reachable(layout: Layout, group: str) -> None:
-    """nginx's workers must be able to walk down to run/sockets."""
-    path = layout.root
-    while path != path.parent:
-        if not os.stat(path).st_mode & 0o001:
-            raise FleetError(
-                f"nginx's workers (group {group}) cannot reach the sockets under {layout.run}: "
-                f"{path} is not searchable by others. Run `chmod o+x {path}`, or use another folder."
-            )
-        path = path.parent
-
-
-def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Limits) -> list[str]:
+def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Limits, drop: Drop) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
     layout.make_run_dirs()
@@ -102,14 +89,7 @@ def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Lim
         layout.state_file.unlink(missing_ok=True)
         for leftover in layout.drain_dir.iterdir():
             leftover.unlink()
-    extra: list[str] = []
-    group = _socket_group()
-    if group:
-        os.chown(layout.sockets, 0, grp.getgrnam(group).gr_gid)
-        os.chmod(layout.sockets, 0o750)
-        extra.append(f"--vassal-set=chown-socket=root:{group}")
-        if "nginx" in parts:
-            _check_reachable(layout, group)
+    extra = privileges.prepare(layout, drop, "nginx" in parts)
     if "nginx" in parts:
         _check_port(listen, port)
         nginx.write_config(layout, port, listen, limits)
@@ -119,10 +99,12 @@ def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Lim
     return extra
 
 
-def _plan(layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str) -> Plan:
+def _plan(
+    layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str, drop: Drop
+) -> Plan:
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
-    env = dict(os.environ) | limits.environment()
+    env = dict(os.environ) | limits.environment() | privileges.environment(drop)
     uwsgi_bin = uwsgi.binary()
     env["FLEET_UWSGI"] = uwsgi_bin
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
@@ -157,8 +139,10 @@ def wait_healthy(
     timeout: float,
     out: TextIO,
     watch: dict[str, subprocess.Popen] | None = None,
+    listening: tuple[str, int] | None = None,
 ) -> list[str]:
-    """Wait, with progress, until each of `names` is healthy and routed, or failed. Returns the failed ones."""
+    """Wait, with progress, until nginx listens (at `listening`), the control plane publishes, and each
+    of `names` is healthy and routed, or failed. Returns the failed ones."""
     failed: list[str] = []
 
     def check() -> tuple[str | None, str]:
@@ -167,6 +151,10 @@ def wait_healthy(
                 exited = f"{component} exited with status {proc.returncode} while starting"
                 return f"{exited}; see {layout.log(component)}", ""
         snap = Snapshot.read(layout)
+        if not snap.control_pid:
+            return None, "waiting for the control plane"
+        if listening is not None and not _answers(*listening):
+            return None, "waiting for nginx to listen"
         states = {n: snap.state_of(n) or "starting" for n in names}
         healthy = [n for n in names if states[n] == "healthy" and n in snap.routed]
         failed[:] = [n for n in names if states[n] == "failed"]
@@ -198,6 +186,7 @@ def up(
     timeout: float = 120.0,
     out: TextIO = sys.stdout,
     limits: Limits | None = None,
+    user: str | None = None,
 ) -> int:
     parts = COMPONENTS[component]
     limits = limits or Limits()
@@ -208,8 +197,9 @@ def up(
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    emperor_args = _prepare(layout, port, listen, component, limits)
-    plan = _plan(layout, component, emperor_args, limits, port, listen)
+    drop = privileges.plan(user)
+    emperor_args = _prepare(layout, port, listen, component, limits, drop)
+    plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
     supervisor = None
     if detach:
         watch = {"supervisor": _detach(layout, plan)}
@@ -223,7 +213,8 @@ def up(
     try:
         failed: list[str] = []
         if "control" in parts:
-            failed = wait_healthy(layout, names, timeout, out, watch)
+            listening = (listen, port) if "nginx" in parts else None
+            failed = wait_healthy(layout, names, timeout, out, watch, listening)
     except BaseException:
         out.write("fleet: start failed; stopping what was started\n")
         if supervisor:
@@ -272,8 +263,17 @@ def _foreground(layout: Layout, component: str, supervisor: Supervisor, out: Tex
     finally:
         supervisor.stop(lambda line: out.write(line + "\n"))
         layout.state_file.unlink(missing_ok=True)
+        _tidy(layout)
         out.write("fleet: stopped\n")
     return 0
+
+
+def _tidy(layout: Layout) -> None:
+    """The Emperor leaves the vassals' on-demand sockets behind when it stops: remove them once it is gone."""
+    if "emperor" in running(layout):
+        return
+    for leftover in layout.sockets.glob("*.socket"):
+        leftover.unlink(missing_ok=True)
 
 
 class SafeOutput:
@@ -297,10 +297,28 @@ class SafeOutput:
         return not self.broken and self.out.isatty()
 
 
+def _orphaned_groups(layout: Layout) -> dict[str, int]:
+    """Recorded parts whose leader is gone but whose process group lives on (nginx's orphaned workers
+    after its master was killed): {part: its group id}. processes.stop signals the whole group."""
+    found = {}
+    here = processes.pid_namespace()
+    for path in layout.processes_files():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("pid_namespace", here) != here:
+            continue  # another container's pids mean nothing here
+        for name, pid in doc.get("pids", {}).items():
+            if not processes.is_alive(int(pid)) and processes.group_members(int(pid)):
+                found[name] = int(pid)
+    return found
+
+
 def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     """Stop what `fleet up` started, in order, gracefully; SIGKILL only what overstays its timeout."""
     records = layout.processes_files()
-    alive = running(layout)
+    alive = running(layout) | _orphaned_groups(layout)
     if not records:
         # No record (e.g. it was deleted): fall back on the pid files the components write themselves,
         # if they still name this cluster's processes.
@@ -324,7 +342,9 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
             out.write(f"fleet: stopping the supervisor (pid {supervisor}) and its parts...\n")
             out.flush()
         processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
-        alive = {name: pid for name, pid in running(layout).items() if name != "supervisor"}
+        alive = {
+            name: pid for name, pid in (running(layout) | _orphaned_groups(layout)).items() if name != "supervisor"
+        }
     for name in STOP_ORDER:
         pid = alive.get(name)
         if pid is None:
@@ -338,6 +358,7 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     for record in records:
         record.unlink(missing_ok=True)
     layout.state_file.unlink(missing_ok=True)
+    _tidy(layout)
     if not quiet:
         out.write("fleet: stopped\n")
     return 0

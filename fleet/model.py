@@ -34,6 +34,8 @@ class Backend:
     drain_until: float | None = None  # unrouted: may finish what nginx sent it until then
     told_at: float | None = None  # when the Emperor was told to reload or stop it
     reload: Reload | None = None
+    crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)
+    retry_at: float | None = None  # failed for flapping: not started again before then
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ class NginxRouter:
                 target = os.readlink(slot_path(self.layout.slots, index))
             except OSError:
                 continue
-            if os.path.dirname(target) == str(self.layout.sockets) and target.endswith(".sock"):
-                names.add(os.path.basename(target)[: -len(".sock")])
+            name = os.path.basename(target).rsplit(".", 1)[0]
+            if target == str(self.layout.socket(name)):
+                names.add(name)
         return names

@@ -23,3 +23,7 @@ class Settings:
     routing_retry: float = 2.0  # after nginx rejected a routing change, try again this much later
     usage_interval: float = 1.0  # how often pid, workers, requests and memory are read for status
     probe_timeout: float = 0.5
+    flap_crashes: int = 3  # this many crashes of a healthy backend ...
+    flap_window: float = 60.0  # ... within this many seconds make it failed (flapping)
+    flap_backoff: float = 10.0  # then it waits this long before it starts again, doubled per crash
+    flap_backoff_max: float = 300.0

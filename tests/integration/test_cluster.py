@@ -34,7 +34,7 @@ def test_every_vassal_answers_through_nginx_in_turn(cluster):
 
 def test_each_vassal_has_its_own_private_socket(cluster):
     for name in ("backend-1", "backend-2"):
-        sock = cluster.run_dir / "sockets" / f"{name}.sock"
+        sock = cluster.run_dir / "sockets" / f"{name}.socket"
         mode = sock.stat().st_mode
         assert stat.S_ISSOCK(mode)
         assert mode & 0o007 == 0, f"{sock} is accessible to others: {oct(mode)}"
@@ -42,7 +42,7 @@ def test_each_vassal_has_its_own_private_socket(cluster):
     # a copied file is a new backend with its own socket: the name comes from the file, not the content
     (cluster.vassals / "backend-3.ini").write_text((cluster.vassals / "backend-1.ini").read_text())
     cluster.wait_for(lambda: "backend-3" in cluster.state()["routed"], "backend-3 routed")
-    assert (cluster.run_dir / "sockets" / "backend-3.sock").exists()
+    assert (cluster.run_dir / "sockets" / "backend-3.socket").exists()
     assert "backend-3" in cluster.backends_answering(40)
 
 
@@ -62,7 +62,7 @@ def test_two_clusters_side_by_side_then_down_leaves_nothing(make_cluster, cluste
 
     other.fleet("down")
     assert other.processes() == []
-    assert not (other.run_dir / "sockets" / "backend-1.sock").exists()
+    assert not (other.run_dir / "sockets" / "backend-1.socket").exists()
     # the first cluster did not notice
     assert cluster.backends_answering() == {"backend-1", "backend-2"}
     assert set(first_pids) <= set(cluster.processes())

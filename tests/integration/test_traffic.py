@@ -151,7 +151,10 @@ def test_a_third_party_app_with_a_factory_and_no_healthz_is_served_across_two_ba
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(SHOP)
     (c.root / "shop_app").chmod(0o755)
-    vassal = f"[uwsgi]\nchdir = {c.root / 'shop_app'}\nmodule = shop:create_app()\nenv = SHOP_DB={c.root}/shop.db\n"
+    data = c.root / "shop_data"  # writable by the vassals' unprivileged user (www-data when run as root)
+    data.mkdir(mode=0o1777)
+    data.chmod(0o1777)
+    vassal = f"[uwsgi]\nchdir = {c.root / 'shop_app'}\nmodule = shop:create_app()\nenv = SHOP_DB={data}/shop.db\n"
     for name in ("shop-1", "shop-2"):
         (c.vassals / f"{name}.ini").write_text(vassal)
     c.up()

@@ -32,11 +32,11 @@ def emperor_stats(c: Cluster) -> dict:
 def test_dropped_file_is_served_and_deleted_file_is_not(cluster):
     cluster.write_vassal("extra.ini")
     cluster.wait_for(lambda: "extra" in cluster.backends_answering(10), "extra answers through nginx", 15)
-    assert cluster.backend_state("extra") == "healthy"
+    cluster.wait_for(lambda: cluster.backend_state("extra") == "healthy", "extra published as healthy", 5)
     (cluster.vassals / "extra.ini").unlink()
     cluster.wait_for(lambda: "extra" not in cluster.state()["backends"], "extra removed", 15)
     assert "extra" not in cluster.backends_answering(20)
-    assert not (cluster.run_dir / "sockets" / "extra.sock").exists()
+    assert not (cluster.run_dir / "sockets" / "extra.socket").exists()
 
 
 def test_deleting_a_vassal_under_load_fails_no_request(make_cluster):
@@ -67,7 +67,7 @@ def test_fleet_rm_drains_first_and_fleet_add_waits_until_routed(cluster):
         cluster.fleet("rm", "web-3")
         assert not (cluster.vassals / "web-3.ini").exists()
         assert "web-3" not in cluster.state()["backends"]
-        assert not (cluster.run_dir / "sockets" / "web-3.sock").exists()
+        assert not (cluster.run_dir / "sockets" / "web-3.socket").exists()
         load.wait_requests(100)
     assert load.result.failures == [], load.result.summary()
     assert load.result.backends.get("web-3", 0) > 0
@@ -116,7 +116,7 @@ def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
     assert load.result.failures == [], load.result.summary()
     assert set(load.result.backends) == {"backend-1", "backend-2"}
     assert routed(cluster) == {"backend-1", "backend-2"}
-    status = json.loads(cluster.fleet("status", "--json").stdout)
+    status = json.loads(cluster.fleet("status", "--json").stdout)["backends"]
     row = next(r for r in status if r["name"] == name)
     assert row["state"] == "failed" and reason in row["error"]
     # the Emperor retries it with a growing delay rather than in a tight loop
@@ -143,7 +143,7 @@ def test_hidden_and_editor_files_are_ignored(cluster):
     cluster.write_vassal("marker.ini")  # a real one, so we know both have looked
     cluster.wait_for(lambda: "marker" in routed(cluster), "marker routed", 20)
     assert set(cluster.state()["backends"]) == {"backend-1", "backend-2", "marker"}
-    assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.sock")} == {
+    assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.socket")} == {
         "backend-1",
         "backend-2",
         "marker",
@@ -197,7 +197,7 @@ def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):
     c = make_cluster({"a.ini": "[uwsgi]\nprocesses = 1\n", "b.ini": "[uwsgi]\nprocesses = 1\n"})
     c.up()
     # Hold a's only worker for longer than the health probes' patience (2 probes x 1 s).
-    slow = threading.Thread(target=uwsgi.request, args=(c.run_dir / "sockets" / "a.sock", "/slow?seconds=4", 10))
+    slow = threading.Thread(target=uwsgi.request, args=(c.run_dir / "sockets" / "a.socket", "/slow?seconds=4", 10))
     slow.start()
     c.wait_for(lambda: c.stats("a")["workers"][0]["status"] == "busy", "a's worker busy", 5)
     states = set()

@@ -1,0 +1,26 @@
+"""fleet.supervisor: the restart backoff and the plan a detached supervisor reads (no processes)."""
+
+from __future__ import annotations
+
+import signal
+
+from fleet.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, Plan, backoff
+
+
+def test_backoff_starts_small_doubles_and_is_capped():
+    delays = [backoff(n) for n in range(1, 12)]
+    assert delays[0] == BACKOFF_FIRST and delays[1] == 2 * BACKOFF_FIRST and delays[2] == 4 * BACKOFF_FIRST
+    assert all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert delays[-1] == BACKOFF_MAX
+
+
+def test_a_plan_survives_the_round_trip_through_its_file(tmp_path):
+    plan = Plan(
+        "gateway",
+        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
+        {"FLEET_HARAKIRI": "62"},
+        8080,
+        "127.0.0.1",
+    )
+    plan.write(tmp_path / "plan.json")
+    assert Plan.read(tmp_path / "plan.json") == plan
