@@ -3,8 +3,9 @@
 
 emperor: the uWSGI Emperor answers on its stats socket (run/emperor.sock) with its JSON stats. A vassal
     that fails does not make the Emperor unhealthy: the gateway routes around it, and must start anyway.
-gateway: nginx answers HTTP on the container port. 200 (some backend serves) and 503 (nginx's own
-    "no healthy backend" answer) are both a working gateway; a refused connection or a 502 is not.
+gateway: nginx answers HTTP on the container port (200: some backend serves; 503: nginx's own "no
+    healthy backend" answer; both are a working gateway, a refused connection or a 502 is not), and the
+    control plane is alive: it rewrites run/state.json at least every 2 s (its heartbeat).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 TIMEOUT = 2.0
 
@@ -42,10 +44,23 @@ def gateway(port: int) -> str:
     return f"nginx answers {status}"
 
 
+def control_plane(root: str, max_age: float = 10.0) -> str:
+    """The control plane's heartbeat: run/state.json written within `max_age` seconds."""
+    with open(os.path.join(root, "run", "state.json")) as f:
+        written_at = float(json.load(f).get("written_at", 0))
+    age = time.time() - written_at
+    if age > max_age:
+        raise RuntimeError(f"the control plane has not published for {age:.0f} s")
+    return f"control plane published {age:.1f} s ago"
+
+
 def main(argv: list[str]) -> int:
     root = os.environ.get("FLEET_ROOT", os.getcwd())
     port = int(os.environ.get("FLEET_CONTAINER_PORT", "8080"))
-    checks = {"emperor": lambda: emperor(root), "gateway": lambda: gateway(port)}
+    checks = {
+        "emperor": lambda: emperor(root),
+        "gateway": lambda: f"{gateway(port)}; {control_plane(root)}",
+    }
     if len(argv) != 2 or argv[1] not in checks:
         print(f"usage: {argv[0]} {'|'.join(checks)}", file=sys.stderr)
         return 2

@@ -109,12 +109,12 @@ def _plan(
     env["FLEET_UWSGI"] = uwsgi_bin
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    commands = {
-        "emperor": [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
-        "nginx": nginx.start_command(layout),
-        "control": [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
+    commands = {  # built only for the parts this component runs (a container has only its own binaries)
+        "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
+        "nginx": lambda: nginx.start_command(layout),
+        "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
     }
-    specs = [PartSpec(name, commands[name], *STOPPING[name], overlap=name == "nginx") for name in parts]
+    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
     return Plan(component, specs, env, port, listen)
 
 
