@@ -304,7 +304,7 @@ def test_stop_is_graceful(stack: ComposeCluster) -> None:
 
     def slow_request() -> None:
         try:
-            result["response"] = stack.get("/slow?seconds=3", timeout=60)
+            result["response"] = stack.get("/slow?seconds=8", timeout=60)  # long enough to be seen busy under load
         except requests.RequestException as exc:
             result["error"] = exc
 
