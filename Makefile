@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: install run test test-unit images bench lint format clean
+.PHONY: install run test test-unit images bench soak lint format clean
 
 install: $(VENV)/.installed
 	@bin/ensure-nginx
@@ -31,6 +31,12 @@ images:
 bench: install
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
+
+# The soak (soak/): churn under load for MINUTES (default 10); fails on a lost request or a leak.
+MINUTES ?= 10
+soak: install
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m soak --minutes $(MINUTES)
 
 lint: install
 	$(BIN)/ruff check .

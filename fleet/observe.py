@@ -41,8 +41,11 @@ class Observer:
             if vassals.is_vassal_filename(entry.name):
                 try:
                     found[vassals.vassal_name(entry.name)] = entry.stat().st_mtime_ns
-                except FileNotFoundError:
-                    continue  # deleted between the listing and the stat
+                except OSError:
+                    try:  # a dangling symlink or a symlink loop: a failed backend (vassals.read says why)
+                        found[vassals.vassal_name(entry.name)] = entry.stat(follow_symlinks=False).st_mtime_ns
+                    except OSError:
+                        continue  # deleted between the listing and the stat
         return found
 
     def _problem(self, name: str, mtime_ns: int) -> str:

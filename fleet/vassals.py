@@ -7,59 +7,27 @@ launcher (so the Emperor never starts a file fleet would not route to) and in th
 
 from __future__ import annotations
 
-import difflib
+import errno
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet import health
 from fleet.health import HealthCheck
+from fleet.vassal_checks import FLEET_OWNED, Option, Problem, check_options
+
+__all__ = ["FLEET_OWNED", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
+# fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
+RESERVED_NAMES = frozenset({"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"})
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
 _SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MAX_FILE_BYTES = 64 * 1024
-
-# Options whose value fleet decides from the vassal's name: nginx, `fleet status` and the control plane
-# find a vassal through these paths, and a second socket would let one vassal take another's over.
-_SOCKET = "the socket is run/sockets/NAME.sock, from the file name"
-_PROTOCOL = "vassals speak the uwsgi protocol to nginx on run/sockets/NAME.sock"
-_LOG = "the log is run/logs/NAME.log; `fleet status` reads the failure reason from it"
-_STATS = "the stats socket is run/stats/NAME.sock; `fleet status` reads it"
-FLEET_OWNED = {
-    **dict.fromkeys(("socket", "uwsgi-socket", "shared-socket", "raw-socket", "puwsgi-socket"), _SOCKET),
-    **dict.fromkeys(("suwsgi-socket",), _SOCKET),
-    **dict.fromkeys(("http-socket", "http", "https", "http11-socket", "https-socket", "ssl-socket"), _PROTOCOL),
-    **dict.fromkeys(("fastcgi-socket", "scgi-socket", "fastcgi-nph-socket", "scgi-nph-socket"), _PROTOCOL),
-    **dict.fromkeys(("logto", "logto2"), _LOG),
-    **dict.fromkeys(("stats", "stats-server"), _STATS),
-    "daemonize": "the Emperor supervises the vassal; a daemonized vassal escapes it",
-    "emperor": "a vassal cannot be an Emperor in fleet",
-    "master-fifo": "the master FIFO is run/fifo/NAME.fifo; the control plane reloads through it",
-}
-_POSITIVE_INT_OPTIONS = ("processes", "workers", "threads", "listen")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a vassal file, with the line it is on (if any) and how to fix it."""
-
-    message: str
-    fix: str
-    line: int | None = None
-
-    def format(self, path: Path | str) -> str:
-        where = f"{path}:{self.line}" if self.line else f"{path}"
-        return f"{where}: {self.message}\n    fix: {self.fix}"
-
-
-@dataclass(frozen=True)
-class Option:
-    key: str
-    value: str
-    line: int
 
 
 @dataclass(frozen=True)
@@ -102,17 +70,22 @@ def vassal_name(filename: str) -> str:
 
 
 def is_valid_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name))
+    return bool(_NAME_RE.match(name)) and name not in RESERVED_NAMES
 
 
 def name_problem(name: str) -> Problem | None:
+    if name in RESERVED_NAMES:
+        return Problem(
+            f"{name!r} is the name of one of fleet's own logs (run/logs/{name}.log)",
+            f"rename the file, e.g. to {name}-1.ini",
+        )
     if is_valid_name(name):
         return None
     suggestion = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_") or "backend"
     if not suggestion[0].isalnum():
         suggestion = "b" + suggestion
     return Problem(
-        f"'{name}' is not a valid vassal name: it must match {NAME_PATTERN} "
+        f"{name!r} is not a valid vassal name: it must match {NAME_PATTERN} "
         "(it becomes a socket name and a log prefix)",
         f"rename the file to {suggestion}.ini",
     )
@@ -134,8 +107,8 @@ def parse(
     if problem := name_problem(name):
         problems.append(problem)
 
-    if len(content) > MAX_FILE_BYTES:
-        problems.append(Problem(f"file is {len(content)} bytes", "a vassal file is a few lines of ini"))
+    if len(content) > MAX_FILE_BYTES:  # read() reads no more than one byte past the limit
+        problems.append(Problem(f"file is over {MAX_FILE_BYTES} bytes", "a vassal file is a few lines of ini"))
         return VassalFile(name, path, (), tuple(problems))
     try:
         text = content.decode("utf-8")
@@ -152,7 +125,7 @@ def parse(
     check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
     problems.extend(Problem(*p) for p in health_problems)
     known = frozenset(known_options) if known_options is not None else None
-    problems.extend(_check_options(options, known, app_dir))
+    problems.extend(check_options(options, known, app_dir))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
     return VassalFile(name, path, tuple(options), tuple(problems), check)
 
@@ -212,72 +185,29 @@ def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
     return options, problems
 
 
-def _check_options(options: list[Option], known: frozenset[str] | None, app_dir: Path | None) -> list[Problem]:
-    problems: list[Problem] = []
-    for option in options:
-        key = option.key.replace("_", "-")
-        if key in FLEET_OWNED:
-            problems.append(
-                Problem(
-                    f"`{option.key}` is managed by fleet: {FLEET_OWNED[key]}",
-                    "remove this line",
-                    option.line,
-                )
-            )
-        elif known is not None and key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean `{close[0]}`?" if close else "see `uwsgi --help` for option names"
-            problems.append(Problem(f"unknown uWSGI option `{option.key}`", hint, option.line))
-        elif key in _POSITIVE_INT_OPTIONS and not (
-            option.value.isascii() and option.value.isdigit() and int(option.value) > 0
-        ):
-            problems.append(
-                Problem(
-                    f"`{option.key}` must be a positive whole number, not {option.value!r}",
-                    f"e.g. `{key} = 2`",
-                    option.line,
-                )
-            )
-    if app_dir is not None:
-        problems.extend(_check_module(options, app_dir))
-    return problems
-
-
-def _check_module(options: list[Option], app_dir: Path) -> list[Problem]:
-    """The app module must exist, or uWSGI (with need-app) exits and respawns forever."""
-    by_key = {o.key: o for o in options}
-    if "chdir" in by_key or "wsgi-file" in by_key or "mount" in by_key:
-        return []  # the vassal points elsewhere; uWSGI itself reports a missing app
-    option = by_key.get("module")
-    module = option.value if option else "wsgi"
-    module_path = module.split(":", 1)[0].strip()
-    if not module_path or not all(part.isidentifier() for part in module_path.split(".")):
-        return [
-            Problem(
-                f"`module = {module}` is not a Python module name",
-                "e.g. `module = wsgi`",
-                option.line if option else None,
-            )
-        ]
-    base = app_dir.joinpath(*module_path.split("."))
-    if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
-        return []
-    return [
-        Problem(
-            f"module `{module_path}` not found: there is no {base.relative_to(app_dir.parent)}.py",
-            "create it, or set `module =` to a module in app/",
-            option.line if option else None,
-        )
-    ]
+_UNREADABLE = {  # why a vassal file cannot be read, and the fix, by errno
+    errno.ENOENT: ("it is a symlink to nothing", "point it at a vassal file, or remove it"),
+    errno.ELOOP: ("it is a symlink loop", "point it at a vassal file, or remove it"),
+    errno.EISDIR: ("it is a folder", "remove it, or rename it so it does not end in .ini"),
+}
 
 
 def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path | None = None) -> VassalFile:
-    """Read and parse one vassal file (the only function here that touches the disk)."""
+    """Read and parse one vassal file (the only function here that touches the disk).
+
+    Only a regular file is read, and no more of it than a vassal file may hold: a FIFO or a device
+    (`ln -s /dev/zero vassals/x.ini`) must neither block nor exhaust the control plane or the launcher.
+    """
+    name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
     try:
-        content = path.read_bytes()
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            content = f.read(MAX_FILE_BYTES + 1) if regular else b""
     except OSError as e:
-        name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
-        return VassalFile(name, path, (), (Problem(f"cannot read the file: {e.strerror}", "check its permissions"),))
+        what, fix = _UNREADABLE.get(e.errno, (e.strerror, "check its permissions"))
+        return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
+    if not regular:
+        return VassalFile(name, path, (), (Problem("not a file but a FIFO, socket or device", "remove it"),))
     return parse(path, content, known_options, app_dir)
 
 

@@ -1,0 +1,111 @@
+"""One soak: a fleet cluster in a temporary copy of the tree, churned while clients run and a sampler
+watches every fleet process; then `fleet down`, the leftovers, the verdicts and the report."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.cluster import Cluster, copy_tree
+from bench.procs import free_port
+from fleet.processes import cmdline
+from soak.churn import KINDS, Churn
+from soak.clients import DEFAULT_MIX, Clients, client_name
+from soak.report import Report, write
+from soak.sampler import Sampler
+from soak.verdict import Checkpoint, Verdict, judge
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def soak(
+    minutes: float = 10.0,
+    seed: int = 1,
+    out: Path | None = None,
+    log: Callable[[str], None] = print,
+    sample_every: float = 2.0,
+) -> Report:
+    """Churn a fresh two-backend cluster for `minutes`; write the report to `out` (if given) and return it."""
+    with tempfile.TemporaryDirectory(prefix="fleet-soak-", dir="/tmp") as tmp:
+        Path(tmp).chmod(0o755)  # nginx's unprivileged workers walk down to run/sockets
+        cluster = Cluster(copy_tree(REPO, Path(tmp) / "fleet"), free_port())
+        cluster.set_vassals(["backend-1", "backend-2"], processes=2)
+        log(f"soak: {minutes:g} min, seed {seed}, cluster at {cluster.root} on port {cluster.port}")
+        clients = sampler = churn = None
+        checkpoints: list[Checkpoint] = []
+        aborted = ""
+        leftovers: list[str] = []
+        try:
+            cluster.up(timeout=120)
+            t0 = time.monotonic()
+            sampler = Sampler(cluster.layout, t0, sample_every).start()
+            clients = Clients(cluster.url(), t0).start()
+            churn = Churn(cluster, seed, t0, log)
+            try:
+                for quarter in (1, 2, 3, 4):
+                    # The first checkpoint comes after the warm-up: a quarter of the run, one step of each kind.
+                    churn.run(until=t0 + minutes * 60 * quarter / 4, at_least=len(KINDS))
+                    checkpoints.append(checkpoint(churn, sampler, f"{quarter}/4", log))
+            except (TimeoutError, OSError) as e:  # the cluster did not settle: a finding, reported
+                aborted = f"{type(e).__name__}: {e}"
+                log(f"soak: stopped early: {aborted}")
+            duration = time.monotonic() - t0
+        finally:
+            for part in (clients, sampler):
+                if part is not None:
+                    part.stop()
+            leftovers = stop(cluster, log)
+    report = Report(
+        config={"minutes": minutes, "seed": seed, "clients": {client_name(*k): n for k, n in DEFAULT_MIX.items()}},
+        duration=duration,
+        steps=churn.steps,
+        failures=clients.failures,
+        readings=sampler.readings,
+        checkpoints=checkpoints,
+        ok_by_client=dict(clients.ok_by_client),
+        ok_per_second=dict(clients.ok_per_second),
+        latency_ms=clients.latency_ms,
+        backends=dict(clients.backends),
+        verdicts=[],
+        figures={},
+        leftovers=leftovers,
+    )
+    args = (report.failures, report.steps, checkpoints, report.ok_by_client, report.config["clients"], leftovers)
+    report.verdicts, report.figures = judge(*args)
+    report.verdicts.insert(0, Verdict("the soak ran to its end", not aborted, aborted or f"{duration:.0f} s"))
+    if out is not None:
+        write(report, out)
+    return report
+
+
+def checkpoint(churn: Churn, sampler: Sampler, label: str, log: Callable[[str], None]) -> Checkpoint:
+    """The cluster back as it started, then three samples of it (half a second apart: the sampling period)."""
+    churn.back_to_base()
+    readings = []
+    for i in range(3):
+        if i:
+            time.sleep(0.5)  # the spacing of the samples, not a wait for anything
+        readings.extend(sampler.sample())
+    point = Checkpoint(label, round(churn.now(), 2), tuple(readings))
+    log(f"[{point.t:7.1f} s] checkpoint {label}: " + ", ".join(
+        f"{r.role} {r.pss / 2**20:.1f} MiB {r.fds} fds" for r in readings[-len(readings) // 3 :] if r.pid
+    ))  # fmt: skip
+    return point
+
+
+def stop(cluster: Cluster, log: Callable[[str], None]) -> list[str]:
+    """`fleet down`, then whatever of the cluster still runs: reported, and killed by pid."""
+    out = cluster.cli("down", timeout=180)
+    if out.returncode != 0:
+        log(f"soak: fleet down exited {out.returncode}: {out.stderr.strip()[-300:]}")
+    left = cluster.own_processes()
+    described = [f"pid {pid}: {cmdline(pid)[:120]}" for pid in left]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return described
