@@ -2,60 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TextIO
 
 from fleet import nginx, privileges, processes, uwsgi, vassals
-from fleet.errors import AlreadyRunning, FleetError, NotRunning
+from fleet.errors import AlreadyRunning, FleetError
+from fleet.foreground import follow
 from fleet.layout import Layout
 from fleet.limits import Limits
-from fleet.logs import Follower
 from fleet.privileges import Drop
 from fleet.progress import wait_until
+from fleet.records import running
+from fleet.shutdown import down
 from fleet.snapshot import Snapshot
-from fleet.supervisor import STOP_ORDER, PartSpec, Plan, Supervisor
+from fleet.supervisor import STOPPING, PartSpec, Plan, Supervisor
 
-# How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
-# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in supervisor.STOP_ORDER.
-STOPPING = {
-    "control": (signal.SIGTERM, 10.0),
-    "nginx": (signal.SIGQUIT, 30.0),
-    "emperor": (signal.SIGTERM, 40.0),
-}
 COMPONENTS = {
     "all": ("emperor", "nginx", "control"),
     "emperor": ("emperor",),
     "gateway": ("nginx", "control"),
 }
-
-
-def _recorded(paths: list[Path]) -> dict[str, tuple[int, int | None]]:
-    """{component: (pid, start time)} from the records `fleet up` wrote."""
-    found: dict[str, tuple[int, int | None]] = {}
-    for path in paths:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for name, pid in doc.get("pids", {}).items():
-            found[name] = (int(pid), doc.get("started", {}).get(name))
-    return found
-
-
-def running(layout: Layout) -> dict[str, int]:
-    """The components recorded by `fleet up` that still run (the same processes, not reused pids)."""
-    return {
-        name: pid
-        for name, (pid, started) in _recorded(layout.processes_files()).items()
-        if processes.is_same(pid, started)
-    }
 
 
 def _answers(host: str, port: int) -> bool:
@@ -228,137 +198,4 @@ def up(
     if supervisor is None:
         out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")
         return 1 if failed else 0
-    return _foreground(layout, component, supervisor, out)
-
-
-GATEWAY_LOGS = {"control", "nginx", "nginx-error"}
-
-
-def _own_logs(layout: Layout, component: str) -> list[Path]:
-    """The logs a component shows (in compose, each container prints only its own)."""
-    logs = sorted(p for p in layout.logs.glob("*.log") if p.name != "nginx-access.log")
-    if component == "gateway":
-        return [p for p in logs if p.stem in GATEWAY_LOGS]
-    if component == "emperor":
-        return [p for p in logs if p.stem not in GATEWAY_LOGS]
-    return logs
-
-
-def _foreground(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
-    """Stream the parts' logs with a prefix and keep the parts alive until Ctrl-C, SIGTERM or SIGHUP;
-    then stop gracefully. Output that goes away (a closed pipe) stops nothing but the output."""
-    stop_requested: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
-    out = SafeOutput(out)
-    follower = Follower(out)
-    out.write("fleet: following logs; Ctrl-C stops the cluster gracefully\n")
-    try:
-        while not stop_requested:
-            follower.poll(_own_logs(layout, component))
-            for line in supervisor.check():
-                out.write(f"fleet: {line}\n")
-            time.sleep(0.1)  # the supervision period
-        out.write("\nfleet: stopping gracefully...\n")
-    finally:
-        supervisor.stop(lambda line: out.write(line + "\n"))
-        layout.state_file.unlink(missing_ok=True)
-        _tidy(layout)
-        out.write("fleet: stopped\n")
-    return 0
-
-
-def _tidy(layout: Layout) -> None:
-    """The Emperor leaves the vassals' on-demand sockets behind when it stops: remove them once it is gone."""
-    if "emperor" in running(layout):
-        return
-    for leftover in layout.sockets.glob("*.socket"):
-        leftover.unlink(missing_ok=True)
-
-
-class SafeOutput:
-    """A stream that swallows a closed pipe (`fleet up | head`): output stops, the cluster does not."""
-
-    def __init__(self, out: TextIO):
-        self.out, self.broken = out, False
-
-    def write(self, text: str) -> None:
-        if not self.broken:
-            try:
-                self.out.write(text)
-                self.out.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                self.broken = True
-
-    def flush(self) -> None:
-        self.write("")
-
-    def isatty(self) -> bool:
-        return not self.broken and self.out.isatty()
-
-
-def _orphaned_groups(layout: Layout) -> dict[str, int]:
-    """Recorded parts whose leader is gone but whose process group lives on (nginx's orphaned workers
-    after its master was killed): {part: its group id}. processes.stop signals the whole group."""
-    found = {}
-    here = processes.pid_namespace()
-    for path in layout.processes_files():
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if doc.get("pid_namespace", here) != here:
-            continue  # another container's pids mean nothing here
-        for name, pid in doc.get("pids", {}).items():
-            if not processes.is_alive(int(pid)) and processes.group_members(int(pid)):
-                found[name] = int(pid)
-    return found
-
-
-def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
-    """Stop what `fleet up` started, in order, gracefully; SIGKILL only what overstays its timeout."""
-    records = layout.processes_files()
-    alive = running(layout) | _orphaned_groups(layout)
-    if not records:
-        # No record (e.g. it was deleted): fall back on the pid files the components write themselves,
-        # if they still name this cluster's processes.
-        for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
-            try:
-                pid = int(pidfile.read_text().strip())
-                if str(layout.root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    alive[name] = pid
-            except (OSError, ValueError):
-                pass
-    if not alive:
-        for record in records:
-            record.unlink(missing_ok=True)
-        if quiet:
-            return 0
-        raise NotRunning(f"the cluster at {layout.root} is not running (nothing to stop)")
-    supervisor = alive.pop("supervisor", None)
-    if supervisor is not None and supervisor != os.getpid():
-        # The supervisor stops its parts in order; whatever it leaves is stopped below.
-        if not quiet:
-            out.write(f"fleet: stopping the supervisor (pid {supervisor}) and its parts...\n")
-            out.flush()
-        processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
-        alive = {
-            name: pid for name, pid in (running(layout) | _orphaned_groups(layout)).items() if name != "supervisor"
-        }
-    for name in STOP_ORDER:
-        pid = alive.get(name)
-        if pid is None:
-            continue
-        sig, timeout = STOPPING[name]
-        if not quiet:
-            out.write(f"fleet: stopping {name} (pid {pid})...\n")
-            out.flush()
-        if not processes.stop(pid, sig, timeout) and not quiet:
-            out.write(f"fleet: {name} did not stop within {timeout:.0f} s; killed it\n")
-    for record in records:
-        record.unlink(missing_ok=True)
-    layout.state_file.unlink(missing_ok=True)
-    _tidy(layout)
-    if not quiet:
-        out.write("fleet: stopped\n")
-    return 0
+    return follow(layout, component, supervisor, out)

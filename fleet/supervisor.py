@@ -27,6 +27,13 @@ log = logging.getLogger("fleet.supervisor")
 # Stopping goes in this order: the control plane first (no more routing changes), then nginx (SIGQUIT:
 # stop accepting, finish in-flight requests), then the Emperor (its vassals finish theirs).
 STOP_ORDER = ("control", "nginx", "emperor")
+# How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
+# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in supervisor.STOP_ORDER.
+STOPPING = {
+    "control": (signal.SIGTERM, 10.0),
+    "nginx": (signal.SIGQUIT, 30.0),
+    "emperor": (signal.SIGTERM, 40.0),
+}
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 30.0
 STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff starts over
 
