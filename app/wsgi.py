@@ -7,6 +7,7 @@ Each vassal learns its own name from FLEET_VASSAL, which fleet's vassal launcher
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from flask import Flask, jsonify, request
@@ -14,14 +15,15 @@ from flask import Flask, jsonify, request
 application = Flask(__name__)
 
 BACKEND = os.environ.get("FLEET_VASSAL", "standalone")
+HOST = socket.gethostname()  # in a Swarm cell: its container, so answers say which cell served them
 LOADED_AT = time.time()  # changes on every reload: shows that fresh code was imported
 MAX_SLOW_SECONDS = 10.0
 
 
 @application.get("/")
 def index():
-    """Say which backend and which worker answered."""
-    return jsonify(backend=BACKEND, pid=os.getpid(), loaded_at=LOADED_AT)
+    """Say which host (cell), backend and worker answered."""
+    return jsonify(backend=BACKEND, host=HOST, pid=os.getpid(), loaded_at=LOADED_AT)
 
 
 @application.get("/healthz")

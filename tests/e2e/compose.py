@@ -175,9 +175,11 @@ class ComposeCluster:
         return found
 
     def build(self) -> subprocess.CompletedProcess:
-        """The images from this copy of the tree, with docker/build-images (as `make images` does)."""
+        """The compose images from this copy of the tree, with docker/build-images (as `make images` does;
+        only the two targets that remove_images() untags)."""
         script = str(self.root / "docker" / "build-images")
-        return subprocess.run([script], env=self.env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        argv = [script, "emperor", "gateway"]
+        return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
 
     def down(self) -> subprocess.CompletedProcess:
         self.down_done = True
