@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from fleet import commands, lifecycle, limits, status
+from fleet import commands, edge, lifecycle, limits, status
 from fleet.errors import FleetError
 from fleet.layout import Layout
 from fleet.parts import statuses
@@ -16,7 +17,12 @@ from fleet.parts import statuses
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
     """Start the Emperor, nginx and the control plane; wait until every vassal is healthy."""
     chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
-    return lifecycle.up(layout, args.port, args.listen, args.detach, args.component, args.timeout, limits=chosen)
+    admin_port = args.admin_port if args.admin_port is not None else (args.port + 1 if args.port < 65535 else 0)
+    # The control plane's --admin-port/--admin-listen default to these; its environment is this one's.
+    os.environ["FLEET_ADMIN_PORT"], os.environ["FLEET_ADMIN_LISTEN"] = str(admin_port), args.admin_listen
+    return lifecycle.up(
+        layout, args.port, args.listen, args.detach, args.component, args.timeout, limits=chosen, user=args.user
+    )
 
 
 def command_down(layout: Layout, args: argparse.Namespace) -> int:
@@ -26,12 +32,32 @@ def command_down(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_status(layout: Layout, args: argparse.Namespace) -> int:
     """One row per backend: name, state, pid, workers, requests, memory, last error."""
+    if args.watch:
+        return status.watch(layout, lambda: statuses(layout), args.interval)
     table, parts = status.rows(layout), statuses(layout)
     if args.json:
         sys.stdout.write(status.render_json(table, parts))
     else:
         sys.stdout.write(status.render_parts(parts) + status.render_table(table))
     return 0 if parts and all(p.up is not False for p in parts) else 1
+
+
+def command_events(layout: Layout, args: argparse.Namespace) -> int:
+    """The backends' transitions (run/logs/events.jsonl), oldest first; --follow waits for new ones."""
+    from fleet.events import follow, format_event, read_events
+
+    def show(event) -> None:
+        print(json.dumps(event.to_dict()) if args.json else format_event(event), flush=True)
+
+    for event in read_events(layout.events_file)[-args.lines :] if args.lines else []:
+        show(event)
+    if args.follow:
+        try:
+            for event in follow(layout.events_file, lambda: False):
+                show(event)
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def command_add(layout: Layout, args: argparse.Namespace) -> int:
@@ -54,11 +80,28 @@ def command_check(layout: Layout, args: argparse.Namespace) -> int:
     return commands.check(layout, [Path(p) for p in args.files])
 
 
+def command_edge(layout: Layout, args: argparse.Namespace) -> int:
+    """Run the edge in the foreground: nginx balancing over the serving cells of a Swarm stack."""
+    from fleet import edge_runtime
+
+    settings = edge.EdgeSettings(cells_name=args.cells, cell_port=args.cell_port, health_port=args.health_port)
+    chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
+    return edge_runtime.main(layout, args.port, args.listen, settings, chosen)
+
+
+def command_cell(layout: Layout, args: argparse.Namespace) -> int:
+    """Run a whole fleet as one Swarm cell, with a health port for the edge; on SIGTERM drain, then stop."""
+    from fleet import edge_cell
+
+    return edge_cell.run(layout, args.port, args.health_port, args.drain)
+
+
 def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
     """Run the control plane in the foreground (`fleet up` starts it for you)."""
     from fleet import runtime
 
-    return runtime.main(layout)
+    admin = (args.admin_listen, args.admin_port) if args.admin_port else None
+    return runtime.main(layout, admin)
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace) -> int:
@@ -73,6 +116,25 @@ def _port(value: str) -> int:
     if not 0 < port < 65536:
         raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
     return port
+
+
+def _admin_port(value: str) -> int:
+    """A TCP port, or 0: no admin listener."""
+    return 0 if int(value) == 0 else _port(value)
+
+
+def _admin_flags(parser: argparse.ArgumentParser, port_default: str) -> None:
+    parser.add_argument(
+        "--admin-port",
+        type=_admin_port,
+        default=os.environ.get("FLEET_ADMIN_PORT"),
+        help=f"the status page and /metrics; 0: none (default: $FLEET_ADMIN_PORT or {port_default})",
+    )
+    parser.add_argument(
+        "--admin-listen",
+        default=os.environ.get("FLEET_ADMIN_LISTEN", "127.0.0.1"),
+        help="default: $FLEET_ADMIN_LISTEN or 127.0.0.1",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -103,9 +165,17 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the backends at start")
     limits.add_flags(up)
+    up.add_argument("--user", help="started as root, the vassals run as this user ($FLEET_USER; default www-data)")
+    _admin_flags(up, "the port + 1")
     add("down", command_down)
     st = add("status", command_status)
     st.add_argument("--json", action="store_true", help="a list of objects")
+    st.add_argument("--watch", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    st.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (1)")
+    ev = add("events", command_events)
+    ev.add_argument("--follow", "-f", action="store_true", help="then print new ones as they come, until Ctrl-C")
+    ev.add_argument("--json", action="store_true", help="JSON lines, as in run/logs/events.jsonl")
+    ev.add_argument("--lines", "-n", type=int, default=50, help="how many past ones to print first (50; 0: none)")
     ad = add("add", command_add)
     ad.add_argument("name")
     ad.add_argument("--processes", type=int)
@@ -122,8 +192,30 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("supervise", help=argparse.SUPPRESS)
     sv.add_argument("--component", choices=sorted(lifecycle.COMPONENTS), default="all")
     sv.set_defaults(func=command_supervise)
+    # Docker Swarm (docker-stack.yml): the edge and the cells.
+    ed = add("edge", command_edge)
+    ed.add_argument("--port", type=_port, default=up.get_default("port"), help="default: $FLEET_PORT or 8080")
+    ed.add_argument("--listen", default=up.get_default("listen"), help="default: $FLEET_LISTEN or 127.0.0.1")
+    ed.add_argument(
+        "--cells", default=os.environ.get("FLEET_EDGE_CELLS", "tasks.cell"), help="the cells' DNS name (%(default)s)"
+    )
+    cells = edge.EdgeSettings()
+    ed.add_argument("--cell-port", type=_port, default=cells.cell_port, help="the cells' fleet (%(default)s)")
+    ed.add_argument("--health-port", type=_port, default=cells.health_port, help="the cells' health (%(default)s)")
+    limits.add_flags(ed)
+    ce = add("cell", command_cell)
+    ce.add_argument("--port", type=_port, default=up.get_default("port"), help="default: $FLEET_PORT or 8080")
+    ce.add_argument("--health-port", type=_port, default=cells.health_port, help="for the edge (%(default)s)")
+    ce.add_argument(
+        "--drain",
+        type=float,
+        default=float(os.environ.get("FLEET_CELL_DRAIN", edge.default_drain_wait())),
+        help=f"seconds to keep serving after an edge last heard `serving` ($FLEET_CELL_DRAIN; default "
+        f"{edge.default_drain_wait():g}: the edge's routing lag and a margin)",
+    )
     cp = sub.add_parser("control-plane", help=argparse.SUPPRESS)
     cp.set_defaults(func=command_control_plane)
+    _admin_flags(cp, "none")
     return p
 
 

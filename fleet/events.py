@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,3 +83,62 @@ class EventFile:
             pass
         with open(self.path, "a") as f:
             f.write(json.dumps(event.to_dict()) + "\n")
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every event still on disk, oldest first: the rotated file (events.jsonl.1), then the current one."""
+    found: list[Event] = []
+    for part in (path.with_suffix(".jsonl.1"), path):
+        try:
+            with open(part) as f:
+                found.extend(e for line in f if (e := _parse(line)) is not None)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def follow(path: Path, stopped: Callable[[], bool], interval: float = 0.2) -> Iterator[Event]:
+    """The events appended to `path` from now on, as they come, across rotations, until `stopped()`."""
+    f, ino = _open_at_end(path)
+    while not stopped():
+        line = f.readline() if f else b""
+        if line.endswith(b"\n"):
+            if (e := _parse(line)) is not None:
+                yield e
+            continue
+        if line:
+            f.seek(-len(line), os.SEEK_CUR)  # half a line: the writer has not finished it
+        try:
+            current = path.stat().st_ino
+        except FileNotFoundError:
+            current = None
+        if current is not None and current != ino:  # rotated, or created: the old one was read to its end
+            if f:
+                f.close()
+            f, ino = open(path, "rb"), current  # noqa: SIM115 (kept open between polls)
+            continue
+        time.sleep(interval)  # polling a file: there is nothing to wait on
+    if f:
+        f.close()
+
+
+def format_event(event: Event) -> str:
+    """One line for a terminal: local time to the millisecond, then what moved."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
+    return f"{stamp}.{int(event.at % 1 * 1000):03d}  {event.describe()}"
+
+
+def _open_at_end(path: Path):
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (kept open between polls)
+    except FileNotFoundError:
+        return None, None
+    f.seek(0, os.SEEK_END)
+    return f, os.fstat(f.fileno()).st_ino
+
+
+def _parse(line: str | bytes) -> Event | None:
+    try:
+        return Event.from_dict(json.loads(line))
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -64,7 +64,20 @@ def template_values(layout: Layout, port: int, listen: str, limits: Limits | Non
         "port": str(port),
         "listen": listen,
         "user": f"user {user};" if user else "# (not root: workers run as the current user)",
+        "access_log": access_log(layout),
     }
+
+
+ACCESS_LOGS = {"combined": ("nginx-access.log", "combined"), "json": ("nginx-access.jsonl", "fleet_json")}
+
+
+def access_log(layout: Layout, choice: str | None = None) -> str:
+    """The access_log directive: `combined`, or JSON lines with the vassal that served ($FLEET_ACCESS_LOG=json)."""
+    choice = choice or os.environ.get("FLEET_ACCESS_LOG") or "combined"
+    if choice not in ACCESS_LOGS:
+        raise FleetError(f"FLEET_ACCESS_LOG={choice}: choose one of {', '.join(ACCESS_LOGS)}", exit_code=2)
+    name, fmt = ACCESS_LOGS[choice]
+    return f"access_log {layout.logs / name} {fmt} buffer=64k flush=2s;"
 
 
 def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> None:

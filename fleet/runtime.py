@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable
 
 from fleet import uwsgi
+from fleet.admin import AdminServer, Feed
 from fleet.effects import Effects
-from fleet.events import Bus, Event, EventFile, log_event
+from fleet.events import Bus, Event, EventFile, log_event, read_events
 from fleet.layout import Layout
+from fleet.metrics import Metrics
 from fleet.model import Model
 from fleet.observe import Observer
 from fleet.plan import plan
@@ -21,7 +23,7 @@ from fleet.publish import Publisher
 from fleet.reconcile import decide
 from fleet.router import NginxRouter
 from fleet.settings import Settings
-from fleet.snapshot import Counters
+from fleet.snapshot import Counters, Snapshot
 
 log = logging.getLogger("fleet.control")
 
@@ -32,9 +34,14 @@ class Runtime:
         self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary()))
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
-        self.publisher = Publisher(layout, self.settings, self.observer.stats, clock)
+        # Every counter lives in the metrics, fed by the bus and by each pass; they share the once-a-second
+        # read of each vassal's stats socket with the published usage. The feed tells the status page.
+        self.metrics = Metrics(layout, clock)
+        self.feed = Feed(seed=read_events(layout.events_file))
+        self.publisher = Publisher(layout, self.settings, self.metrics.read_stats, clock)
         self.bus = Bus()
-        for subscriber in (log_event, EventFile(layout.events_file), self.publisher.on_event):
+        subscribers = (log_event, EventFile(layout.events_file), self.publisher.on_event)
+        for subscriber in (*subscribers, self.metrics.on_event, self.feed.on_event):
             self.bus.subscribe(subscriber)
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
@@ -67,7 +74,13 @@ class Runtime:
             router.errors,
         )
         self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
+        self.metrics.on_pass(self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000)
+        self.feed.on_pass(self.snapshot())
         return decision.wake_after
+
+    def snapshot(self) -> Snapshot:
+        """The last published snapshot (what run/state.json holds)."""
+        return self.publisher.last or Snapshot()
 
     def step_safely(self) -> float:
         try:
@@ -82,8 +95,11 @@ class Runtime:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: (self.stopping.set(), self.wake.set()))
-        observer = watch([self.layout.vassals, self.layout.drain_dir], self.wake)
-        log.info("watching %s", self.layout.vassals)
+        # FLEET_WATCH=poll: no inotify (a bind mount that does not forward events, e.g. Docker Desktop);
+        # every pass scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
+        polling = os.environ.get("FLEET_WATCH", "inotify") == "poll"
+        observer = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
+        log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:
             while not self.stopping.is_set():
@@ -93,14 +109,30 @@ class Runtime:
                 if not self.stopping.is_set():
                     wake_after = self.step_safely()
         finally:
-            observer.stop()
+            if observer is not None:
+                observer.stop()
             log.info("control plane stopped")
 
 
-def main(layout: Layout) -> int:
+def main(layout: Layout, admin: tuple[str, int] | None = None) -> int:
+    """The control plane; with `admin` (address, port), also the admin listener (status page, /metrics)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
     layout.make_run_dirs()
-    Runtime(layout).run()
+    runtime = Runtime(layout)
+    server = None
+    if admin is not None:
+        server = AdminServer(layout, runtime.metrics, runtime.feed, runtime.snapshot, *admin)
+        try:
+            server.start()
+            log.info("admin listener (status page, /metrics) on %s", server.url)
+        except OSError as e:  # the cluster serves without it: the data path must not depend on it
+            log.error("admin listener: cannot listen on %s:%d (%s); running without it", *admin, e.strerror or e)
+            server = None
+    try:
+        runtime.run()
+    finally:
+        if server is not None:
+            server.stop()
     return 0

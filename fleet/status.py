@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TextIO
 
 from fleet.layout import Layout
 from fleet.lifecycle import present_vassals
@@ -24,7 +28,11 @@ class Row:
 
 
 def rows(layout: Layout) -> list[Row]:
-    snap = Snapshot.read(layout)
+    return rows_of(Snapshot.read(layout), layout)
+
+
+def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
+    """The rows of `snap` and of the vassal files it does not know yet (the admin server holds its own snapshot)."""
     names = sorted(set(snap.backends) | set(present_vassals(layout)))
     unseen = "starting" if snap.control_pid else "not running"  # a file the control plane has not seen
     result = []
@@ -75,3 +83,27 @@ def render_parts(parts: list[PartStatus]) -> str:
     cells = [f"{p.name} {words[p.up]}" + (f" (pid {p.pid})" if p.pid and p.up else "") for p in parts]
     details = [f"  {p.name}: {p.detail}" for p in parts if p.up is False and p.detail]
     return "fleet: " + ", ".join(cells) + "\n" + "".join(d + "\n" for d in details) + "\n"
+
+
+def watch(
+    layout: Layout,
+    parts: Callable[[], list[PartStatus]],
+    interval: float = 1.0,
+    out: TextIO = sys.stdout,
+    sleep: Callable[[float], None] = time.sleep,
+    frames: int | None = None,
+) -> int:
+    """`fleet status --watch`: redraw the parts and the table every `interval` s until Ctrl-C (or `frames`)."""
+    clear = "\x1b[H\x1b[2J" if out.isatty() else "\n"
+    shown = 0
+    try:
+        while frames is None or shown < frames:
+            header = f"fleet status every {interval:g} s, {time.strftime('%H:%M:%S')} (Ctrl-C to stop)\n\n"
+            out.write(clear + header + render_parts(parts()) + render_table(rows(layout)))
+            out.flush()
+            shown += 1
+            if frames is None or shown < frames:
+                sleep(interval)  # the refresh period of a display, not a wait for something
+    except KeyboardInterrupt:
+        out.write("\n")
+    return 0

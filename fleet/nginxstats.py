@@ -1,0 +1,142 @@
+"""nginx's own view of its traffic (I/O): connections from stub_status, answers by status class from a tally.
+
+nginx.conf serves stub_status on a listener of its own, 127.0.0.2 and the public port number: loopback
+only, so no client reaches it, and never the public socket (not even with `--listen 0.0.0.0`: another
+address is another server). Not a unix socket: a file left by a killed nginx would stop its replacement
+from starting. nginx also logs one character per answer, its status class, to run/nginx/answers.tally
+(2 bytes a request, buffered). Counting is `bytes.count` over what was appended since the last look: the
+cost follows the traffic, not the number of scrapes, and nothing runs between looks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Connections:
+    """stub_status: client connections now (active = reading + writing + waiting) and nginx's own totals."""
+
+    active: int
+    reading: int
+    writing: int
+    waiting: int
+    accepted: int
+    handled: int
+    requests: int
+
+
+def parse_stub_status(text: str) -> Connections:
+    """The body of nginx's stub_status page."""
+    lines = text.strip().splitlines()
+    active = int(lines[0].split(":")[1])
+    accepted, handled, requests = (int(x) for x in lines[2].split())
+    fields = lines[3].split()  # Reading: R Writing: W Waiting: I
+    return Connections(active, int(fields[1]), int(fields[3]), int(fields[5]), accepted, handled, requests)
+
+
+# The line of nginx.conf that says where the status listener is (the template marks it).
+_LISTENER_RE = re.compile(r"^\s*listen\s+([0-9.]+):(\d+)[^;]*;\s*#\s*fleet: status listener", re.MULTILINE)
+
+
+def status_address(conf: str) -> tuple[str, int] | None:
+    """Where the rendered nginx.conf `conf` serves stub_status, or None (a template without it)."""
+    match = _LISTENER_RE.search(conf)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def stub_status(address: tuple[str, int], timeout: float = 0.5) -> Connections | None:
+    """Ask nginx's status listener; None if nginx does not answer (not up, or restarting)."""
+    try:
+        with socket.create_connection(address, timeout) as sock:
+            sock.sendall(b"GET /stub_status HTTP/1.0\r\nHost: fleet\r\n\r\n")
+            raw = b"".join(iter(lambda: sock.recv(65536), b""))
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+            return None
+        return parse_stub_status(body.decode("ascii", "replace"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Tally:
+    """Answers by status class counted from `path` since this object was made.
+
+    When the file passes `max_bytes` it is renamed aside and `reopen()` asks nginx to open a new one
+    (SIGUSR1); the renamed file is still read to its end for a while, so no answer is lost or counted twice.
+    Not thread-safe: one reader at a time.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        reopen: Callable[[], None],
+        max_bytes: int = 4 << 20,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.path, self.reopen, self.max_bytes, self.clock = path, reopen, max_bytes, clock
+        self.counts = dict.fromkeys(CLASSES, 0)
+        self._file = None
+        self._ino = 0
+        self._draining: list[tuple[float, object]] = []  # files rotated away: (since, file)
+        try:
+            self._open(seek_end=True)  # answers before the control plane started are not ours to count
+        except FileNotFoundError:
+            pass
+
+    def read(self) -> dict[str, int]:
+        """Count what was appended since the last read; returns the totals by class."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if self._file is not None and (st is None or st.st_ino != self._ino):
+            self._draining.append((self.clock(), self._file))  # rotated: nginx may still finish writing it
+            self._file = None
+        if self._file is None and st is not None:
+            try:
+                self._open(seek_end=False)
+            except FileNotFoundError:
+                pass
+        for since, old in list(self._draining):
+            self._count(old)
+            if self.clock() - since > 10.0:
+                old.close()
+                self._draining.remove((since, old))
+        if self._file is not None:
+            if st is not None and st.st_size < self._file.tell():
+                self._file.seek(0)  # truncated in place (copytruncate)
+            self._count(self._file)
+            if self._file.tell() > self.max_bytes:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                self.reopen()
+        return dict(self.counts)
+
+    def _open(self, seek_end: bool) -> None:
+        f = open(self.path, "rb")  # noqa: SIM115 (kept open between reads)
+        self._ino = os.fstat(f.fileno()).st_ino
+        if seek_end:
+            f.seek(0, os.SEEK_END)
+        self._file = f
+
+    def _count(self, f) -> None:
+        while chunk := f.read(CHUNK):
+            for index, name in enumerate(CLASSES, start=1):
+                self.counts[name] += chunk.count(b"%d" % index)
+
+    def close(self) -> None:
+        for _, f in self._draining:
+            f.close()
+        self._draining = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,189 @@
+"""fleet.admin: the feed of changes, and the admin listener's routes (in-process, on a free port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from fleet.admin import STATIC, AdminServer, Feed
+from fleet.events import Event
+from fleet.layout import Layout
+from fleet.metrics import Metrics
+from fleet.snapshot import BackendView, Counters, Snapshot
+
+
+def event(name: str, new: str, at: float = 1.0) -> Event:
+    return Event(name, None, new, "new vassal file", at)
+
+
+def test_the_version_moves_once_per_pass_that_brought_news():
+    feed = Feed()
+    start, snap = feed.version, Snapshot()
+    feed.on_pass(snap)
+    assert feed.version == start + 1
+    feed.on_pass(snap)  # the same snapshot, no event: nothing new
+    assert feed.version == start + 1
+    feed.on_event(event("a", "starting"))
+    assert feed.version == start + 1  # not before the pass has published the state it led to
+    feed.on_pass(snap)
+    assert feed.version == start + 2
+
+
+def test_events_have_sequence_numbers_and_are_kept_up_to_a_limit():
+    feed = Feed(seed=[event("old", "healthy")], keep=3)
+    for name in "abc":
+        feed.on_event(event(name, "starting"))
+    assert [(seq, e.name) for seq, e in feed.events()] == [(2, "a"), (3, "b"), (4, "c")]
+    assert [e.name for _, e in feed.events(after=3)] == ["c"]
+
+
+def test_a_waiter_is_woken_by_a_change_and_by_close():
+    feed = Feed()
+    version = feed.version
+    woken = threading.Event()
+
+    def wait() -> None:
+        feed.wait(lambda: feed.version != version, 30)
+        woken.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    feed.on_pass(Snapshot())
+    assert woken.wait(10)
+    woken.clear()
+    threading.Thread(target=wait, daemon=True).start()  # version is unchanged again for this one
+    version = feed.version
+    feed.close()
+    assert woken.wait(10)
+
+
+@pytest.fixture
+def admin(tmp_path: Path) -> Iterator[AdminServer]:
+    layout = Layout(tmp_path)
+    (tmp_path / "vassals").mkdir()
+    (tmp_path / "vassals" / "a.ini").write_text("")
+    (tmp_path / "vassals" / "new.ini").write_text("")
+    metrics = Metrics(layout, parts=lambda: {"control": True})
+    snap = Snapshot(control_pid=1, backends={"a": BackendView("a", "healthy", 5.0, memory=1 << 20)}, routed=("a",))
+    feed = Feed()
+    metrics.on_pass(snap, Counters(passes=3), None, 0.001)
+    feed.on_pass(snap)
+    server = AdminServer(layout, metrics, feed, lambda: snap, "127.0.0.1", 0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def get(admin: AdminServer, path: str, timeout: float = 10) -> requests.Response:
+    return requests.get(admin.url.rstrip("/") + path, timeout=timeout)
+
+
+def test_the_page_and_its_files_are_served(admin):
+    page = get(admin, "/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    for path, kind in (("/app.js", "text/javascript"), ("/style.css", "text/css"), ("/favicon.svg", "image/svg")):
+        r = get(admin, path)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(kind), path
+
+
+def test_the_page_loads_nothing_from_elsewhere():
+    html = (STATIC / "index.html").read_text()
+    assert all(url.startswith("/") for url in re.findall(r'(?:src|href)="([^"]*)"', html))
+    code = (STATIC / "app.js").read_text() + (STATIC / "style.css").read_text()
+    assert not [u for u in re.findall(r"https?://[^\s\"')]+", code) if u != "http://www.w3.org/2000/svg"]
+    assert "@import" not in code
+
+
+def test_metrics_are_prometheus_text(admin):
+    r = get(admin, "/metrics")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'fleet_vassal_state{state="healthy",vassal="a"} 1.0' in r.text
+
+
+def test_api_status_is_what_fleet_status_json_prints(admin):
+    doc = get(admin, "/api/status").json()
+    assert set(doc) == {"parts", "backends"}
+    assert [(b["name"], b["state"], b["routed"]) for b in doc["backends"]] == [
+        ("a", "healthy", True),
+        ("new", "starting", False),  # a file the control plane has not seen yet
+    ]
+
+
+def test_api_events_after_a_sequence_number(admin):
+    for name in ("a", "b"):
+        admin.feed.on_event(event(name, "starting"))
+    doc = get(admin, "/api/events").json()
+    assert [e["name"] for e in doc["events"]] == ["a", "b"] and doc["last"] == 2
+    assert [e["seq"] for e in get(admin, "/api/events?after=1").json()["events"]] == [2]
+    assert get(admin, "/api/events?after=2").json()["events"] == []
+
+
+def test_overview_answers_at_once_for_an_old_version_and_waits_for_a_new_one(admin):
+    doc = get(admin, "/api/overview?version=0&wait=20").json()
+    assert doc["backends"][0]["name"] == "a" and doc["backends"][0]["memory"] == 1 << 20
+    assert doc["counters"]["passes"] == 3 and doc["parts"] == {"control": True}
+    answered: list[dict] = []
+    waiter = threading.Thread(
+        target=lambda: answered.append(get(admin, f"/api/overview?version={doc['version']}&wait=20").json())
+    )
+    began = time.monotonic()
+    waiter.start()
+    admin.feed.on_event(event("b", "starting"))
+    admin.feed.on_pass(Snapshot())
+    waiter.join(15)
+    assert answered and answered[0]["version"] > doc["version"]
+    assert [e["name"] for e in answered[0]["events"]] == ["b"]
+    assert time.monotonic() - began < 15
+
+
+def test_overview_without_news_answers_after_the_wait(admin):
+    version = get(admin, "/api/overview").json()["version"]
+    began = time.monotonic()
+    assert get(admin, f"/api/overview?version={version}&wait=0.2").json()["version"] == version
+    assert time.monotonic() - began >= 0.2
+
+
+def test_unknown_paths_are_a_json_404(admin):
+    r = get(admin, "/nope")
+    assert r.status_code == 404 and json.loads(r.text)["error"] == "not found"
+
+
+def test_a_taken_address_is_an_error_at_start(admin, tmp_path):
+    other = AdminServer(Layout(tmp_path), admin.metrics, Feed(), Snapshot, "127.0.0.1", admin.port)
+    with pytest.raises(OSError):
+        other.start()
+
+
+def test_the_control_plane_takes_its_admin_address_from_flags_or_the_environment(monkeypatch):
+    from fleet import cli
+
+    monkeypatch.delenv("FLEET_ADMIN_PORT", raising=False)
+    assert cli.parser().parse_args(["control-plane"]).admin_port is None  # no listener
+    monkeypatch.setenv("FLEET_ADMIN_PORT", "9100")
+    monkeypatch.setenv("FLEET_ADMIN_LISTEN", "0.0.0.0")
+    args = cli.parser().parse_args(["control-plane"])
+    assert (args.admin_port, args.admin_listen) == (9100, "0.0.0.0")
+    assert cli.parser().parse_args(["control-plane", "--admin-port", "0"]).admin_port == 0
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["control-plane", "--admin-port", "70000"])
+
+
+def test_fleet_up_gives_the_control_plane_the_public_port_plus_one(monkeypatch, tmp_path):
+    from fleet import cli, lifecycle
+
+    (tmp_path / "emperor.ini").write_text("")
+    monkeypatch.delenv("FLEET_ADMIN_PORT", raising=False)
+    monkeypatch.delenv("FLEET_ADMIN_LISTEN", raising=False)
+    monkeypatch.setattr(lifecycle, "up", lambda *args, **kwargs: 0)
+    assert cli.main(["--root", str(tmp_path), "up", "--port", "9000"]) == 0
+    assert (os.environ["FLEET_ADMIN_PORT"], os.environ["FLEET_ADMIN_LISTEN"]) == ("9001", "127.0.0.1")
+    assert cli.main(["--root", str(tmp_path), "up", "--admin-port", "0"]) == 0
+    assert os.environ["FLEET_ADMIN_PORT"] == "0"

@@ -1,0 +1,265 @@
+"""fleet.metrics and fleet.nginxstats: counters from events, series from the snapshot, nginx's view."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleet import nginx, nginxstats
+from fleet.events import Event
+from fleet.layout import Layout
+from fleet.metrics import STATES, Metrics, usage_of
+from fleet.snapshot import BackendView, Counters, Snapshot
+from fleet.stats import EmperorStats, VassalProcess
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def metrics(tmp_path: Path) -> Metrics:
+    return Metrics(Layout(tmp_path), clock=lambda: 50.0, wall=lambda: NOW, parts=lambda: {"control": True})
+
+
+def samples(m: Metrics) -> dict[tuple[str, tuple], float]:
+    """Every sample of a scrape: {(name, sorted labels): value}, parsed as Prometheus would."""
+    found = {}
+    for family in text_string_to_metric_families(m.scrape().decode()):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def value(m: Metrics, name: str, **labels: str) -> float | None:
+    return samples(m).get((name, tuple(sorted(labels.items()))))
+
+
+def view(name: str, state: str = "healthy", since: float = NOW - 30, memory: int = 0) -> BackendView:
+    return BackendView(name=name, state=state, since=since, memory=memory, requests=7)
+
+
+def snapshot(*backends: BackendView, routed: tuple[str, ...] = ()) -> Snapshot:
+    return Snapshot(backends={b.name: b for b in backends}, routed=routed)
+
+
+def event(name: str, old: str | None, new: str | None, at: float) -> Event:
+    return Event(name, old, new, "because", at)
+
+
+def test_transitions_are_counted_by_from_and_to(metrics):
+    metrics.on_event(event("a", None, "starting", 1.0))
+    metrics.on_event(event("b", None, "starting", 1.0))
+    metrics.on_event(event("a", "starting", "healthy", 2.0))
+    assert value(metrics, "fleet_transitions_total", **{"from": "new", "to": "starting"}) == 2
+    assert value(metrics, "fleet_transitions_total", **{"from": "starting", "to": "healthy"}) == 1
+    metrics.on_event(event("a", "removing", None, 3.0))
+    assert value(metrics, "fleet_transitions_total", **{"from": "removing", "to": "gone"}) == 1
+
+
+def test_a_hot_add_is_timed_from_the_new_file_to_healthy(metrics):
+    metrics.on_event(event("a", None, "starting", 100.0))
+    metrics.on_event(event("a", "starting", "healthy", 100.4))
+    assert value(metrics, "fleet_hot_add_seconds_count") == 1
+    assert value(metrics, "fleet_hot_add_seconds_sum") == pytest.approx(0.4)
+    assert value(metrics, "fleet_hot_add_seconds_bucket", le="0.5") == 1
+    assert value(metrics, "fleet_hot_add_seconds_bucket", le="0.3") == 0
+
+
+def test_a_start_that_is_not_a_new_file_is_not_a_hot_add(metrics):
+    metrics.on_event(event("a", None, "starting", 100.0))
+    metrics.on_event(event("a", "starting", "failed", 101.0))
+    metrics.on_event(event("a", "failed", "starting", 102.0))  # the file was fixed
+    metrics.on_event(event("a", "starting", "healthy", 103.0))
+    metrics.on_event(event("b", None, "healthy", 103.0))  # adopted by a restarted control plane
+    assert value(metrics, "fleet_hot_add_seconds_count") == 0
+
+
+def test_a_reload_is_timed_from_its_first_reloading_to_healthy(metrics):
+    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    metrics.on_event(event("a", "healthy", "reloading", 10.0))
+    metrics.on_event(event("a", "reloading", "reloading", 11.0))  # changed again meanwhile
+    metrics.on_event(event("a", "reloading", "healthy", 12.5))
+    assert value(metrics, "fleet_reload_seconds_count") == 1
+    assert value(metrics, "fleet_reload_seconds_sum") == pytest.approx(2.5)
+    assert value(metrics, "fleet_vassal_reloads_total", vassal="a") == 2
+
+
+def test_a_failed_reload_is_not_timed(metrics):
+    metrics.on_event(event("a", "healthy", "reloading", 10.0))
+    metrics.on_event(event("a", "reloading", "failed", 70.0))
+    metrics.on_event(event("a", "failed", "healthy", 71.0))
+    assert value(metrics, "fleet_reload_seconds_count") == 0
+
+
+def test_every_per_vassal_series_is_there_for_each_backend(metrics):
+    emperor = EmperorStats({"a": VassalProcess("a", 10, 0, True, True, 3, False)}, {})
+    metrics.on_pass(snapshot(view("a", memory=5 << 20), view("b", "failed")), Counters(), emperor, 0.002)
+    names = {name for name, labels in samples(metrics) if ("vassal", "b") in labels}
+    assert names == {
+        "fleet_vassal_state",
+        "fleet_vassal_routed",
+        "fleet_vassal_workers",
+        "fleet_vassal_requests_total",
+        "fleet_vassal_exceptions_total",
+        "fleet_vassal_respawns_total",
+        "fleet_vassal_reloads_total",
+        "fleet_vassal_memory_bytes",
+        "fleet_vassal_seconds_since_transition",
+    }
+    assert value(metrics, "fleet_vassal_memory_bytes", vassal="a") == 5 << 20
+    assert value(metrics, "fleet_vassal_respawns_total", vassal="a") == 3
+    assert value(metrics, "fleet_vassal_seconds_since_transition", vassal="a") == 30
+    assert value(metrics, "fleet_vassal_requests_total", vassal="b") == 7  # no stats read yet: the snapshot's
+
+
+def test_state_is_one_for_the_current_state_only(metrics):
+    metrics.on_pass(snapshot(view("a", "reloading")), Counters(), None, 0.001)
+    assert [s for s in STATES if value(metrics, "fleet_vassal_state", vassal="a", state=s) == 1] == ["reloading"]
+    assert sum(value(metrics, "fleet_vassal_state", vassal="a", state=s) for s in STATES) == 1
+
+
+def test_routed_follows_the_snapshot(metrics):
+    metrics.on_pass(snapshot(view("a"), view("b"), routed=("a",)), Counters(), None, 0.001)
+    assert value(metrics, "fleet_vassal_routed", vassal="a") == 1
+    assert value(metrics, "fleet_vassal_routed", vassal="b") == 0
+
+
+def test_a_removed_backend_leaves_no_series_and_forgets_its_counts(metrics):
+    metrics.on_pass(snapshot(view("a"), view("b")), Counters(), None, 0.001)
+    metrics.on_event(event("b", "healthy", "reloading", 1.0))
+    metrics.on_event(event("b", "removing", None, 2.0))
+    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    assert not [key for key in samples(metrics) if ("vassal", "b") in key[1]]
+    metrics.on_pass(snapshot(view("a"), view("b")), Counters(), None, 0.001)  # the same name, a new backend
+    assert value(metrics, "fleet_vassal_reloads_total", vassal="b") == 0
+
+
+def test_fleet_wide_counters_come_from_the_runtime(metrics):
+    counters = Counters(passes=9, routing_changes=4, nginx_reloads=2, routing_errors=1)
+    metrics.on_pass(snapshot(), counters, None, 0.003)
+    metrics.on_pass(snapshot(), counters, None, 0.2)
+    assert value(metrics, "fleet_nginx_reloads_total") == 2
+    assert value(metrics, "fleet_routing_changes_total") == 4
+    assert value(metrics, "fleet_routing_errors_total") == 1
+    assert value(metrics, "fleet_sync_seconds_count") == 2
+    assert value(metrics, "fleet_sync_seconds_bucket", le="0.005") == 1
+    assert value(metrics, "fleet_up", part="control") == 1
+
+
+def test_every_family_has_help_and_no_created_series(metrics):
+    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    text = metrics.scrape().decode()
+    families = list(text_string_to_metric_families(text))
+    assert all(f.documentation for f in families)
+    assert "_created" not in text
+    assert {f.type for f in families} == {"counter", "gauge", "histogram"}
+
+
+def test_usage_counts_busy_and_idle_workers_and_the_request_rate():
+    doc = {
+        "pid": 1,
+        "workers": [
+            {"pid": 2, "status": "busy", "requests": 10, "exceptions": 1},
+            {"pid": 3, "status": "idle", "requests": 20, "exceptions": 0},
+            {"pid": 0, "status": "cheap", "requests": 0},  # not spawned: not a worker
+        ],
+    }
+    first = usage_of(doc, 100.0, None)
+    assert (first.busy, first.idle, first.requests, first.exceptions, first.rps) == (1, 1, 30, 1, 0.0)
+    doc["workers"][0]["requests"] = 40
+    assert usage_of(doc, 102.0, first).rps == 15.0
+    reloaded = {"workers": [{"pid": 4, "status": "idle", "requests": 3}]}
+    assert usage_of(reloaded, 103.0, first).rps == 1.0  # counts start again at zero after a reload
+
+
+class _StatsServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def test_read_stats_serves_status_and_keeps_the_workers_for_metrics(tmp_path, metrics):
+    doc = {"pid": 5, "workers": [{"pid": 6, "status": "busy", "requests": 4, "exceptions": 2, "accepting": 1}]}
+
+    class Handle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(json.dumps(doc).encode())
+
+    path = Layout(tmp_path).stats_socket("a")
+    path.parent.mkdir(parents=True)
+    server = _StatsServer(str(path), Handle)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        stats = metrics.read_stats("a")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert stats.pid == 5 and [w.requests for w in stats.workers] == [4]
+    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    assert value(metrics, "fleet_vassal_workers", vassal="a", status="busy") == 1
+    assert value(metrics, "fleet_vassal_exceptions_total", vassal="a") == 2
+    assert metrics.read_stats("nobody") is None
+
+
+# ---- nginx's own view ---------------------------------------------------------------------------------
+
+STUB = "Active connections: 3 \nserver accepts handled requests\n 10 9 25 \nReading: 0 Writing: 1 Waiting: 2 \n"
+
+
+def test_stub_status_is_parsed():
+    c = nginxstats.parse_stub_status(STUB)
+    assert (c.active, c.reading, c.writing, c.waiting) == (3, 0, 1, 2)
+    assert (c.accepted, c.handled, c.requests) == (10, 9, 25)
+
+
+def test_the_shipped_template_has_a_status_listener_on_loopback(tmp_path):
+    values = nginx.template_values(Layout(tmp_path), 8080, "0.0.0.0")
+    conf = nginx.render_template((REPO / "nginx" / "nginx.conf").read_text(), values)
+    assert nginxstats.status_address(conf) == ("127.0.0.2", 8080)
+    assert nginxstats.status_address("listen 127.0.0.1:80;") is None
+
+
+def test_stub_status_of_nobody_is_none():
+    assert nginxstats.stub_status(("127.0.0.2", 1), timeout=0.2) is None
+
+
+def test_the_tally_counts_classes_appended_since_it_was_made(tmp_path):
+    path = tmp_path / "answers.tally"
+    path.write_text("2\n5\n")  # before the control plane started: not counted
+    tally = nginxstats.Tally(path, reopen=lambda: None)
+    with open(path, "a") as f:
+        f.write("2\n2\n4\n5\n-\n3")  # "-": no status; the last line still being written counts too
+    assert tally.read() == {"1xx": 0, "2xx": 2, "3xx": 1, "4xx": 1, "5xx": 1}
+    assert tally.read()["2xx"] == 2  # nothing new: nothing more
+
+
+def test_the_tally_rotates_and_drains_the_old_file(tmp_path):
+    path = tmp_path / "answers.tally"
+    path.write_text("")
+    reopened = []
+
+    def reopen() -> None:  # what nginx does on SIGUSR1: a new file at the same path
+        reopened.append(True)
+        path.write_text("")
+
+    tally = nginxstats.Tally(path, reopen, max_bytes=8)
+    with open(path, "a") as f:
+        f.write("2\n" * 5)
+    assert tally.read()["2xx"] == 5 and reopened == [True]
+    assert (tmp_path / "answers.tally.1").exists()
+    with open(tmp_path / "answers.tally.1", "a") as old, open(path, "a") as new:
+        old.write("5\n")  # a worker flushing its buffer to the old file before it reopened
+        new.write("2\n")
+    assert tally.read() == {"1xx": 0, "2xx": 6, "3xx": 0, "4xx": 0, "5xx": 1}
+    tally.close()
+
+
+def test_the_tally_starts_from_nothing_when_nginx_has_not_written_yet(tmp_path):
+    path = tmp_path / "answers.tally"
+    tally = nginxstats.Tally(path, reopen=lambda: None)
+    assert tally.read()["2xx"] == 0
+    path.write_text("2\n1\n")
+    assert tally.read()["2xx"] == 1 and tally.read()["1xx"] == 1
