@@ -104,6 +104,7 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) ->
     threading.Thread(target=server.serve_forever, name="cell-health", daemon=True).start()
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "up", "--component", "all"]
     argv += ["--port", str(fleet_port), "--listen", os.environ.get("FLEET_LISTEN", "0.0.0.0")]
+    argv += ["--admin-port", os.environ.get("FLEET_ADMIN_PORT", "0")]  # the health port may be port + 1
     # Its own session: the stop signal reaches the fleet only when the drain says so.
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     say(f"{cell.host}: fleet on port {fleet_port}, health port {health_port}, drain {drain_wait:.1f} s")

@@ -194,6 +194,10 @@ def up(
     if failed:
         report_failed(layout, failed, out)
     out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    admin_port = os.environ.get("FLEET_ADMIN_PORT", "0")
+    if "control" in parts and admin_port != "0":
+        admin = f"http://{os.environ.get('FLEET_ADMIN_LISTEN', '127.0.0.1')}:{admin_port}/"
+        out.write(f"fleet: status page and /metrics on {admin}\n")
     out.flush()
     if supervisor is None:
         out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")

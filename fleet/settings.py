@@ -21,7 +21,8 @@ class Settings:
     emperor_urgent_poll: float = 0.25  # ... while waiting for it to stop or reload a vassal
     nudge_after: float = 1.0  # a reload the Emperor has not started by then is done through the FIFO
     routing_retry: float = 2.0  # after nginx rejected a routing change, try again this much later
-    usage_interval: float = 1.0  # how often pid, workers, requests and memory are read for status
+    usage_interval: float = 1.0  # how often pid, workers and requests are read for status and metrics
+    memory_interval: float = 15.0  # how often each vassal's memory (PSS) is read again
     probe_timeout: float = 0.5
     flap_crashes: int = 3  # this many crashes of a healthy backend ...
     flap_window: float = 60.0  # ... within this many seconds make it failed (flapping)

@@ -85,7 +85,13 @@ class ComposeCluster:
         # Images tagged for this cluster alone: concurrent runs from other trees (another engineer's
         # `make test`) retag fleet-*:latest, and compose would start their code instead of this copy's.
         self.image_tag = project
-        self.env = {**os.environ, "FLEET_PORT": str(port), "FLEET_IMAGE_TAG": self.image_tag}
+        self.admin_port = free_port()
+        self.env = {
+            **os.environ,
+            "FLEET_PORT": str(port),
+            "FLEET_ADMIN_PORT": str(self.admin_port),
+            "FLEET_IMAGE_TAG": self.image_tag,
+        }
         self.down_done = False
 
     @property

@@ -130,7 +130,10 @@ def test_containers_are_healthy_unprivileged_and_only_the_gateway_is_published(s
     assert len(uids) == 1, f"the two containers must share one uid (0660 sockets), got {uids}"
 
     gateway_ports = stack.container("gateway")["NetworkSettings"]["Ports"]
-    assert gateway_ports == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.port)}]}
+    assert gateway_ports == {
+        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.port)}],
+        "8081/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(stack.admin_port)}],
+    }
     emperor_ports = stack.container("emperor")["NetworkSettings"]["Ports"] or {}
     assert not any(emperor_ports.values()), f"the emperor publishes {emperor_ports}"
     assert f"{stack.project}_run" in stack.leftovers()["volumes"]
