@@ -131,14 +131,19 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) ->
 
 def check(health_port: int) -> int:
     """The container healthcheck: 0 if the health port's /alive answers 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", health_port, timeout=5.0)
+    return http_check(health_port, "/alive", f"no answer from the health port {health_port}")
+
+
+def http_check(port: int, path: str, silence: str) -> int:
+    """A container healthcheck on loopback: print the answer, 0 if it is a 200 (else say `silence`)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
     try:
-        conn.request("GET", "/alive", headers={"Connection": "close"})
+        conn.request("GET", path, headers={"Connection": "close"})
         resp = conn.getresponse()
         print(resp.read().decode().strip())
         return 0 if resp.status == 200 else 1
     except (OSError, http.client.HTTPException) as e:
-        print(f"no answer from the health port {health_port}: {e}")
+        print(f"{silence}: {e}")
         return 1
     finally:
         conn.close()

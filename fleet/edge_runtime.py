@@ -208,17 +208,9 @@ def main(layout: Layout, port: int, listen: str, settings: EdgeSettings, limits:
 
 def check(port: int) -> int:
     """The container healthcheck: 0 if the edge's nginx answers on its loopback status port."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        resp = conn.getresponse()
-        print(resp.read().decode().strip())
-        return 0 if resp.status == 200 else 1
-    except (OSError, http.client.HTTPException) as e:
-        print(f"the edge's nginx does not answer on 127.0.0.1:{port}: {e}")
-        return 1
-    finally:
-        conn.close()
+    from fleet.edge_cell import http_check
+
+    return http_check(port, "/", f"the edge's nginx does not answer on 127.0.0.1:{port}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ serves instead of by pid: the Emperor's stats socket, the control plane's heartb
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from fleet import processes, uwsgi
 from fleet.layout import Layout
 from fleet.publish import HEARTBEAT
+from fleet.records import entries
 from fleet.snapshot import Snapshot
 
 ORDER = ("supervisor", "emperor", "nginx", "control")
@@ -26,20 +26,12 @@ class PartStatus:
 def statuses(layout: Layout) -> list[PartStatus]:
     """One entry per recorded part, in ORDER; empty if `fleet up` recorded nothing (not running)."""
     found: dict[str, PartStatus] = {}
-    here = processes.pid_namespace()
-    for path in layout.processes_files():
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        local = doc.get("pid_namespace", here) == here
-        for name, pid in doc.get("pids", {}).items():
-            started = doc.get("started", {}).get(name)
-            if local:
-                up = processes.is_same(int(pid), started)
-                found[name] = PartStatus(name, up, int(pid), "" if up else "not running")
-            else:
-                found[name] = _remote(layout, name)
+    for e in entries(layout):
+        if e.local:
+            up = processes.is_same(e.pid, e.started)
+            found[e.name] = PartStatus(e.name, up, e.pid, "" if up else "not running")
+        else:
+            found[e.name] = _remote(layout, e.name)
     return [found[name] for name in ORDER if name in found]
 
 

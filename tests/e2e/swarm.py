@@ -14,28 +14,13 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.compose import BUSY_CORES
 from tests.poll import wait_for
 
 LOCK = Path("/tmp/fleet-e2e-swarm.lock")  # one swarm test run per engine at a time
 DEPLOY_DEADLINE = 120.0
 REMOVE_DEADLINE = 120.0
 
-# Run inside a cell: how many requests its vassals' workers are executing right now.
-BUSY = """
-import glob, json, socket
-busy = 0
-for path in glob.glob("/srv/fleet/run/stats/*.sock"):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
-    try:
-        s.connect(path)
-    except OSError:
-        continue
-    data = b"".join(iter(lambda: s.recv(65536), b""))
-    for worker in json.loads(data).get("workers", []):
-        busy += sum(core.get("in_request", 0) for core in worker.get("cores", []))
-print(busy)
-"""
 
 # Run inside the edge: its nginx's worker pids (they change only if nginx reloads).
 NGINX_WORKERS = """
@@ -126,7 +111,7 @@ class Stack:
         return docker("exec", self.edge_container(), "python3", "-c", NGINX_WORKERS)
 
     def busy(self, container: str) -> int:
-        return int(docker("exec", container, "python3", "-c", BUSY))
+        return int(docker("exec", container, "python3", "-c", BUSY_CORES))
 
     def get(self, path: str = "/", timeout: float = 10.0) -> requests.Response:
         return requests.get(self.url + path, headers={"Connection": "close"}, timeout=timeout)

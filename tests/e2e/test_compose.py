@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.compose import ComposeCluster
+from tests.e2e.compose import BUSY_CORES, ComposeCluster
 from tests.poll import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,21 +25,6 @@ CLIENTS = 8
 FILE_OP_DEADLINE = 60.0
 
 # Run inside the emperor container: how many requests the vassals' workers are serving right now.
-BUSY_CORES = """
-import glob, json, socket
-busy = 0
-for path in glob.glob("run/stats/*.sock"):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
-    try:
-        s.connect(path)
-    except OSError:
-        continue
-    data = b"".join(iter(lambda: s.recv(65536), b""))
-    for worker in json.loads(data).get("workers", []):
-        busy += sum(core.get("in_request", 0) for core in worker.get("cores", []))
-print(busy)
-"""
 
 
 class Load:
