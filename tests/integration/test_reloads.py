@@ -181,7 +181,9 @@ def test_down_completes_in_flight_requests(cluster):
         workers = [w for n in ("backend-1", "backend-2") for w in cluster.stats(n)["workers"]]
         return sum(core.get("in_request", 0) for w in workers for core in w.get("cores", []))
 
-    cluster.wait_for(lambda: in_flight() >= 4, "slow requests in flight", 10)
+    # Slots spread requests by slot, not by backend: some of the four may wait in a backend's backlog
+    # behind its two busy workers. Those must complete too.
+    cluster.wait_for(lambda: in_flight() >= 2, "slow requests in flight", 10)
     cluster.fleet("down")
     for t in clients:
         t.join(timeout=20)
