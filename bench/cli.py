@@ -1,8 +1,10 @@
 """`python -m bench`: run the benchmark sections and write results.json, results.md and plots.
 
-Sections: throughput (fleet vs the tutorial layout, gunicorn, uWSGI alone and the nginx ceiling),
-tuning (fleet's data path, one option at a time), hotadd (file drop to routed, vs the Emperor alone;
-removal), reload (touch, rolling reload, kill -9 under load, 1 and 2 backends), scale (1..50 vassals).
+Sections: throughput (fleet vs the tutorial layout, gunicorn, granian alone and behind nginx, uWSGI alone
+and the nginx ceiling; the proxy hop in pairs and by CPU time per request), tuning (fleet as shipped vs
+one change at a time), hotadd (file drop to routed, vs the Emperor alone; removal; where the time goes),
+reload (keep-alive clients across 18 add/touch/rm changes; touch, rolling reload, kill -9 under load, 1
+and 2 backends), scale (1..50 vassals). The section runners are in bench/sections.py.
 A run of some sections updates only those in the results file; --quick is a smoke run into results/quick/.
 """
 
@@ -15,47 +17,15 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench import hotadd, machine, reload, report, scale, stats, throughput
-from bench.cluster import Cluster, copy_tree, fleet_available
-from bench.procs import Procs, free_port
-from bench.servers import Stacks, fleet_lab, lab_variants, shipped_options, tool
+from bench import machine, report
+from bench.cluster import fleet_available
+from bench.sections import FULL, QUICK, RUNNERS, log
+from bench.servers import tool
 
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Config:
-    rounds: int
-    seconds: float
-    tuning_rounds: int
-    tuning_seconds: float
-    trials: int
-    repeats: int
-    sizes: tuple[int, ...]
-    idle_seconds: float
-
-
-FULL = Config(
-    rounds=6,
-    seconds=3,
-    tuning_rounds=6,
-    tuning_seconds=1,
-    trials=20,
-    repeats=2,
-    sizes=(1, 5, 20, 50),
-    idle_seconds=10,
-)
-QUICK = Config(
-    rounds=2, seconds=2, tuning_rounds=1, tuning_seconds=1, trials=4, repeats=1, sizes=(1, 5), idle_seconds=3
-)
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,129 +120,6 @@ def _save(path: Path, results: dict) -> None:
         tmp = path.parent / f".{name}.tmp"
         tmp.write_text(json.dumps(doc, indent=indent, separators=None if indent else (",", ":")) + "\n")
         tmp.replace(path.parent / name)
-
-
-# ---- sections ------------------------------------------------------------------------------------
-
-
-def run_throughput(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
-    plan = throughput.Plan(rounds=cfg.rounds, seconds=cfg.seconds)
-    with Procs() as procs:
-        stacks = Stacks(procs, root, work)
-        targets = [stacks.ceiling(), stacks.uwsgi_direct()]
-        if has_fleet:
-            targets.append(stacks.fleet(vassals=2, processes=1, key="fleet"))
-            targets.append(stacks.fleet(vassals=1, processes=2, key="fleet-1x2"))
-            # The thread count fleet does not ship, to show what the choice costs or buys.
-            other = 2 if int(shipped_options(root).get("threads", "1")) == 1 else 1
-            targets.append(stacks.fleet(vassals=1, processes=2, key=f"fleet-1x2-threads{other}", threads=other))
-        targets += [stacks.tutorial(), stacks.gunicorn()]
-        log(f"  {len(targets)} stacks up; {plan.rounds} rounds of {plan.seconds:.0f} s, wrk -t2 -c64")
-        res = throughput.measure(targets, plan, log)
-    rows = throughput.summarize(targets, res)
-    ratios = {
-        f"{a}/{b}": throughput.paired_ratio(res, a, b)
-        for a, b in (
-            *(
-                (t.key, base)
-                for t in targets
-                if t.key.startswith("fleet")
-                for base in ("tutorial", "gunicorn", "ceiling", "uwsgi-direct")
-            ),
-            ("tutorial", "gunicorn"),
-        )
-    }
-    return {
-        "plan": plan.__dict__,
-        "rows": rows,
-        "ratios": {k: v for k, v in ratios.items() if v},
-    }
-
-
-def run_tuning(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
-    plan = throughput.Plan(rounds=cfg.tuning_rounds, seconds=cfg.tuning_seconds)
-    with Procs() as procs:
-        stacks = Stacks(procs, root, work)
-        shipped = fleet_lab(root)
-        base = stacks.lab(shipped)
-        variants = [stacks.lab(v) for v in lab_variants(shipped)]
-        log(f"  fleet's settings vs {len(variants)} one-change variants; {plan.rounds} pairs of {plan.seconds:.0f} s")
-        runs, ratios = throughput.measure_pairs(base, variants, plan, log)
-    rows = throughput.summarize([base, *variants], runs)
-    for row in rows[1:]:
-        r = ratios[row["key"]]
-        row["vs"] = base.key
-        row["gain"] = {"median": stats.median(r), "min": min(r), "max": max(r), "pairs": r}
-        paired = zip(runs[row["key"]], _base_runs_for(runs, base.key, row["key"], variants), strict=False)
-        row["p99_vs_base"] = stats.median([v.p99_ms / b.p99_ms for v, b in paired if b.p99_ms])
-    return {"plan": plan.__dict__, "rows": rows}
-
-
-def _base_runs_for(runs: dict, base: str, key: str, variants: list) -> list:
-    """The base's runs that were paired with `key` (the base's runs are pooled in variant order)."""
-    keys = [v.key for v in variants]
-    n = len(keys)
-    i = keys.index(key)
-    return runs[base][i::n]
-
-
-def run_hotadd(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
-    out: dict = {"trials": cfg.trials}
-    with Procs() as procs:
-        log("  the uWSGI Emperor alone (emperor-freq 3, its default)")
-        emp = hotadd.emperor_trials(procs, root / "app", work / "emperor", cfg.trials, log)
-        out["emperor"] = {"trials": emp, **hotadd.summarize(emp)}
-    if has_fleet:
-        with Procs() as procs:
-            cluster = Cluster(copy_tree(root, work / "fleet"), free_port())
-            cluster.set_vassals(["backend-1"])
-            procs.on_close(cluster.down)
-            cluster.up()
-            log("  fleet: file drop to first answer through nginx (1 backend running)")
-            fl = hotadd.fleet_trials(cluster, cfg.trials, log)
-            out["fleet"] = {"trials": fl, **hotadd.summarize(fl)}
-    return out
-
-
-def run_reload(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
-    if not has_fleet:
-        return {"skipped": "needs the fleet command line"}
-    out: dict = {}
-    # The last groups check the threads trade-off with the thread count fleet does not ship: one thread
-    # per worker is faster (see tuning), but was seen to reset a connection now and then during a reload.
-    other = 2 if int(shipped_options(root).get("threads", "1")) == 1 else 1
-    groups = (
-        ("1", 1, None, ("touch", "rolling", "kill9"), cfg.repeats),
-        ("2", 2, None, ("touch", "rolling", "kill9"), cfg.repeats),
-        (f"1, threads = {other}", 1, {"threads": str(other)}, ("touch",), cfg.repeats * 2),
-        (f"2, threads = {other}", 2, {"threads": str(other)}, ("touch", "rolling"), cfg.repeats * 2),
-    )
-    for key, n, extra, kinds, repeats in groups:
-        with Procs() as procs:
-            cluster = Cluster(copy_tree(root, work / f"reload-{len(out)}"), free_port())
-            cluster.set_vassals([f"backend-{i}" for i in range(1, n + 1)], extra=extra)
-            procs.on_close(cluster.down)
-            cluster.up()
-            log(f"  {key} backend(s), 16 concurrent clients")
-            out[key] = {kind: reload.run_scenario(cluster, kind, log, repeats=repeats) for kind in kinds}
-    return out
-
-
-def run_scale(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
-    if not has_fleet:
-        return {"skipped": "needs the fleet command line"}
-    work.mkdir(parents=True, exist_ok=True)
-    rows = [scale.measure_size(root, work, n, cfg.idle_seconds, log) for n in cfg.sizes]
-    return {"rows": rows, "idle_seconds": cfg.idle_seconds}
-
-
-RUNNERS = {
-    "throughput": run_throughput,
-    "tuning": run_tuning,
-    "hotadd": run_hotadd,
-    "reload": run_reload,
-    "scale": run_scale,
-}
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Hot-add and removal latency: fleet (file drop -> first answer through nginx) vs the uWSGI Emperor alone.
 
-fleet: a file `vassals/NAME.ini` is written atomically into a running cluster; pollers send GET / through
-nginx back to back (a new connection each) until one is answered by NAME. Then the file is deleted and
-the pollers go on: drop-to-unrouted is the time from the delete to the start of the first request after
-which nginx never again chose NAME (within a settle window), with failed requests counted.
+fleet: a file `vassals/NAME.ini` is written atomically into a running cluster; 4 pollers send GET / through
+nginx back to back (2 with a new connection each, 2 on keep-alive connections) until one is answered by
+NAME. Then the file is deleted and the pollers go on: drop-to-unrouted is the time from the delete to the
+start of the first request after which nginx never again chose NAME (within a settle window), with failed
+requests counted (keep-alive failures by wrk's kinds). Each add is split into where its time went (see
+`breakdown`): the control plane seeing the file, the Emperor spawning the vassal, the app's import, the
+health probe, and the route to the first answer.
 
 Emperor alone: `uwsgi --emperor DIR/*.ini` at its defaults (emperor-freq 3 s, no control plane), a
 vassal with a unix socket; file drop to its socket answering a uwsgi-protocol GET /, and delete to its
@@ -12,6 +15,8 @@ socket refusing.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
 import time
@@ -20,7 +25,7 @@ from pathlib import Path
 
 from bench import client, stats
 from bench.cluster import Cluster
-from bench.loadgen import LoadGen, describe
+from bench.loadgen import LoadGen, Sample, describe
 from bench.procs import Procs, wait_until
 from bench.servers import tool
 from fleet.layout import write_atomically
@@ -35,11 +40,13 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
     for i in range(1, trials + 1):
         name = f"hot-{i:02d}"
         path = cluster.vassals / f"{name}.ini"
-        gen = LoadGen(cluster.port, concurrency=4, max_seconds=120).start()
+        gen = LoadGen(cluster.port, concurrency=2, keepalive=2, max_seconds=120).start()
         time.sleep(0.2)
         write_atomically(path, body)
         dropped = gen.now()  # the file appeared at the rename, write_atomically's last step (after an fsync)
-        routed_at = _wait_for_backend(gen, name, dropped, timeout=60)
+        dropped_wall = time.time()
+        routed_at, first = _wait_for_backend(gen, name, dropped, timeout=60)
+        parts = breakdown(cluster, name, dropped_wall, dropped_wall + (routed_at - dropped), first)
         time.sleep(0.3)
         removed = gen.now()
         path.unlink()
@@ -49,17 +56,20 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
         last_hit = max((s.start for s in after if s.backend == name), default=None)
         later = [s.start for s in after if last_hit is None or s.start > last_hit]
         unrouted_at = min(later) if later else removed
-        during = [s for s in samples if s.start >= dropped]
+        during = describe([s for s in samples if s.start >= dropped])
         trial = {
             "name": name,
             "add_s": routed_at - dropped,
             "remove_s": max(0.0, unrouted_at - removed),
-            "failed": describe(during)["failed"],
-            "failures": describe(during)["failures"],
+            "failed": during["failed"],
+            "failures": during["failures"],
+            "keepalive_failed": during.get("keepalive", {}).get("failed", 0),
+            "breakdown_s": parts,
         }
         results.append(trial)
+        split = ", ".join(f"{k} {v * 1000:.0f}" for k, v in parts.items())
         log(
-            f"  trial {i}/{trials}: routed {trial['add_s'] * 1000:6.0f} ms after the drop; "
+            f"  trial {i}/{trials}: routed {trial['add_s'] * 1000:6.0f} ms after the drop ({split} ms); "
             f"unrouted {trial['remove_s'] * 1000:6.0f} ms after the delete; failed {trial['failed']}"
         )
         _wait_gone(cluster, name)
@@ -67,17 +77,86 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
     return results
 
 
-def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> float:
-    """When (on `gen`'s clock) the first request started at or after `since` was answered by `name`."""
+def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> tuple[float, Sample]:
+    """When (on `gen`'s clock) the first request started at or after `since` was answered by `name`, and it."""
     seen = 0
 
-    def first_answer() -> float | None:
+    def first_answer() -> tuple[float, Sample] | None:
         nonlocal seen
         fresh = gen.recorded(seen)
         seen += len(fresh)
-        return min((s.start + s.latency for s in fresh if s.backend == name and s.start >= since), default=None)
+        hits = [s for s in fresh if s.backend == name and s.start >= since]
+        first = min(hits, key=lambda s: s.start + s.latency, default=None)
+        return (first.start + first.latency, first) if first else None
 
     return wait_until(first_answer, timeout, 0.005, f"{name} to answer through nginx")
+
+
+BOOT_TIME = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_started(pid: int) -> float | None:
+    """Wall-clock start of a process (10 ms resolution), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return BOOT_TIME + int(fields[19]) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _events(cluster: Cluster, name: str) -> dict[str, float]:
+    """Wall-clock time of `name`'s first transition into each state, from the control plane's event log."""
+    found: dict[str, float] = {}
+    try:
+        lines = cluster.layout.events_file.read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("name") == name and ev.get("new") and ev["new"] not in found:
+            found[ev["new"]] = float(ev["at"])
+    return found
+
+
+def breakdown(cluster: Cluster, name: str, dropped: float, answered: float, first: Sample) -> dict[str, float]:
+    """Where an add's time went (seconds, wall clock), each step from the previous mark:
+
+    - spawn: drop to the vassal's master process starting (inotify, the control plane's pass, the Emperor
+      woken to rescan, its on-demand socket, the first connection to it: the probe; then the fork);
+      10 ms resolution;
+    - import: to the app module executed (the launcher, uWSGI's start, `import flask`, the app);
+    - healthy: to the control plane's `healthy` transition (workers forked, the probe answered, its pass);
+    - routed: to the first answer through nginx (slots re-pointed, the pollers' next request).
+    Beside the chain, `starting`: drop to the control plane's `starting` transition, which comes after its
+    first pass, so after a first probe that may have waited up to the probe timeout.
+    """
+    events = _events(cluster, name)
+    master = _parent(int(first.pid)) if first.pid else None
+    spawned = _process_started(master) if master else None
+    marks = [("spawn", spawned), ("import", first.loaded_at), ("healthy", events.get("healthy")), ("routed", answered)]
+    out: dict[str, float] = {}
+    last = dropped
+    for key, at in marks:
+        if at is None:
+            continue
+        out[key] = round(at - last, 4)
+        last = at
+    if "starting" in events:
+        out["starting"] = round(events["starting"] - dropped, 4)
+    return out
 
 
 def _wait_unrouted(gen: LoadGen, name: str, since: float, settle: float, timeout: float) -> None:

@@ -54,7 +54,7 @@ def describe(uwsgi: str, gunicorn: str | None) -> dict:
     if gunicorn:
         versions["gunicorn"] = _out([gunicorn, "--version"]).replace("gunicorn (version ", "").rstrip(")")
     with_versions = {}
-    for mod in ("flask", "matplotlib"):
+    for mod in ("flask", "matplotlib", "granian"):
         try:
             from importlib.metadata import version
 

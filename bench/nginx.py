@@ -21,12 +21,11 @@ UWSGI_PARAMS = Path("/etc/nginx/uwsgi_params")
 
 @dataclass(frozen=True)
 class Tuning:
-    """The nginx knobs the tuning study varies; defaults are nginx's own (as the tutorial runs it)."""
+    """nginx knobs of a baseline. The access log defaults to fleet's (combined, buffer=64k flush=2s), so that
+    every stack logs requests alike."""
 
-    access_log: str = "on"  # "on", "buffered" (buffer=64k flush=2s) or "off"
-    buffering: bool = True
+    access_log: str = "buffered"  # "on" (unbuffered), "buffered" (buffer=64k flush=2s) or "off"
     workers: str = "auto"
-    balance: str = ""  # "" (round robin) or "least_conn"
 
 
 def render(prefix: Path, port: int, upstream: str, location: str, tuning: Tuning = Tuning()) -> str:

@@ -1,7 +1,8 @@
 """Reloads and crashes under load: failed requests and p50/p99/max through nginx while they happen.
 
 Scenarios, each on a cluster with 1 and with 2 backends, each with the load generator running
-throughout (new connection per request, every request recorded):
+throughout (16 clients with a new connection per request and 8 on keep-alive connections, every
+request recorded; keep-alive failures by wrk's kinds: connect, read, write, timeout):
 - touch: `touch vassals/backend-1.ini` (the documented zero-downtime reload), several times;
 - rolling: `fleet reload --all`;
 - kill -9: SIGKILL to backend-1's uWSGI master (its workers die with it; the Emperor respawns it).
@@ -45,13 +46,14 @@ def run_scenario(
     kind: str,
     log: Log,
     concurrency: int = 16,
+    keepalive: int = 8,
     repeats: int = 2,
     pre: float = 1.5,
     gap: float = 4.0,
     post: float = 2.5,
 ) -> dict:
     """Run one scenario under load; returns the summary plus per-event windows and the raw timeline."""
-    gen = LoadGen(cluster.port, concurrency=concurrency, max_seconds=180).start()
+    gen = LoadGen(cluster.port, concurrency=concurrency, keepalive=keepalive, max_seconds=180).start()
     events: list[dict] = []
     try:
         time.sleep(pre)
@@ -81,10 +83,12 @@ def run_scenario(
         ev.update(describe(window(samples, ev["at"], ev["at"] + gap)))
         ev["recovered_s"] = _recovered(samples, ev["at"])
     baseline = describe(window(samples, 0.2, events[0]["at"])) if events else {}
+    keep = overall.get("keepalive", {})
     log(
         f"  {kind:<8} {overall['requests']:6d} requests, "
         f"failed {overall['failed']} {overall['failures'] or ''}"
         f"  p50 {overall['p50_ms']:.1f} ms  p99 {overall['p99_ms']:.1f} ms  max {overall['max_ms']:.0f} ms"
+        f"; keep-alive: {keep.get('requests', 0)} requests, failed {keep.get('failed', 0)} {keep.get('failures') or ''}"
     )
     return {
         "kind": kind,
@@ -105,9 +109,9 @@ def _recovered(samples: list[Sample], at: float) -> float | None:
 
 
 def _timeline(samples: list[Sample], max_points: int = 1500) -> list[list]:
-    """[start, latency_ms, ok] triples, thinned evenly to at most `max_points` (failures all kept)."""
+    """[start, latency_ms, ok, keepalive] points, thinned evenly to at most `max_points` (failures all kept)."""
     failed = [s for s in samples if s.outcome != "ok"]
     ok = [s for s in samples if s.outcome == "ok"]
     step = max(1, len(ok) // max_points)
     kept = sorted(ok[::step] + failed, key=lambda s: s.start)
-    return [[round(s.start, 3), round(s.latency * 1000, 2), int(s.outcome == "ok")] for s in kept]
+    return [[round(s.start, 3), round(s.latency * 1000, 2), int(s.outcome == "ok"), int(s.keepalive)] for s in kept]

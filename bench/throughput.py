@@ -147,3 +147,37 @@ def measure_pairs(
         return runs, ratios
     finally:
         wrk.close()
+
+
+def hop_summary(runs: dict[str, list[WrkResult]], ratios: dict[str, list[float]], alone: str, proxied: str) -> dict:
+    """The proxy hop from paired runs: rps(proxied)/rps(alone) per pair, and each side's medians."""
+    r = ratios[proxied]
+
+    def side(key: str) -> dict:
+        got = runs[key]
+        return {
+            "rps": stats.median([x.rps for x in got]),
+            "p50_ms": stats.median([x.p50_ms for x in got]),
+            "p99_ms": stats.median([x.p99_ms for x in got]),
+            "max_ms": max(x.max_ms for x in got),
+            "errors": sum(x.errors for x in got),
+            "busy": stats.median([x.background_busy for x in got]),
+        }
+
+    return {
+        "alone": alone,
+        "proxied": proxied,
+        "ratio": {"median": stats.median(r), "min": min(r), "max": max(r), "pairs": [round(x, 4) for x in r]},
+        "alone_stats": side(alone),
+        "proxied_stats": side(proxied),
+    }
+
+
+def noise(runs: list[WrkResult]) -> dict:
+    """How much two runs of the same stack a few seconds apart differ: |rps[i+1]/rps[i] - 1|, median and p90.
+
+    A one-change variant gains "more than the noise" when its median paired change exceeds the p90."""
+    steps = [abs(b.rps / a.rps - 1) for a, b in zip(runs, runs[1:], strict=False) if a.rps]
+    if not steps:
+        return {}
+    return {"median": stats.median(steps), "p90": stats.percentile(steps, 90), "n": len(steps)}
