@@ -260,33 +260,6 @@ def test_it_comes_back_after_its_containers_were_killed(stack: ComposeCluster) -
     wait_for(f"answers from every backend {sorted(expected)}", all_seen, FILE_OP_DEADLINE, 0)
 
 
-def test_a_dead_control_plane_is_restarted_inside_and_a_dead_container_by_the_engine(stack: ComposeCluster) -> None:
-    def in_gateway(pattern: str, kill: bool) -> list[int]:
-        """The gateway's processes whose command line has `pattern` (SIGKILLed if `kill`): no procps there."""
-        script = (
-            "import os, sys\n"
-            "pids = [int(p) for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())\n"
-            "        and sys.argv[1].encode() in open(f'/proc/{p}/cmdline', 'rb').read().replace(b'\\0', b' ')]\n"
-            "[os.kill(p, 9) for p in pids if sys.argv[2] == 'kill']\n"
-            "print(*pids)\n"
-        )
-        cid = stack.container("gateway")["Id"]
-        argv = ["docker", "exec", cid, "python3", "-c", script, pattern, "kill" if kill else "list"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        return [int(p) for p in out.stdout.split()]
-
-    # The control plane dies: the gateway's supervisor starts it again; the cluster keeps serving.
-    killed = in_gateway("control-plane", kill=True)
-    assert killed
-    wait_for("the control plane back", lambda: set(in_gateway("control-plane", kill=False)) - set(killed), 30)
-    wait_for("a 200 meanwhile", stack.first_answer, 30)
-    # The container's fleet process itself dies: the engine restarts the container (restart: unless-stopped).
-    restarts = stack.container("gateway")["RestartCount"]
-    assert in_gateway("/srv/fleet up", kill=True)
-    wait_for("the gateway restarted", lambda: stack.container("gateway")["RestartCount"] > restarts, 60)
-    wait_for("a first 200 after the restart", stack.first_answer, 120)
-
-
 def test_stop_is_graceful(stack: ComposeCluster) -> None:
     result: dict[str, object] = {}
 
@@ -315,6 +288,36 @@ def test_stop_is_graceful(stack: ComposeCluster) -> None:
         assert state["Status"] == "exited", state
         assert state["ExitCode"] == 0, f"{service} exited {state['ExitCode']} (137: killed at the deadline)"
     assert stopped_in < 30, "a stop that takes the whole grace period ended in SIGKILL"
+
+
+def test_a_dead_control_plane_is_restarted_inside_and_a_dead_container_by_the_engine(stack: ComposeCluster) -> None:
+    def in_gateway(pattern: str, kill: bool) -> list[int]:
+        """The gateway's processes whose command line has `pattern` (SIGKILLed if `kill`): no procps there."""
+        script = (
+            "import os, sys\n"
+            "pids = [int(p) for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())\n"
+            "        and sys.argv[1].encode() in open(f'/proc/{p}/cmdline', 'rb').read().replace(b'\\0', b' ')]\n"
+            "[os.kill(p, 9) for p in pids if sys.argv[2] == 'kill']\n"
+            "print(*pids)\n"
+        )
+        cid = stack.container("gateway")["Id"]
+        argv = ["docker", "exec", cid, "python3", "-c", script, pattern, "kill" if kill else "list"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return [int(p) for p in out.stdout.split()]
+
+    # After the graceful-stop test: start the stopped containers again (the engine's restarts last).
+    stack.compose("up", "--detach", "--no-build", timeout=180)
+    wait_for("a first 200 after up", stack.first_answer, 120)
+    # The control plane dies: the gateway's supervisor starts it again; the cluster keeps serving.
+    killed = in_gateway("control-plane", kill=True)
+    assert killed
+    wait_for("the control plane back", lambda: set(in_gateway("control-plane", kill=False)) - set(killed), 30)
+    wait_for("a 200 meanwhile", stack.first_answer, 30)
+    # The container's fleet process itself dies: the engine restarts the container (restart: unless-stopped).
+    restarts = stack.container("gateway")["RestartCount"]
+    assert in_gateway("/srv/fleet up", kill=True)
+    wait_for("the gateway restarted", lambda: stack.container("gateway")["RestartCount"] > restarts, 60)
+    wait_for("a first 200 after the restart", stack.first_answer, 120)
 
 
 def test_down_leaves_nothing_behind(stack: ComposeCluster) -> None:
