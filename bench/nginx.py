@@ -71,26 +71,29 @@ def upstream_block(name: str, servers: list[str], balance: str = "") -> str:
     return "\n".join(lines)
 
 
+# The parameters of nginx's uwsgi_params file, for machines without /etc/nginx.
+UWSGI_PARAM_PAIRS = (
+    ("QUERY_STRING", "$query_string"),
+    ("REQUEST_METHOD", "$request_method"),
+    ("CONTENT_TYPE", "$content_type"),
+    ("CONTENT_LENGTH", "$content_length"),
+    ("REQUEST_URI", "$request_uri"),
+    ("PATH_INFO", "$document_uri"),
+    ("DOCUMENT_ROOT", "$document_root"),
+    ("SERVER_PROTOCOL", "$server_protocol"),
+    ("REQUEST_SCHEME", "$scheme"),
+    ("REMOTE_ADDR", "$remote_addr"),
+    ("REMOTE_PORT", "$remote_port"),
+    ("SERVER_PORT", "$server_port"),
+    ("SERVER_NAME", "$server_name"),
+)
+
+
 def uwsgi_params() -> str:
     """The uwsgi_params nginx ships, inlined so a missing /etc/nginx does not break the bench."""
     if UWSGI_PARAMS.is_file():
         return f"include {UWSGI_PARAMS};"
-    names = [
-        ("QUERY_STRING", "$query_string"),
-        ("REQUEST_METHOD", "$request_method"),
-        ("CONTENT_TYPE", "$content_type"),
-        ("CONTENT_LENGTH", "$content_length"),
-        ("REQUEST_URI", "$request_uri"),
-        ("PATH_INFO", "$document_uri"),
-        ("DOCUMENT_ROOT", "$document_root"),
-        ("SERVER_PROTOCOL", "$server_protocol"),
-        ("REQUEST_SCHEME", "$scheme"),
-        ("REMOTE_ADDR", "$remote_addr"),
-        ("REMOTE_PORT", "$remote_port"),
-        ("SERVER_PORT", "$server_port"),
-        ("SERVER_NAME", "$server_name"),
-    ]
-    return " ".join(f"uwsgi_param {k} {v};" for k, v in names)
+    return " ".join(f"uwsgi_param {k} {v};" for k, v in UWSGI_PARAM_PAIRS)
 
 
 def start(procs: Procs, prefix: Path, conf: str, port: int, name: str) -> Proc:

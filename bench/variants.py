@@ -12,6 +12,7 @@ import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import nginx as N
 from bench.servers import Edit
 
 NGINX = "nginx/nginx.conf"
@@ -22,18 +23,8 @@ PARAMS = "            include {{root}}/nginx/uwsgi_params;\n"
 # What a WSGI app needs of the request (PEP 3333), without DOCUMENT_ROOT, REQUEST_SCHEME, HTTPS, REMOTE_PORT.
 FEW_PARAMS = "".join(
     f"            uwsgi_param {k} {v};\n"
-    for k, v in (
-        ("QUERY_STRING", "$query_string"),
-        ("REQUEST_METHOD", "$request_method"),
-        ("CONTENT_TYPE", "$content_type"),
-        ("CONTENT_LENGTH", "$content_length"),
-        ("REQUEST_URI", "$request_uri"),
-        ("PATH_INFO", "$document_uri"),
-        ("SERVER_PROTOCOL", "$server_protocol"),
-        ("REMOTE_ADDR", "$remote_addr"),
-        ("SERVER_PORT", "$server_port"),
-        ("SERVER_NAME", "$server_name"),
-    )
+    for k, v in N.UWSGI_PARAM_PAIRS
+    if k not in {"DOCUMENT_ROOT", "REQUEST_SCHEME", "REMOTE_PORT"}
 )
 
 

@@ -66,6 +66,16 @@ def kill(pids: list[int]) -> None:
                 pass
 
 
+def stop_group(proc: subprocess.Popen, sig: int, grace: float) -> None:
+    """Send `sig` to the process group `proc` leads; SIGKILL it if `proc` has not ended after `grace` s."""
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 @contextmanager
 def chromium(workdir: Path) -> Iterator:
     """A selenium driver for a fresh headless Chromium; chromedriver and every browser process it started
@@ -113,12 +123,7 @@ def prometheus(workdir: Path, targets: list[str]) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/api/v1/query"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc, signal.SIGTERM, 20)
 
 
 def query(api: str, expr: str) -> list[dict]:

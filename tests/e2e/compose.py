@@ -9,13 +9,12 @@ import socket
 import subprocess
 from pathlib import Path
 
-import requests
+from tests.e2e.published import Published
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-level entries of the checkout that a cluster copy must not carry: state, caches, history.
 NOT_COPIED = {".git", ".venv", "run", ".pytest_cache", ".ruff_cache", "build"}
 UP_DEADLINE = 180.0  # compose up to every container healthy and a first 200
-BUILD_TIMEOUT = 900.0  # cold: debootstrap + two image builds (uWSGI compiles)
 
 # The two clients docker-compose.yml must work with: Compose v2 (the docker CLI plugin) and Debian's
 # docker-compose 1.29. bin/start-docker installs both.
@@ -23,24 +22,6 @@ CLIENTS = {
     "compose-v2": (["docker", "compose"], "2."),
     "docker-compose-v1": (["docker-compose"], "1."),
 }
-
-
-# Run inside a container: how many requests its vassals' workers are executing right now.
-BUSY_CORES = """
-import glob, json, socket
-busy = 0
-for path in glob.glob("/srv/fleet/run/stats/*.sock"):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
-    try:
-        s.connect(path)
-    except OSError:
-        continue
-    data = b"".join(iter(lambda: s.recv(65536), b""))
-    for worker in json.loads(data).get("workers", []):
-        busy += sum(core.get("in_request", 0) for core in worker.get("cores", []))
-print(busy)
-"""
 
 
 def docker_problem() -> str | None:
@@ -91,25 +72,23 @@ def copy_tree(dest: Path) -> Path:
     return dest
 
 
-class ComposeCluster:
+class ComposeCluster(Published):
     """One compose project running a copy of the tree; all commands run in that copy."""
 
     def __init__(self, root: Path, project: str, port: int, compose: list[str]):
-        self.root = root
         self.project = project
-        self.port = port
         self.compose_cmd = compose
-        self.url = f"http://127.0.0.1:{port}"
         # Images tagged for this cluster alone: concurrent runs from other trees (another engineer's
         # `make test`) retag fleet-*:latest, and compose would start their code instead of this copy's.
         self.image_tag = project
         self.admin_port = free_port()
-        self.env = {
+        env = {
             **os.environ,
             "FLEET_PORT": str(port),
             "FLEET_ADMIN_PORT": str(self.admin_port),
             "FLEET_IMAGE_TAG": self.image_tag,
         }
+        super().__init__(root, port, env)
         self.down_done = False
 
     @property
@@ -135,6 +114,14 @@ class ComposeCluster:
         except subprocess.TimeoutExpired:
             return "(compose logs timed out)"
         return proc.stdout + proc.stderr
+
+    def logs_tail(self, lines: int) -> str:
+        """The last `lines` lines of each service's log: what a failure message can carry whole."""
+        tails = []
+        for service in ("gateway", "emperor"):
+            proc = self.compose("logs", "--no-color", "--tail", str(lines), service, check=False, timeout=60)
+            tails.append(f"--- {service}, last {lines} lines ---\n{proc.stdout}{proc.stderr}")
+        return "\n".join(tails)
 
     def container(self, service: str) -> dict:
         """`docker inspect` of the service's container."""
@@ -163,23 +150,11 @@ class ComposeCluster:
         return out.stdout.split("\n")[:-1]
 
     def first_answer(self) -> dict | None:
-        """`backend()`, but fail at once if a container has exited: it will not come back."""
+        """`answer()`, but fail at once if a container has exited: it will not come back."""
         exited = self.exited()
         if exited:
             raise AssertionError(f"containers exited while starting: {exited}")
-        return self.backend()
-
-    def get(self, path: str = "/", timeout: float = 10.0) -> requests.Response:
-        """One request on a new connection, as a fresh client would make it."""
-        return requests.get(self.url + path, headers={"Connection": "close"}, timeout=timeout)
-
-    def backend(self) -> dict | None:
-        """The JSON of one successful `GET /`, or None if the cluster does not answer 200 (yet)."""
-        try:
-            resp = self.get("/")
-        except requests.RequestException:
-            return None
-        return resp.json() if resp.status_code == 200 else None
+        return self.answer()
 
     def leftovers(self) -> dict[str, list[str]]:
         """Containers, networks and volumes of this project that still exist."""
@@ -198,12 +173,9 @@ class ComposeCluster:
             found[kind] = sorted(set(out) | set(by_name))
         return found
 
-    def build(self) -> subprocess.CompletedProcess:
-        """The compose images from this copy of the tree, with docker/build-images (as `make images` does;
-        only the two targets that remove_images() untags)."""
-        script = str(self.root / "docker" / "build-images")
-        argv = [script, "emperor", "gateway"]
-        return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    def build_images(self) -> None:
+        """Only the two targets that remove_images() untags."""
+        self.build("emperor", "gateway")
 
     def down(self) -> subprocess.CompletedProcess:
         self.down_done = True

@@ -14,13 +14,30 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.compose import BUSY_CORES
+from tests.e2e.published import Published
 from tests.poll import wait_for
 
 LOCK = Path("/tmp/fleet-e2e-swarm.lock")  # one swarm test run per engine at a time
 DEPLOY_DEADLINE = 120.0
 REMOVE_DEADLINE = 120.0
 
+
+# Run inside a container: how many requests its vassals' workers are executing right now.
+BUSY_CORES = """
+import glob, json, socket
+busy = 0
+for path in glob.glob("/srv/fleet/run/stats/*.sock"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    try:
+        s.connect(path)
+    except OSError:
+        continue
+    data = b"".join(iter(lambda: s.recv(65536), b""))
+    for worker in json.loads(data).get("workers", []):
+        busy += sum(core.get("in_request", 0) for core in worker.get("cores", []))
+print(busy)
+"""
 
 # Run inside the edge: its nginx's worker pids (they change only if nginx reloads).
 NGINX_WORKERS = """
@@ -72,23 +89,19 @@ def started_at(container: str) -> float:
     return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (frac or "0"))
 
 
-class Stack:
+class Stack(Published):
     """docker-stack.yml from a copy of the tree, deployed as stack `name`."""
 
     def __init__(self, root: Path, name: str, port: int, vassals: Path, tag: str):
-        self.root, self.name, self.port, self.vassals, self.tag = root, name, port, vassals, tag
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {
+        self.name, self.vassals, self.tag = name, vassals, tag
+        env = {
             **os.environ,
             "FLEET_PORT": str(port),
             "FLEET_VASSALS": str(vassals),
             "FLEET_IMAGE_TAG": tag,
             "FLEET_CELLS": "1",
         }
-
-    def build(self) -> subprocess.CompletedProcess:
-        script = str(self.root / "docker" / "build-images")
-        return subprocess.run([script, "cell", "edge"], env=self.env, capture_output=True, text=True, timeout=900)
+        super().__init__(root, port, env)
 
     def deploy(self) -> None:
         docker("stack", "deploy", "-c", str(self.root / "docker-stack.yml"), self.name, env=self.env)
@@ -112,16 +125,6 @@ class Stack:
 
     def busy(self, container: str) -> int:
         return int(docker("exec", container, "python3", "-c", BUSY_CORES))
-
-    def get(self, path: str = "/", timeout: float = 10.0) -> requests.Response:
-        return requests.get(self.url + path, headers={"Connection": "close"}, timeout=timeout)
-
-    def answer(self) -> dict | None:
-        try:
-            resp = self.get("/")
-        except requests.RequestException:
-            return None
-        return resp.json() if resp.status_code == 200 else None
 
     def logs(self) -> str:
         parts = []

@@ -154,12 +154,7 @@ def test_fleet_events_follow_and_status_watch_update_by_themselves(fleet, tmp_pa
         fleet.wait_for(lambda: shown.search((tmp_path / "watch.out").read_text()), "watch shows it")
     finally:
         for proc in procs:  # Ctrl-C, as a user would; SIGKILL if that did not end it
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+            tools.stop_group(proc, signal.SIGINT, 10)
         for f in out.values():
             f.close()
         (fleet.vassals / "followed.ini").unlink(missing_ok=True)
