@@ -84,7 +84,12 @@ class Publisher:
 
 
 def _same(a: Snapshot, b: Snapshot) -> bool:
-    """Equal but for the time written and the per-pass counters: then there is nothing new to write."""
-    quiet = Counters(nginx_reloads=a.counters.nginx_reloads, routing_errors=a.counters.routing_errors)
-    other = Counters(nginx_reloads=b.counters.nginx_reloads, routing_errors=b.counters.routing_errors)
-    return replace(a, written_at=0, counters=quiet) == replace(b, written_at=0, counters=other)
+    """Equal but for the time written, the per-pass counters and the running totals (requests, memory):
+    then there is nothing new to write before the heartbeat."""
+    return _meaning(a) == _meaning(b)
+
+
+def _meaning(s: Snapshot) -> Snapshot:
+    counters = Counters(nginx_reloads=s.counters.nginx_reloads, routing_errors=s.counters.routing_errors)
+    backends = {name: replace(b, requests=0, memory=0) for name, b in s.backends.items()}
+    return replace(s, written_at=0, counters=counters, backends=backends)
