@@ -6,11 +6,14 @@ import functools
 import json
 import os
 import re
+import selectors
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from fleet.errors import MissingTool
@@ -67,8 +70,64 @@ def vassal_stats(stats_socket: Path, timeout: float = 0.5) -> VassalStats:
 
 def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tuple[int, bytes]:
     """One GET over the uwsgi protocol on a unix socket, as nginx would send it: (status, body)."""
+    return _parse_response(exchange(sock_path, packet(_get_env(path)), timeout))
+
+
+def request_many(targets: Mapping[str, tuple[Path, str]], timeout: float) -> dict[str, tuple[int, bytes] | Exception]:
+    """`request` to many sockets at once ({key: (socket, path)}): every request is sent first, then the
+    answers are read as they come, all within one `timeout`. Each result is (status, body), or the
+    exception `request` would have raised.
+
+    At once, because with on-demand sockets a probe's connect is what starts a vassal: probing one after
+    the other would start 50 vassals one probe timeout apart.
+    """
+    results: dict[str, tuple[int, bytes] | Exception] = {}
+    received: dict[str, list[bytes]] = {}
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as waiting:
+        for key, (sock_path, path) in targets.items():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                # Blocking only while a full backlog makes the connect wait; the packet fits the buffer.
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                sock.connect(str(sock_path))
+                sock.sendall(packet(_get_env(path)))
+                sock.setblocking(False)
+            except OSError as e:
+                sock.close()
+                results[key] = e
+                continue
+            received[key] = []
+            waiting.register(sock, selectors.EVENT_READ, key)
+        while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
+            for ready, _ in waiting.select(left):
+                key, sock = ready.data, ready.fileobj
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    chunk, results[key] = b"", e
+                if chunk:
+                    received[key].append(chunk)
+                    continue
+                waiting.unregister(sock)
+                sock.close()
+                if key not in results:
+                    try:
+                        results[key] = _parse_response(b"".join(received[key]))
+                    except ConnectionError as e:
+                        results[key] = e
+        for ready in list(waiting.get_map().values()):
+            waiting.unregister(ready.fileobj)
+            ready.fileobj.close()
+            results[ready.data] = TimeoutError("timed out")
+    return results
+
+
+def _get_env(path: str) -> dict[str, str]:
     path_info, _, query = path.partition("?")
-    env = {
+    return {
         "REQUEST_METHOD": "GET",
         "REQUEST_URI": path,
         "PATH_INFO": path_info,
@@ -80,7 +139,9 @@ def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tu
         "HTTP_HOST": "fleet-probe",
         "HTTP_USER_AGENT": "fleet-health-probe",
     }
-    response = exchange(sock_path, packet(env), timeout)
+
+
+def _parse_response(response: bytes) -> tuple[int, bytes]:
     head, _, payload = response.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
     if len(status_line) < 2 or not status_line[1].isdigit():

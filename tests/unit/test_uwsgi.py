@@ -115,3 +115,49 @@ def test_read_json_socket_reads_until_close(tmp_path):
         thread.start()
         assert uwsgi.read_json_socket(path)["workers"][0]["requests"] == 3
         thread.join()
+
+
+# ---- request_many: the control plane's probes, all at once -----------------------------------------
+
+
+def test_request_many_sends_every_request_before_it_waits_for_an_answer(fake_uwsgi):
+    # Each fake answers only once all three have their request: one after the other, none would answer.
+    everyone_asked = threading.Barrier(3, timeout=5)
+
+    def app(env):
+        everyone_asked.wait()
+        return http_response("200 OK", env[b"PATH_INFO"])
+
+    targets = {name: (fake_uwsgi(app), f"/{name}") for name in ("a", "b", "c")}
+    assert uwsgi.request_many(targets, timeout=2) == {
+        "a": (200, b"/a"),
+        "b": (200, b"/b"),
+        "c": (200, b"/c"),
+    }
+
+
+def test_request_many_reports_each_failure_as_request_would_raise_it(fake_uwsgi, tmp_path):
+    never = threading.Event()
+
+    def silent(env):
+        never.wait(5)
+        return b""
+
+    targets = {
+        "ok": (fake_uwsgi(lambda env: http_response("503 Service Unavailable", b"no")), "/healthz"),
+        "garbage": (fake_uwsgi(lambda env: b"garbage"), "/healthz"),
+        "silent": (fake_uwsgi(silent), "/healthz"),
+        "missing": (tmp_path / "missing.sock", "/healthz"),
+    }
+    try:
+        answers = uwsgi.request_many(targets, timeout=0.3)
+    finally:
+        never.set()
+    assert answers["ok"] == (503, b"no")
+    assert isinstance(answers["garbage"], ConnectionError) and "not an HTTP response" in str(answers["garbage"])
+    assert isinstance(answers["silent"], TimeoutError)
+    assert isinstance(answers["missing"], FileNotFoundError)
+
+
+def test_request_many_of_nothing_is_nothing():
+    assert uwsgi.request_many({}, timeout=0.1) == {}
