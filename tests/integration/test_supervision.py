@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,10 +29,31 @@ def restarted(c: Cluster, part: str, old: int) -> bool:
     return pid is not None and pid != old and is_alive(pid)
 
 
+CLIENTS = 4  # of each kind: keep-alive, and a new connection per request
+# What a killed nginx may cost: its orphaned workers, told to quit once the new nginx listens, close
+# their idle keep-alive connections (a request sent at that instant finds the connection closed, the
+# race every graceful nginx stop has, which clients answer by retrying) and their reuseport listeners
+# (a connection still queued there is reset, unless Linux hands it over: net.ipv4.tcp_migrate_req = 1).
+CUT = ("RemoteDisconnected", "ConnectionResetError")
+
+
+def migrates_queued_connections() -> bool:
+    """Whether Linux hands a closing reuseport listener's queued connections to the others of its group."""
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def at_most_one_cut_per_client(load: Load) -> bool:
+    failures = load.result.failures
+    return len(failures) <= CLIENTS and all(any(kind in f for kind in CUT) for f in failures)
+
+
 @pytest.mark.parametrize("part", ["control", "nginx"])
-def test_a_killed_control_plane_or_nginx_is_restarted_and_no_request_fails(cluster, part):
+def test_a_killed_control_plane_or_nginx_is_restarted_and_cuts_at_most_a_request_per_connection(cluster, part):
     old = cluster.pids()[part]
-    with Load(cluster.url, clients=4, keepalive=True) as keepalive, Load(cluster.url, clients=4) as fresh:
+    with Load(cluster.url, clients=CLIENTS, keepalive=True) as keepalive, Load(cluster.url, clients=CLIENTS) as fresh:
         keepalive.wait_requests(100)
         os.kill(old, signal.SIGKILL)
         cluster.wait_for(lambda: restarted(cluster, part, old), f"{part} restarted", 30)
@@ -39,8 +61,15 @@ def test_a_killed_control_plane_or_nginx_is_restarted_and_no_request_fails(clust
         cluster.wait_for(lambda: "late" in routed(cluster), "a file dropped afterwards is routed", 30)
         keepalive.wait_requests(100)
         fresh.wait_requests(100)
-    assert keepalive.result.failures == [], keepalive.result.summary()
-    assert fresh.result.failures == [], fresh.result.summary()
+    if part == "control":
+        assert keepalive.result.failures == [], keepalive.result.summary()
+        assert fresh.result.failures == [], fresh.result.summary()
+    else:
+        assert at_most_one_cut_per_client(keepalive), keepalive.result.summary()
+        if migrates_queued_connections():
+            assert fresh.result.failures == [], fresh.result.summary()
+        else:
+            assert at_most_one_cut_per_client(fresh), fresh.result.summary()
     assert cluster.fleet("status").returncode == 0
 
 
