@@ -75,12 +75,12 @@ def breakdown(cluster: Cluster, names: list[str]) -> dict[str, str]:
     snap = Snapshot.read(layout)
     metrics.on_pass(snap, snap.counters, None, 0.0)
     pids = {n: uwsgi.vassal_stats(layout.stats_socket(n)).pids for n in names}
-    before = cpu_ms(lambda: [uwsgi.vassal_stats(layout.stats_socket(n), 0.3) for n in names])
-    after = cpu_ms(lambda: [metrics.read_stats(n) for n in names])
+    status_only = cpu_ms(lambda: [uwsgi.vassal_stats(layout.stats_socket(n), 0.3) for n in names])
+    with_metrics = cpu_ms(lambda: [metrics.read_stats(n) for n in names])
     return {
-        f"per second, read {len(names)} stats sockets for status (before)": f"{before:.2f} ms",
-        "... and keep the workers for the metrics (now)": f"{after:.2f} ms",
-        f"per second, PSS of {sum(len(p) for p in pids.values())} processes (smaps_rollup, for status)": (
+        f"read {len(names)} stats sockets, for status alone (each second)": f"{status_only:.2f} ms",
+        "... and keep the workers for the metrics too (what runs)": f"{with_metrics:.2f} ms",
+        f"PSS of {sum(len(p) for p in pids.values())} processes (smaps_rollup, for status; once a minute)": (
             f"{cpu_ms(lambda: [memory_of(p) for p in pids.values()]):.2f} ms"
         ),
         "per pass, metrics.on_pass": f"{cpu_ms(lambda: metrics.on_pass(snap, snap.counters, None, 0.0), 200):.3f} ms",
