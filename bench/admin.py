@@ -25,9 +25,9 @@ from bench.cluster import Cluster, copy_tree
 from bench.procs import free_port
 from bench.scale import idle_cpu
 from fleet import uwsgi
-from fleet.metrics import Metrics
-from fleet.snapshot import Snapshot
-from fleet.usage import memory_of
+from fleet.control.metrics import Metrics
+from fleet.control.usage import memory_of
+from fleet.published.snapshot import Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ from bench.loadgen import LoadGen, describe
 from bench.procs import wait_until
 from bench.wrk import Wrk
 from fleet.layout import write_atomically
-from fleet.snapshot import Snapshot
+from fleet.published.snapshot import Snapshot
 
 Log = Callable[[str], None]
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from bench import procs as P
-from fleet import lifecycle
 from fleet.layout import Layout, write_atomically
+from fleet.ops import lifecycle
 from fleet.processes import cmdline, process_table
 
 IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")

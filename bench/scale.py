@@ -23,9 +23,9 @@ from bench import stats
 from bench.cluster import Cluster, copy_tree
 from bench.nginx import NGINX
 from bench.procs import children, descendants, free_port, run, wait_until
+from fleet.control.usage import pss, rss_and_pss
 from fleet.processes import stat_fields
-from fleet.snapshot import Snapshot
-from fleet.usage import pss, rss_and_pss
+from fleet.published.snapshot import Snapshot
 
 Log = Callable[[str], None]
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -88,7 +88,7 @@ def variants(root: Path) -> list[Variant]:
         Variant(
             "round-robin",
             "32 slots, round robin instead of least_conn",
-            (Edit("fleet/upstreams.py", 'HEADER + "least_conn;\\n" + ', "HEADER + "),),
+            (Edit("fleet/proxy/upstreams.py", 'HEADER + "least_conn;\\n" + ', "HEADER + "),),
         ),
         Variant("threads", f"threads = {2 if threads == 1 else 1}", extra={"threads": str(2 if threads == 1 else 1)}),
         Variant(

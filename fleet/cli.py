@@ -8,10 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from fleet import commands, edge, lifecycle, limits, status
+from fleet import limits
 from fleet.errors import FleetError
 from fleet.layout import Layout
-from fleet.parts import statuses
+from fleet.ops import commands, lifecycle
+from fleet.published import status
+from fleet.published.parts import statuses
+from fleet.swarm import edge
 
 
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
@@ -44,7 +47,7 @@ def command_status(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_events(layout: Layout, args: argparse.Namespace) -> int:
     """The backends' transitions (run/logs/events.jsonl), oldest first; --follow waits for new ones."""
-    from fleet.events import follow, format_event, read_events
+    from fleet.published.events import follow, format_event, read_events
 
     def show(event) -> None:
         print(json.dumps(event.to_dict()) if args.json else format_event(event), flush=True)
@@ -82,7 +85,7 @@ def command_check(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_edge(layout: Layout, args: argparse.Namespace) -> int:
     """Run the edge in the foreground: nginx balancing over the serving cells of a Swarm stack."""
-    from fleet import edge_runtime
+    from fleet.swarm import edge_runtime
 
     settings = edge.EdgeSettings(cells_name=args.cells, cell_port=args.cell_port, health_port=args.health_port)
     chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
@@ -91,14 +94,14 @@ def command_edge(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_cell(layout: Layout, args: argparse.Namespace) -> int:
     """Run a whole fleet as one Swarm cell, with a health port for the edge; on SIGTERM drain, then stop."""
-    from fleet import edge_cell
+    from fleet.swarm import edge_cell
 
     return edge_cell.run(layout, args.port, args.health_port, args.drain)
 
 
 def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
     """Run the control plane in the foreground (`fleet up` starts it for you)."""
-    from fleet import runtime
+    from fleet.control import runtime
 
     admin = (args.admin_listen, args.admin_port) if args.admin_port else None
     return runtime.main(layout, admin)
@@ -106,7 +109,7 @@ def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_supervise(layout: Layout, args: argparse.Namespace) -> int:
     """Run and keep alive the parts `fleet up --detach` planned (`fleet up` starts it for you)."""
-    from fleet import supervisor
+    from fleet.ops import supervisor
 
     return supervisor.run_detached(layout, args.component)
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from fleet.core.stats import EmperorStats, VassalStats
 from fleet.errors import MissingTool
-from fleet.stats import EmperorStats, VassalStats
 
 
 def binary() -> str:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from bench.cluster import Cluster, vassal_text
 from bench.procs import wait_until
 from fleet.layout import write_atomically
-from fleet.lifecycle import present_vassals
-from fleet.snapshot import Snapshot
+from fleet.ops.lifecycle import present_vassals
+from fleet.published.snapshot import Snapshot
 
 KINDS = ("add", "touch", "kill9", "bad", "rm", "reload_all")
 WEIGHTS = (2, 3, 2, 2, 2, 1)

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet import lifecycle
+from fleet.control.usage import rss_and_pss
 from fleet.layout import Layout
+from fleet.ops import lifecycle
 from fleet.processes import cmdline, process_table
-from fleet.usage import rss_and_pss
 
 
 @dataclass(frozen=True)

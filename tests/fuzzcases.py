@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet import health, vassals
+from fleet.vassalfile import health, vassals
 
 REPO = Path(__file__).resolve().parent.parent
 

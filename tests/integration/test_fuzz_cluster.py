@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from fleet import lifecycle
 from fleet.layout import Layout
+from fleet.ops import lifecycle
 from tests import fuzzcases as fc
 from tests.cluster import Cluster
 from tests.load import Load

@@ -249,9 +249,9 @@ def test_a_file_whose_event_never_arrives_is_found_by_the_periodic_pass(make_clu
 
 
 def test_a_config_nginx_rejects_never_reaches_it_and_the_last_good_one_is_kept(cluster):
-    from fleet import nginx
     from fleet.errors import NginxConfigError
     from fleet.layout import Layout
+    from fleet.proxy import nginx
 
     layout = Layout(cluster.root)
     good = layout.upstreams_conf.read_text()

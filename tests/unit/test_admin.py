@@ -1,4 +1,4 @@
-"""fleet.admin: the feed of changes, and the admin listener's routes (in-process, on a free port)."""
+"""fleet.control.admin: the feed of changes, and the admin listener's routes (in-process, on a free port)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from fleet.admin import STATIC, AdminServer, Feed
-from fleet.events import Event
+from fleet.control.admin import STATIC, AdminServer, Feed
+from fleet.control.metrics import Metrics
 from fleet.layout import Layout
-from fleet.metrics import Metrics
-from fleet.snapshot import BackendView, Counters, Snapshot
+from fleet.published.events import Event
+from fleet.published.snapshot import BackendView, Counters, Snapshot
 
 
 def event(name: str, new: str, at: float = 1.0) -> Event:
@@ -177,7 +177,8 @@ def test_the_control_plane_takes_its_admin_address_from_flags_or_the_environment
 
 
 def test_fleet_up_gives_the_control_plane_the_public_port_plus_one(monkeypatch, tmp_path):
-    from fleet import cli, lifecycle
+    from fleet import cli
+    from fleet.ops import lifecycle
 
     (tmp_path / "emperor.ini").write_text("")
     monkeypatch.delenv("FLEET_ADMIN_PORT", raising=False)

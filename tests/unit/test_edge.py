@@ -1,4 +1,4 @@
-"""fleet.edge (who the edge routes to, when a cell may stop) and fleet.edge_dns (its resolver's answers)."""
+"""fleet.swarm.edge (who the edge routes to, when a cell may stop) and fleet.edge_dns (its resolver's answers)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet import edge, edge_dns
-from fleet.edge import Answer, Cell, EdgeSettings, State
 from fleet.layout import Layout
 from fleet.limits import Limits
+from fleet.swarm import edge, edge_dns
+from fleet.swarm.edge import Answer, Cell, EdgeSettings, State
 
 S = EdgeSettings()
 SERVING = Answer("serving", "c1")
@@ -210,7 +210,7 @@ def test_refuse_answers_formerr_only_to_a_readable_header():
 
 
 def test_edge_config_resolves_the_cells_through_the_edges_resolver():
-    from fleet.edge_runtime import render_config
+    from fleet.swarm.edge_runtime import render_config
 
     root = Layout(Path(__file__).resolve().parents[2])
     conf = render_config(root, Path("/r/edge"), 8080, "0.0.0.0", "127.0.0.1:5353", S, Limits())

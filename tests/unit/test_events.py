@@ -1,4 +1,4 @@
-"""fleet.events on disk (`fleet events`: read, follow, format) and `fleet status --watch`."""
+"""fleet.published.events on disk (`fleet events`: read, follow, format) and `fleet status --watch`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import io
 import json
 from pathlib import Path
 
-from fleet import cli, status
-from fleet.events import Event, EventFile, follow, format_event, read_events
+from fleet import cli
 from fleet.layout import Layout
-from fleet.parts import PartStatus
+from fleet.published import status
+from fleet.published.events import Event, EventFile, follow, format_event, read_events
+from fleet.published.parts import PartStatus
 
 
 def event(name: str, at: float, old: str | None = None, new: str | None = "starting") -> Event:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleet import flapping
-from fleet.model import Backend, Model
-from fleet.observations import FileInfo, Observed, Probe, Wanted
-from fleet.reconcile import decide
-from fleet.settings import Settings
-from fleet.states import State
-from fleet.stats import EmperorStats, VassalProcess
+from fleet.core import flapping
+from fleet.core.model import Backend, Model
+from fleet.core.observations import FileInfo, Observed, Probe, Wanted
+from fleet.core.reconcile import decide
+from fleet.core.settings import Settings
+from fleet.core.states import State
+from fleet.core.stats import EmperorStats, VassalProcess
 
 S = State
 SETTINGS = Settings()

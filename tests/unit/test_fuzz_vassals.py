@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet import vassals
+from fleet.control.observe import Observer
+from fleet.core.settings import Settings
 from fleet.layout import Layout
-from fleet.observe import Observer
-from fleet.settings import Settings
+from fleet.vassalfile import vassals
 from tests import fuzzcases as fc
 
 REPO = Path(__file__).resolve().parents[2]

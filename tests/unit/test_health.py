@@ -1,11 +1,11 @@
-"""fleet.health: what counts as healthy, by default and as a vassal's [fleet] section says."""
+"""fleet.vassalfile.health: what counts as healthy, by default and as a vassal's [fleet] section says."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleet import health, vassals
-from fleet.health import HealthCheck
+from fleet.vassalfile import health, vassals
+from fleet.vassalfile.health import HealthCheck
 
 
 @pytest.mark.parametrize(

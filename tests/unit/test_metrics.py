@@ -1,4 +1,4 @@
-"""fleet.metrics and fleet.nginxstats: counters from events, series from the snapshot, nginx's view."""
+"""fleet.control.metrics and fleet.nginxstats: counters from events, series from the snapshot, nginx's view."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleet import nginx, nginxstats
-from fleet.events import Event
+from fleet.control.metrics import STATES, Metrics, usage_of
+from fleet.core.stats import EmperorStats, VassalProcess
 from fleet.layout import Layout
-from fleet.metrics import STATES, Metrics, usage_of
-from fleet.snapshot import BackendView, Counters, Snapshot
-from fleet.stats import EmperorStats, VassalProcess
+from fleet.proxy import nginx, nginxstats
+from fleet.published.events import Event
+from fleet.published.snapshot import BackendView, Counters, Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""fleet.nginx: rendering the nginx.conf template (the parts that need no nginx)."""
+"""fleet.proxy.nginx: rendering the nginx.conf template (the parts that need no nginx)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet import nginx
 from fleet.errors import FleetError
 from fleet.layout import Layout
+from fleet.proxy import nginx
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""fleet.plan: what to observe each pass (the Emperor, probes, vassal stats, log reasons) and at what rate.
+"""fleet.core.plan: what to observe each pass (the Emperor, probes, vassal stats, log reasons) and at what rate.
 
 Reading the Emperor's stats wakes it to rescan vassals/, so plan() holds it while a backend must first
 leave nginx and drain; probes of routed backends are rate-limited by health_interval.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.model import Backend, Model, Reload
-from fleet.observations import FileInfo, Look, Wanted
-from fleet.plan import plan
-from fleet.settings import Settings
-from fleet.states import State
-from fleet.stats import BlacklistEntry, EmperorStats, VassalProcess
+from fleet.core.model import Backend, Model, Reload
+from fleet.core.observations import FileInfo, Look, Wanted
+from fleet.core.plan import plan
+from fleet.core.settings import Settings
+from fleet.core.states import State
+from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
 
 S = State
 SETTINGS = Settings()

@@ -1,4 +1,4 @@
-"""fleet.reconcile: `decide()` on each kind of observation, one pass or several in a row.
+"""fleet.core.reconcile: `decide()` on each kind of observation, one pass or several in a row.
 
 Times are passed explicitly; between passes a test plays the world (nginx applies a Route, the Emperor
 reloads or stops a vassal, workers finish their requests). `World` also runs `plan()` first and observes
@@ -11,14 +11,14 @@ from dataclasses import replace
 
 import pytest
 
-from fleet.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route, WakeEmperor
-from fleet.model import Backend, Model, Reload
-from fleet.observations import FileInfo, Look, Observed, Probe, Wanted
-from fleet.plan import plan
-from fleet.reconcile import Decision, decide
-from fleet.settings import Settings
-from fleet.states import State
-from fleet.stats import BlacklistEntry, EmperorStats, VassalProcess, VassalStats, Worker
+from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route, WakeEmperor
+from fleet.core.model import Backend, Model, Reload
+from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
+from fleet.core.plan import plan
+from fleet.core.reconcile import Decision, decide
+from fleet.core.settings import Settings
+from fleet.core.states import State
+from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess, VassalStats, Worker
 
 S = State
 SETTINGS = Settings()

@@ -1,4 +1,4 @@
-"""fleet.routing: the routing policy (`wanted_routes`): who leaves nginx at once, who joins, and in what batch.
+"""fleet.core.routing: the routing policy (`wanted_routes`): who leaves nginx at once, who joins, and in what batch.
 
 Ported from the tests of the old fleet.control policy: its "ejected" backend (STARTING with an error) is
 State.EJECTED now, and one call gives both the removals and the additions (no `adding` flag).
@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from fleet.model import Backend
-from fleet.routing import wanted_routes
-from fleet.states import State
+from fleet.core.model import Backend
+from fleet.core.routing import wanted_routes
+from fleet.core.states import State
 
 S = State
 WINDOW = 3.0

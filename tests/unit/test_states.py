@@ -1,10 +1,10 @@
-"""fleet.states: the transition table, and `check_transition` accepting exactly the moves in it."""
+"""fleet.core.states: the transition table, and `check_transition` accepting exactly the moves in it."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleet.states import IN_FLIGHT, ROUTABLE, TRANSITIONS, IllegalTransition, State, check_transition
+from fleet.core.states import IN_FLIGHT, ROUTABLE, TRANSITIONS, IllegalTransition, State, check_transition
 
 S = State
 EVERY = [

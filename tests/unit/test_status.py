@@ -1,11 +1,11 @@
-"""fleet.status: rendering the rows of `fleet status`."""
+"""fleet.published.status: rendering the rows of `fleet status`."""
 
 from __future__ import annotations
 
 import json
 
-from fleet.parts import PartStatus
-from fleet.status import Row, render_json, render_parts, render_table
+from fleet.published.parts import PartStatus
+from fleet.published.status import Row, render_json, render_parts, render_table
 
 ROWS = [
     Row("backend-1", "healthy", 100, 2, 15, 50 * 2**20, True, ""),

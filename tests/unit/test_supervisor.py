@@ -1,10 +1,10 @@
-"""fleet.supervisor: the restart backoff and the plan a detached supervisor reads (no processes)."""
+"""fleet.ops.supervisor: the restart backoff and the plan a detached supervisor reads (no processes)."""
 
 from __future__ import annotations
 
 import signal
 
-from fleet.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, Plan, backoff
+from fleet.ops.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, Plan, backoff
 
 
 def test_backoff_starts_small_doubles_and_is_capped():

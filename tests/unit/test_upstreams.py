@@ -1,4 +1,4 @@
-"""fleet.upstreams: the slots nginx's upstream is made of, and how backends are spread over them."""
+"""fleet.proxy.upstreams: the slots nginx's upstream is made of, and how backends are spread over them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import upstreams
+from fleet.proxy import upstreams
 
 SLOTS = Path("/c/run/nginx/slots")
 SOCKETS = Path("/c/run/sockets")

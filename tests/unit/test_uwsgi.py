@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from fleet import uwsgi
-from fleet.stats import BlacklistEntry, EmperorStats, VassalProcess
+from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
 from tests.unit.conftest import http_response
 
 EMPEROR_DOC = {

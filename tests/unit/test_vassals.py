@@ -1,4 +1,4 @@
-"""fleet.vassals: which files are vassals, and what is wrong with one."""
+"""fleet.vassalfile.vassals: which files are vassals, and what is wrong with one."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet import vassals
-from fleet.vassals import Option, Problem, VassalFile
+from fleet.vassalfile import vassals
+from fleet.vassalfile.vassals import Option, Problem, VassalFile
 
 KNOWN = frozenset({"processes", "workers", "threads", "listen", "module", "master", "harakiri", "chdir"})
 

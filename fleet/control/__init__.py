@@ -1,0 +1,1 @@
+"""The control-plane process: observe -> decide -> act -> publish, and the admin listener."""

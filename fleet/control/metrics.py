@@ -1,0 +1,254 @@
+"""Prometheus metrics of one control plane: every counter fleet keeps lives here, never in the pure core.
+
+Fed three ways, all cheap: `on_event` (a subscriber of the events bus: transitions, hot-add and reload
+durations), `on_pass` (after each control-plane pass: the published snapshot, the routing counters, the
+Emperor's last answer, the pass duration) and `read_stats` (the once-a-second read of each vassal's
+stats socket that `fleet status` already makes; its workers' details are kept). A scrape only formats
+what is held, plus nginx's own view (stub_status, the answer tally) and which of fleet's parts run.
+A backend's series come from the current snapshot: a new one appears by the next scrape, a removed one goes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from fleet import uwsgi
+from fleet.core.states import State
+from fleet.core.stats import EmperorStats, VassalStats
+from fleet.layout import Layout
+from fleet.proxy import nginx, nginxstats
+from fleet.published import parts
+from fleet.published.events import Event
+from fleet.published.snapshot import Counters, Snapshot
+
+prometheus_client.disable_created_metrics()  # no `_created` series: they double every counter's lines
+
+STATES = tuple(s.value for s in State)
+DURATION_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+PASS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One read of a vassal's stats socket, beyond what `fleet status` shows."""
+
+    at: float  # the control plane's clock
+    busy: int
+    idle: int
+    requests: int
+    exceptions: int
+    rps: float  # requests per second since the previous read
+
+
+def usage_of(doc: dict, at: float, previous: Usage | None) -> Usage:
+    """Busy and idle workers, requests and exceptions from a vassal's stats document."""
+    workers = [w for w in doc.get("workers", []) if int(w.get("pid", 0)) > 0]
+    busy = sum(1 for w in workers if w.get("status") == "busy" or str(w.get("status", "")).startswith("sig"))
+    idle = sum(1 for w in workers if w.get("status") == "idle")
+    requests = sum(int(w.get("requests", 0)) for w in workers)
+    exceptions = sum(int(w.get("exceptions", 0)) for w in workers)
+    rps = 0.0
+    if previous is not None and at > previous.at:
+        # After a reload the counts start again from zero: count from there.
+        done = requests - previous.requests if requests >= previous.requests else requests
+        rps = done / (at - previous.at)
+    return Usage(at, busy, idle, requests, exceptions, round(rps, 2))
+
+
+class Metrics:
+    def __init__(
+        self,
+        layout: Layout,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        parts: Callable[[], dict[str, bool]] | None = None,
+    ):
+        self.layout, self.clock, self.wall = layout, clock, wall
+        self.parts = parts or self._parts
+        self._status_address: tuple[int, tuple[str, int] | None] = (0, None)  # nginx.conf's mtime, address
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.transitions = Counter("fleet_transitions", "Backend state transitions.", ["from", "to"], registry=r)
+        self.hot_add = Histogram(
+            "fleet_hot_add_seconds",
+            "From a new vassal file seen to the backend healthy.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.reload = Histogram(
+            "fleet_reload_seconds", "From reloading to healthy again.", buckets=DURATION_BUCKETS, registry=r
+        )
+        self.sync = Histogram("fleet_sync_seconds", "One control-plane pass.", buckets=PASS_BUCKETS, registry=r)
+        r.register(_Collector(self))
+        self.snapshot, self.counters = Snapshot(), Counters()
+        self.emperor: EmperorStats | None = None
+        self._lock = threading.Lock()
+        self._usage: dict[str, Usage] = {}
+        self._reloads: dict[str, int] = {}
+        self._added: dict[str, float] = {}  # new file -> when it was seen (event time)
+        self._reloading: dict[str, float] = {}  # reload in progress -> when it began
+        self._nginx_lock = threading.Lock()
+        self.tally = nginxstats.Tally(layout.nginx_dir / "answers.tally", self._reopen_nginx_logs)
+
+    # ---- fed by the control plane ------------------------------------------------------------------
+
+    def on_event(self, e: Event) -> None:
+        """A transition: count it, and time hot adds and reloads."""
+        self.transitions.labels(e.old or "new", e.new or "gone").inc()
+        with self._lock:
+            if e.old is None and e.new == "starting":
+                self._added[e.name] = e.at
+            elif e.old == "starting":
+                began = self._added.pop(e.name, None)
+                if e.new == "healthy" and began is not None:
+                    self.hot_add.observe(max(0.0, e.at - began))
+            if e.new == "reloading":
+                self._reloads[e.name] = self._reloads.get(e.name, 0) + 1
+                self._reloading.setdefault(e.name, e.at)  # changed again meanwhile: one reload, timed from the first
+            elif e.old == "reloading":
+                began = self._reloading.pop(e.name, None)
+                if e.new == "healthy" and began is not None:
+                    self.reload.observe(max(0.0, e.at - began))
+            if e.new is None:
+                for kept in (self._usage, self._reloads, self._added, self._reloading):
+                    kept.pop(e.name, None)
+
+    def on_pass(self, snapshot: Snapshot, counters: Counters, emperor: EmperorStats | None, seconds: float) -> None:
+        self.snapshot, self.counters, self.emperor = snapshot, counters, emperor
+        self.sync.observe(seconds)
+
+    def read_stats(self, name: str) -> VassalStats | None:
+        """Read NAME's stats socket once for both `fleet status` (returned) and the metrics (kept)."""
+        try:
+            doc = uwsgi.read_json_socket(self.layout.stats_socket(name), 0.3)
+        except (OSError, ValueError):
+            self._usage.pop(name, None)  # not answering: its workers are not known, not as last seen
+            return None
+        with self._lock:
+            self._usage[name] = usage_of(doc, self.clock(), self._usage.get(name))
+        return VassalStats.parse(doc)
+
+    # ---- read by the admin server ------------------------------------------------------------------
+
+    def scrape(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def usage(self, name: str) -> Usage | None:
+        return self._usage.get(name)
+
+    def reloads(self, name: str) -> int:
+        return self._reloads.get(name, 0)
+
+    def respawns(self, name: str) -> int:
+        vassal = self.emperor.vassals.get(name) if self.emperor else None
+        return vassal.respawns if vassal else 0
+
+    def nginx_view(self) -> tuple[nginxstats.Connections | None, dict[str, int]]:
+        """nginx's connections now (None: not answering) and its answers by status class since the
+        control plane started."""
+        with self._nginx_lock:
+            address = self._nginx_status_address()
+            connections = nginxstats.stub_status(address) if address else None
+            return connections, self.tally.read()
+
+    def _nginx_status_address(self) -> tuple[str, int] | None:
+        """Read from the rendered nginx.conf, again only when it changes."""
+        try:
+            mtime = self.layout.nginx_conf.stat().st_mtime_ns
+            if mtime != self._status_address[0]:
+                self._status_address = (mtime, nginxstats.status_address(self.layout.nginx_conf.read_text()))
+        except OSError:
+            return None
+        return self._status_address[1]
+
+    def _parts(self) -> dict[str, bool]:
+        """Whether each of fleet's parts runs, as `fleet status` tells it (unknown ones are left out)."""
+        found = {p.name: p.up for p in parts.statuses(self.layout) if p.up is not None}
+        return found | {"control": True}  # this process
+
+    def _reopen_nginx_logs(self) -> None:
+        """SIGUSR1: nginx reopens its log files (the tally was renamed aside)."""
+        pid = nginx.master_pid(self.layout)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                pass
+
+
+class _Collector:
+    """The series read at scrape time from what Metrics holds."""
+
+    def __init__(self, m: Metrics):
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        snap, counters, now = m.snapshot, m.counters, m.wall()
+        v = ["vassal"]
+        state = GaugeMetricFamily("fleet_vassal_state", "1 for the backend's current state.", labels=[*v, "state"])
+        routed = GaugeMetricFamily("fleet_vassal_routed", "1 if nginx sends the backend new requests.", labels=v)
+        workers = GaugeMetricFamily("fleet_vassal_workers", "Workers by status.", labels=[*v, "status"])
+        requests = CounterMetricFamily("fleet_vassal_requests", "Requests its workers served.", labels=v)
+        exceptions = CounterMetricFamily("fleet_vassal_exceptions", "Exceptions its workers raised.", labels=v)
+        respawns = CounterMetricFamily("fleet_vassal_respawns", "The Emperor's respawns of it (reloads too).", labels=v)
+        reloads = CounterMetricFamily("fleet_vassal_reloads", "Times fleet reloaded it.", labels=v)
+        memory = GaugeMetricFamily("fleet_vassal_memory_bytes", "PSS of its master and workers.", labels=v)
+        age = GaugeMetricFamily(
+            "fleet_vassal_seconds_since_transition", "Seconds since it entered its state.", labels=v
+        )
+        for name, b in snap.backends.items():
+            for s in STATES:
+                state.add_metric([name, s], 1.0 if b.state == s else 0.0)
+            routed.add_metric([name], 1.0 if name in snap.routed else 0.0)
+            usage = m.usage(name)
+            workers.add_metric([name, "busy"], usage.busy if usage else 0)
+            workers.add_metric([name, "idle"], usage.idle if usage else 0)
+            requests.add_metric([name], usage.requests if usage else b.requests)
+            exceptions.add_metric([name], usage.exceptions if usage else 0)
+            respawns.add_metric([name], m.respawns(name))
+            reloads.add_metric([name], m.reloads(name))
+            memory.add_metric([name], b.memory)
+            age.add_metric([name], max(0.0, round(now - b.since, 3)))
+        yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, age)
+
+        yield CounterMetricFamily("fleet_nginx_reloads", "nginx reloads by fleet.", value=counters.nginx_reloads)
+        yield CounterMetricFamily(
+            "fleet_routing_changes", "Routing changes (slots re-pointed).", value=counters.routing_changes
+        )
+        yield CounterMetricFamily(
+            "fleet_routing_errors", "Routing changes nginx refused.", value=counters.routing_errors
+        )
+        up = GaugeMetricFamily("fleet_up", "1 if this part of fleet runs.", labels=["part"])
+        for part, running in m.parts().items():
+            up.add_metric([part], 1.0 if running else 0.0)
+        yield up
+
+        connections, answers = m.nginx_view()
+        if connections is not None:
+            conns = GaugeMetricFamily("fleet_nginx_connections", "nginx's client connections.", labels=["state"])
+            for key in ("active", "reading", "writing", "waiting"):
+                conns.add_metric([key], getattr(connections, key))
+            yield conns
+            yield CounterMetricFamily(
+                "fleet_nginx_connections_accepted", "Client connections nginx accepted.", value=connections.accepted
+            )
+            yield CounterMetricFamily("fleet_nginx_requests", "Requests nginx read.", value=connections.requests)
+        responses = CounterMetricFamily(
+            "fleet_nginx_responses",
+            "nginx's answers by status class since the control plane started.",
+            labels=["class"],
+        )
+        for cls, count in answers.items():
+            responses.add_metric([cls], count)
+        yield responses

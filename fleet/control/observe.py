@@ -1,0 +1,131 @@
+"""Observing (I/O, no decisions): the vassal files, health probes, stats sockets and logs, as the core's Look asks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from fleet import uwsgi
+from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
+from fleet.core.settings import Settings
+from fleet.core.stats import VassalStats
+from fleet.layout import Layout
+from fleet.logs import failure_reason
+from fleet.vassalfile import vassals
+from fleet.vassalfile.health import HealthCheck
+
+NO_SOCKET = Probe(False, "its socket does not exist yet")
+
+
+class Observer:
+    """Reads the world for the control plane. Validates each vassal file once per version."""
+
+    def __init__(self, layout: Layout, settings: Settings, known_options: Callable[[], frozenset[str]]):
+        self.layout, self.settings = layout, settings
+        self.known_options = known_options
+        self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
+
+    # ---- what is wanted ----------------------------------------------------------------------------
+
+    def wanted(self) -> Wanted:
+        files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
+        for name in set(self._checked) - set(files):
+            del self._checked[name]
+        return Wanted(files, frozenset(self._drain_requests()))
+
+    def _scan(self) -> dict[str, int]:
+        """The vassal files present: {name: mtime_ns}. Hidden, editor and temporary files are not vassals."""
+        found: dict[str, int] = {}
+        try:
+            entries = list(os.scandir(self.layout.vassals))
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            if vassals.is_vassal_filename(entry.name):
+                try:
+                    found[vassals.vassal_name(entry.name)] = entry.stat().st_mtime_ns
+                except OSError:
+                    try:  # a dangling symlink or a symlink loop: a failed backend (vassals.read says why)
+                        found[vassals.vassal_name(entry.name)] = entry.stat(follow_symlinks=False).st_mtime_ns
+                    except OSError:
+                        continue  # deleted between the listing and the stat
+        return found
+
+    def _problem(self, name: str, mtime_ns: int) -> str:
+        cached = self._checked.get(name)
+        if cached and cached[0] == mtime_ns:
+            return cached[1]
+        checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app)
+        problem = "" if checked.valid else checked.reason()
+        self._checked[name] = (mtime_ns, problem, checked.health)
+        return problem
+
+    def _drain_requests(self) -> list[str]:
+        try:
+            return [p.name for p in self.layout.drain_dir.iterdir() if vassals.is_valid_name(p.name)]
+        except FileNotFoundError:
+            return []
+
+    # ---- what runs ---------------------------------------------------------------------------------
+
+    def observe(
+        self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
+    ) -> Observed:
+        emperor = None
+        if look.emperor:
+            try:
+                emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
+            except (OSError, ValueError):
+                emperor = None  # not up yet, or restarting: decisions use its last answer
+        stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
+        return Observed(
+            routed=routed,
+            emperor=emperor,
+            probes=self.probe_all(look.probe),
+            stats=stats,
+            reasons={name: r for name in look.reasons if (r := self.reason(name))},
+            routing_error=routing_error,
+            routing_failed_at=routing_failed_at,
+        )
+
+    def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
+        try:
+            return uwsgi.vassal_stats(self.layout.stats_socket(name), timeout)
+        except (OSError, ValueError):
+            return None
+
+    def probe_all(self, names: Iterable[str]) -> dict[str, Probe]:
+        """Each vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
+        would send it; all at once, within one probe timeout."""
+        checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
+        present = {name for name in checks if self.layout.socket(name).exists()}
+        targets = {name: (self.layout.socket(name), checks[name].path) for name in present}
+        answers = uwsgi.request_many(targets, self.settings.probe_timeout)
+        return {
+            name: self._verdict(name, check, answers[name]) if name in present else NO_SOCKET
+            for name, check in checks.items()
+        }
+
+    def _verdict(self, name: str, check: HealthCheck, answer: tuple[int, bytes] | Exception) -> Probe:
+        if isinstance(answer, Exception):
+            detail = f"GET {check.path}: {_describe(answer)}"
+        elif check.accepts(answer[0]):
+            return Probe(True, f"GET {check.path} -> {answer[0]}")
+        else:
+            detail = f"GET {check.path} -> {answer[0]}, expected {check.expected()}"
+        stats = self.stats(name)
+        busy = stats is not None and bool(stats.workers) and all(w.status == "busy" for w in stats.workers)
+        return Probe(False, detail, busy)
+
+    def reason(self, name: str) -> str:
+        log = self.layout.log(name)
+        found = failure_reason(log)
+        return f"{found} (see {log})" if found else ""
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, TimeoutError):
+        return "no answer in time"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return str(e) or type(e).__name__

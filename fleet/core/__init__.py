@@ -1,0 +1,1 @@
+"""The pure core: states, the model, observations, actions and decide(); the standard library only."""

@@ -1,0 +1,55 @@
+"""What the control plane is told each pass: what is wanted, what to look at, and what it saw (pure values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleet.core.stats import EmperorStats, VassalStats
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One vassal file: its version and, if it cannot run, why."""
+
+    mtime_ns: int
+    problem: str = ""  # empty: valid
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the operator asks for: the files in vassals/, and the backends `fleet rm` is draining."""
+
+    files: dict[str, FileInfo]
+    drain: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Look:
+    """What to observe this pass (chosen by the core, done by the observer)."""
+
+    emperor: bool = False  # read its stats (this also wakes it to rescan vassals/)
+    probe: frozenset[str] = frozenset()  # health probes
+    stats: frozenset[str] = frozenset()  # the vassal's own stats socket (workers)
+    reasons: frozenset[str] = frozenset()  # the failure reason in the vassal's log
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The answer to one health probe."""
+
+    ok: bool
+    detail: str = ""  # what it got, e.g. "GET /healthz -> 404" or "connection refused"
+    busy: bool = False  # not answered, but every worker is busy with a request: alive, just slow
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the observer saw for a Look, and what nginx routes to."""
+
+    routed: frozenset[str] = frozenset()
+    emperor: EmperorStats | None = None  # None: not read this pass, or not answering
+    probes: dict[str, Probe] = field(default_factory=dict)
+    stats: dict[str, VassalStats] = field(default_factory=dict)  # absent: not read or not answering
+    reasons: dict[str, str] = field(default_factory=dict)
+    routing_error: str = ""  # the last routing change nginx refused ("" when the last one worked)
+    routing_failed_at: float | None = None

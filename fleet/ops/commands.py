@@ -1,0 +1,137 @@
+"""Operator commands that change the fleet: add, rm, reload, check.
+
+Each is a plain file operation (the same one a user can do by hand) plus waiting, with progress,
+until the control plane's published snapshot shows the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from fleet import processes, uwsgi
+from fleet.errors import FleetError, InvalidVassal, NotRunning
+from fleet.layout import Layout, write_atomically
+from fleet.ops.lifecycle import running
+from fleet.ops.progress import wait_until
+from fleet.published.snapshot import Snapshot
+from fleet.vassalfile import vassals
+
+
+def _require_running(layout: Layout) -> None:
+    if "control" not in running(layout):
+        raise NotRunning(f"the cluster at {layout.root} is not running: start it with `fleet up --detach`")
+
+
+def _wait(layout: Layout, what: str, done: Callable[[Snapshot], str | None], timeout: float, out: TextIO) -> None:
+    """Wait until `done(snapshot)` gives a final word: "ok", or an error message."""
+
+    def check() -> tuple[str | None, str]:
+        return done(Snapshot.read(layout)), ""
+
+    wait_until(what, check, timeout, out, interval=0.02, hint=f"see `fleet status` and {layout.logs}")
+
+
+def check(layout: Layout, paths: list[Path], out: TextIO = sys.stdout) -> int:
+    """Validate vassal files without starting them. Exit 1 if any has a problem."""
+    if not paths:
+        paths = sorted(p for p in layout.vassals.glob("*.ini") if vassals.is_vassal_filename(p.name))
+    options = uwsgi.known_options(uwsgi.binary())
+    bad = 0
+    for path in paths:
+        checked = vassals.read(path, options, layout.app)
+        shown = os.path.relpath(path)
+        if checked.valid:
+            out.write(f"{shown}: ok\n")
+            continue
+        bad += 1
+        for problem in checked.problems:
+            out.write(problem.format(shown) + "\n")
+    if bad:
+        out.write(f"{bad} of {len(paths)} file(s) have problems; they are never routed to.\n")
+    return 1 if bad else 0
+
+
+def add(layout: Layout, name: str, processes_count: int | None, timeout: float, out: TextIO = sys.stdout) -> int:
+    """Write vassals/NAME.ini atomically, then wait until nginx routes to it."""
+    if problem := vassals.name_problem(name):
+        raise InvalidVassal(f"{problem.message}; {problem.fix}")
+    path = layout.vassal_file(name)
+    if path.exists():
+        raise InvalidVassal(f"{path} already exists; `fleet reload {name}` reloads it")
+    _require_running(layout)
+    write_atomically(path, vassals.new_vassal_text(name, processes_count))
+    out.write(f"wrote {os.path.relpath(path)}\n")
+
+    def routed(snap: Snapshot) -> str | None:
+        b = snap.backend(name)
+        if b and b.state == "failed":
+            return f"{name} failed: {b.error}. Fix {path} or `fleet rm {name}`."
+        return "ok" if b and b.state == "healthy" and name in snap.routed else None
+
+    _wait(layout, f"starting {name}", routed, timeout, out)
+    return 0
+
+
+def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> int:
+    """Take NAME out of nginx first, then delete its file, then wait until its processes are gone."""
+    path = layout.vassal_file(name)
+    if not path.exists():
+        raise InvalidVassal(f"there is no backend {name} ({path} does not exist)")
+    _require_running(layout)
+    pids = _vassal_pids(layout, name)
+    layout.drain_dir.mkdir(parents=True, exist_ok=True)
+    (layout.drain_dir / name).touch()
+
+    def unrouted(snap: Snapshot) -> str | None:
+        b = snap.backend(name)
+        return "ok" if name not in snap.routed and (b is None or b.state in ("draining", "removing")) else None
+
+    _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
+    path.unlink()
+    out.write(f"deleted {os.path.relpath(path)}\n")
+
+    def gone(snap: Snapshot) -> str | None:
+        return "ok" if snap.backend(name) is None and not any(processes.is_alive(p) for p in pids) else None
+
+    _wait(layout, f"stopping {name} (in-flight requests finish)", gone, timeout, out)
+    return 0
+
+
+def _vassal_pids(layout: Layout, name: str) -> list[int]:
+    try:
+        return uwsgi.vassal_stats(layout.stats_socket(name)).pids
+    except (OSError, ValueError):
+        return []
+
+
+def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: TextIO = sys.stdout) -> int:
+    """Zero-downtime reload, one backend at a time, each healthy again before the next.
+
+    Stops at the first backend that does not come back, leaving the rest on their old code.
+    """
+    _require_running(layout)
+    if all_:
+        names = [n for n in sorted(Snapshot.read(layout).backends) if layout.vassal_file(n).exists()]
+    if not names:
+        raise FleetError("nothing to reload: name backends, or use --all")
+    for name in names:
+        if not layout.vassal_file(name).exists():
+            raise InvalidVassal(f"there is no backend {name} ({layout.vassal_file(name)} does not exist)")
+    for index, name in enumerate(names, start=1):
+        path = layout.vassal_file(name)
+        os.utime(path)
+        touched_ns = path.stat().st_mtime_ns
+
+        def reloaded(snap: Snapshot, name: str = name, touched_ns: int = touched_ns) -> str | None:
+            b = snap.backend(name)
+            if b and b.state == "failed":
+                return f"{name} failed to reload: {b.error}. Backends not yet reloaded keep their old code."
+            done = b and b.state == "healthy" and b.served_mtime_ns >= touched_ns and name in snap.routed
+            return "ok" if done else None
+
+        _wait(layout, f"[{index}/{len(names)}] reloading {name}", reloaded, timeout, out)
+    return 0

@@ -1,0 +1,208 @@
+"""`fleet up` and `fleet down`: the Emperor, nginx and the control plane, started and stopped as one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from fleet import processes, uwsgi
+from fleet.errors import AlreadyRunning, FleetError
+from fleet.layout import Layout
+from fleet.limits import Limits
+from fleet.ops import privileges
+from fleet.ops.foreground import follow
+from fleet.ops.privileges import Drop
+from fleet.ops.progress import wait_until
+from fleet.ops.shutdown import down
+from fleet.ops.supervisor import STOPPING, PartSpec, Plan, Supervisor
+from fleet.proxy import nginx
+from fleet.published.records import running
+from fleet.published.snapshot import Snapshot
+from fleet.vassalfile import vassals
+
+COMPONENTS = {
+    "all": ("emperor", "nginx", "control"),
+    "emperor": ("emperor",),
+    "gateway": ("nginx", "control"),
+}
+
+
+def _answers(host: str, port: int) -> bool:
+    """Something accepts TCP connections at host:port (0.0.0.0 is reached through loopback)."""
+    try:
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _check_port(listen: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((listen, port))
+        except OSError as e:
+            raise FleetError(
+                f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
+                f"stop it, or choose another port with --port N (or FLEET_PORT)."
+            ) from None
+
+
+def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Limits, drop: Drop) -> list[str]:
+    """Create run/, render nginx's config; returns extra Emperor arguments."""
+    parts = COMPONENTS[component]
+    layout.make_run_dirs()
+    # Each component cleans only what it owns: in compose, the other one may be running.
+    layout.processes_file(component).unlink(missing_ok=True)
+    if "control" in parts:
+        layout.state_file.unlink(missing_ok=True)
+        for leftover in layout.drain_dir.iterdir():
+            leftover.unlink()
+    extra = privileges.prepare(layout, drop, "nginx" in parts)
+    if "nginx" in parts:
+        _check_port(listen, port)
+        nginx.write_config(layout, port, listen, limits)
+        ok, output = nginx.test_config(layout)
+        if not ok:
+            raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
+    return extra
+
+
+def _plan(
+    layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str, drop: Drop
+) -> Plan:
+    """The parts of `component`, their commands and environment."""
+    parts = COMPONENTS[component]
+    env = dict(os.environ) | limits.environment() | privileges.environment(drop)
+    uwsgi_bin = uwsgi.binary()
+    env["FLEET_UWSGI"] = uwsgi_bin
+    # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    commands = {  # built only for the parts this component runs (a container has only its own binaries)
+        "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
+        "nginx": lambda: nginx.start_command(layout),
+        "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
+    }
+    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
+    return Plan(component, specs, env, port, listen)
+
+
+def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
+    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
+    plan.write(layout.supervisor_plan(plan.component))
+    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", plan.component]
+    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
+
+
+def present_vassals(layout: Layout) -> list[str]:
+    try:
+        names = os.listdir(layout.vassals)
+    except FileNotFoundError:
+        return []
+    return sorted(vassals.vassal_name(n) for n in names if vassals.is_vassal_filename(n))
+
+
+def wait_healthy(
+    layout: Layout,
+    names: list[str],
+    timeout: float,
+    out: TextIO,
+    watch: dict[str, subprocess.Popen] | None = None,
+    listening: tuple[str, int] | None = None,
+) -> list[str]:
+    """Wait, with progress, until nginx listens (at `listening`), the control plane publishes, and each
+    of `names` is healthy and routed, or failed. Returns the failed ones."""
+    failed: list[str] = []
+
+    def check() -> tuple[str | None, str]:
+        for component, proc in (watch or {}).items():
+            if proc.poll() is not None:
+                exited = f"{component} exited with status {proc.returncode} while starting"
+                return f"{exited}; see {layout.log(component)}", ""
+        snap = Snapshot.read(layout)
+        if not snap.control_pid:
+            return None, "waiting for the control plane"
+        if listening is not None and not _answers(*listening):
+            return None, "waiting for nginx to listen"
+        states = {n: snap.state_of(n) or "starting" for n in names}
+        healthy = [n for n in names if states[n] == "healthy" and n in snap.routed]
+        failed[:] = [n for n in names if states[n] == "failed"]
+        if len(healthy) + len(failed) == len(names):
+            return "ok", f"{len(healthy)}/{len(names)} backends healthy and routed"
+        waiting = [n for n in names if n not in healthy and n not in failed]
+        shown = ", ".join(f"{n} {states[n]}" for n in waiting[:4]) + (" ..." if len(waiting) > 4 else "")
+        return None, f"{len(healthy)}/{len(names)} healthy; waiting for {shown}"
+
+    hint = f"see `fleet status` and the logs in {layout.logs}"
+    wait_until("starting backends", check, timeout, out, hint=hint)
+    return failed
+
+
+def report_failed(layout: Layout, failed: list[str], out: TextIO) -> None:
+    snap = Snapshot.read(layout)
+    for name in failed:
+        b = snap.backend(name)
+        out.write(f"  {name}: failed: {b.error if b else '?'}\n")
+    out.write("Fix the file(s) (`fleet check` explains), or remove them; the other backends are serving.\n")
+
+
+def up(
+    layout: Layout,
+    port: int,
+    listen: str,
+    detach: bool,
+    component: str = "all",
+    timeout: float = 120.0,
+    out: TextIO = sys.stdout,
+    limits: Limits | None = None,
+    user: str | None = None,
+) -> int:
+    parts = COMPONENTS[component]
+    limits = limits or Limits()
+    already = {name: pid for name, pid in running(layout).items() if name in parts}
+    if already:
+        raise AlreadyRunning(
+            f"this cluster is already up ({', '.join(f'{k} pid {v}' for k, v in already.items())}). "
+            "Use `fleet status`, or `fleet down` first."
+        )
+    nginx.binary() if "nginx" in parts else None
+    drop = privileges.plan(user)
+    emperor_args = _prepare(layout, port, listen, component, limits, drop)
+    plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
+    supervisor = None
+    if detach:
+        watch = {"supervisor": _detach(layout, plan)}
+    else:
+        supervisor = Supervisor(layout, plan)
+        watch = supervisor.start()
+    names = present_vassals(layout)
+    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
+    out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
+    out.flush()
+    try:
+        failed: list[str] = []
+        if "control" in parts:
+            listening = (listen, port) if "nginx" in parts else None
+            failed = wait_healthy(layout, names, timeout, out, watch, listening)
+    except BaseException:
+        out.write("fleet: start failed; stopping what was started\n")
+        if supervisor:
+            supervisor.stop()
+        down(layout, quiet=True)
+        raise
+    if failed:
+        report_failed(layout, failed, out)
+    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    admin_port = os.environ.get("FLEET_ADMIN_PORT", "0")
+    if "control" in parts and admin_port != "0":
+        admin = f"http://{os.environ.get('FLEET_ADMIN_LISTEN', '127.0.0.1')}:{admin_port}/"
+        out.write(f"fleet: status page and /metrics on {admin}\n")
+    out.flush()
+    if supervisor is None:
+        out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")
+        return 1 if failed else 0
+    return follow(layout, component, supervisor, out)

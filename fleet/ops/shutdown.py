@@ -1,0 +1,70 @@
+"""`fleet down`: stop what `fleet up` started, in order and gracefully, whatever died before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from fleet import processes
+from fleet.errors import NotRunning
+from fleet.layout import Layout
+from fleet.ops.supervisor import STOP_ORDER, STOPPING
+from fleet.published.records import orphaned_groups, running
+
+
+def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
+    """Stop what `fleet up` started, in order, gracefully; SIGKILL only what overstays its timeout."""
+    records = layout.processes_files()
+    alive = running(layout) | orphaned_groups(layout)
+    if not records:
+        # No record (e.g. it was deleted): fall back on the pid files the components write themselves,
+        # if they still name this cluster's processes.
+        for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
+            try:
+                pid = int(pidfile.read_text().strip())
+                if str(layout.root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    alive[name] = pid
+            except (OSError, ValueError):
+                pass
+    if not alive:
+        for record in records:
+            record.unlink(missing_ok=True)
+        if quiet:
+            return 0
+        raise NotRunning(f"the cluster at {layout.root} is not running (nothing to stop)")
+    supervisor = alive.pop("supervisor", None)
+    if supervisor is not None and supervisor != os.getpid():
+        # The supervisor stops its parts in order; whatever it leaves is stopped below.
+        if not quiet:
+            out.write(f"fleet: stopping the supervisor (pid {supervisor}) and its parts...\n")
+            out.flush()
+        processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
+        alive = {name: pid for name, pid in (running(layout) | orphaned_groups(layout)).items() if name != "supervisor"}
+    for name in STOP_ORDER:
+        pid = alive.get(name)
+        if pid is None:
+            continue
+        sig, timeout = STOPPING[name]
+        if not quiet:
+            out.write(f"fleet: stopping {name} (pid {pid})...\n")
+            out.flush()
+        if not processes.stop(pid, sig, timeout) and not quiet:
+            out.write(f"fleet: {name} did not stop within {timeout:.0f} s; killed it\n")
+    for record in records:
+        record.unlink(missing_ok=True)
+    layout.state_file.unlink(missing_ok=True)
+    tidy(layout)
+    if not quiet:
+        out.write("fleet: stopped\n")
+    return 0
+
+
+def tidy(layout: Layout) -> None:
+    """The Emperor leaves the vassals' on-demand sockets behind when it stops: remove them once it is gone."""
+    if "emperor" in running(layout):
+        return
+    for leftover in layout.sockets.glob("*.socket"):
+        leftover.unlink(missing_ok=True)

@@ -1,0 +1,186 @@
+"""Our own nginx instance: render its config, validate it, start it, reload it gracefully."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from fleet.errors import FleetError, MissingTool, NginxConfigError
+from fleet.layout import Layout, write_atomically
+from fleet.limits import Limits, human
+
+_TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+
+
+def binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if not found:
+        raise MissingTool(
+            "nginx is not installed. Run `make install` (as root it installs nginx), or: sudo apt-get install -y nginx"
+        )
+    return found
+
+
+def render_template(template: str, values: dict[str, str]) -> str:
+    """Fill in the {{name}} tokens of nginx/nginx.conf; an unknown token is an error, not a blank."""
+
+    def fill(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise FleetError(f"nginx/nginx.conf uses {{{{{key}}}}}, which fleet does not know. Known: {sorted(values)}")
+        return values[key]
+
+    return _TOKEN_RE.sub(fill, template)
+
+
+def worker_user() -> str | None:
+    """As root, nginx's workers drop to an unprivileged user; that user's group may use the sockets."""
+    if os.geteuid() != 0:
+        return None
+    for user in ("www-data", "nobody"):
+        try:
+            pwd.getpwnam(user)
+            return user
+        except KeyError:
+            continue
+    return None
+
+
+def template_values(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> dict[str, str]:
+    user = worker_user()
+    limits = limits or Limits()
+    return {
+        "max_body": human(limits.max_body),
+        "header_buffer": human(limits.header_buffer),
+        "read_timeout": str(limits.read_timeout),
+        "root": str(layout.root),
+        "run": str(layout.run),
+        "port": str(port),
+        "listen": listen,
+        "user": f"user {user};" if user else "# (not root: workers run as the current user)",
+        "access_log": access_log(layout),
+    }
+
+
+ACCESS_LOGS = {"combined": ("nginx-access.log", "combined"), "json": ("nginx-access.jsonl", "fleet_json")}
+
+
+def access_log(layout: Layout, choice: str | None = None) -> str:
+    """The access_log directive: `combined`, or JSON lines with the vassal that served ($FLEET_ACCESS_LOG=json)."""
+    choice = choice or os.environ.get("FLEET_ACCESS_LOG") or "combined"
+    if choice not in ACCESS_LOGS:
+        raise FleetError(f"FLEET_ACCESS_LOG={choice}: choose one of {', '.join(ACCESS_LOGS)}", exit_code=2)
+    name, fmt = ACCESS_LOGS[choice]
+    return f"access_log {layout.logs / name} {fmt} buffer=64k flush=2s;"
+
+
+def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> None:
+    """Render the main config; start with no backend (JSON 503) until the control plane routes some:
+    slots left by an earlier run point at sockets that are not there yet."""
+    layout.make_run_dirs()
+    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits))
+    write_atomically(layout.nginx_conf, conf)
+    from fleet.proxy.upstreams import render
+
+    write_atomically(layout.upstreams_conf, render(0, layout.slots, layout.sockets))
+
+
+def base_command(layout: Layout) -> list[str]:
+    return [
+        binary(),
+        "-p",
+        str(layout.nginx_dir),
+        "-c",
+        str(layout.nginx_conf),
+        "-e",
+        str(layout.log("nginx-error")),
+    ]
+
+
+def start_command(layout: Layout) -> list[str]:
+    return base_command(layout) + ["-g", "daemon off;"]
+
+
+def test_config(layout: Layout) -> tuple[bool, str]:
+    """`nginx -t` on the files as they are on disk."""
+    proc = subprocess.run(base_command(layout) + ["-t", "-q"], capture_output=True, text=True, timeout=30)
+    return proc.returncode == 0, (proc.stderr + proc.stdout).strip()
+
+
+def master_pid(layout: Layout) -> int | None:
+    try:
+        pid = int(layout.nginx_pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def worker_pids(pid: int) -> set[int]:
+    """nginx's worker processes: the master's children."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return set()
+    return {int(c) for c in children}
+
+
+def _shutting_down(pid: int) -> bool:
+    """An old worker retitles itself once it has stopped accepting new connections."""
+    try:
+        return b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # already gone
+
+
+def reload(layout: Layout, timeout: float = 10.0) -> None:
+    """Graceful reload: new workers with the new config; old ones finish their requests, then exit.
+
+    Returns once new workers run and every old worker has stopped accepting, so that from then on
+    every new connection gets the new config.
+    """
+    pid = master_pid(layout)
+    if pid is None:
+        raise FleetError("nginx is not running; start the cluster with `fleet up`")
+    before = worker_pids(pid)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker_pids(pid) - before and all(_shutting_down(w) for w in before):
+            return
+        time.sleep(0.002)
+    raise FleetError(
+        f"nginx did not start new workers within {timeout:.0f} s of a reload; see {layout.log('nginx-error')}"
+    )
+
+
+def apply_upstreams(layout: Layout, content: str) -> bool:
+    """Write the upstream list, validate, reload. On a bad config keep the last good one and raise.
+
+    Returns False when the list was already current (no reload).
+    """
+    try:
+        previous = layout.upstreams_conf.read_text()
+    except OSError:
+        previous = None
+    if previous == content:
+        return False
+    write_atomically(layout.upstreams_conf, content)
+    ok, output = test_config(layout)
+    if not ok:
+        if previous is not None:
+            write_atomically(layout.upstreams_conf, previous)
+        raise NginxConfigError(f"nginx rejected the new upstream list; kept the last good one:\n{output}")
+    reload(layout)
+    return True

@@ -1,0 +1,109 @@
+"""`fleet status`: one row per backend, from the control plane's published snapshot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TextIO
+
+from fleet.layout import Layout
+from fleet.ops.lifecycle import present_vassals
+from fleet.published.parts import PartStatus
+from fleet.published.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    state: str
+    pid: int | None
+    workers: int
+    requests: int
+    memory: int  # bytes, proportional set size of the master and its workers
+    routed: bool
+    error: str
+
+
+def rows(layout: Layout) -> list[Row]:
+    return rows_of(Snapshot.read(layout), layout)
+
+
+def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
+    """The rows of `snap` and of the vassal files it does not know yet (the admin server holds its own snapshot)."""
+    names = sorted(set(snap.backends) | set(present_vassals(layout)))
+    unseen = "starting" if snap.control_pid else "not running"  # a file the control plane has not seen
+    result = []
+    for name in names:
+        b = snap.backend(name)
+        if b is None:
+            result.append(Row(name, unseen, None, 0, 0, 0, False, ""))
+            continue
+        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error))
+    return result
+
+
+def render_table(table: list[Row]) -> str:
+    if not table:
+        return "no backends: drop a file into vassals/ or run `fleet add NAME`\n"
+    header = ("NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR")
+    lines = [header]
+    for r in table:
+        state = r.state + ("" if r.routed or r.state != "healthy" else " (unrouted)")
+        lines.append(
+            (
+                r.name,
+                state,
+                str(r.pid or "-"),
+                str(r.workers),
+                str(r.requests),
+                f"{r.memory / 2**20:.1f} MiB",
+                r.error,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for line in lines:
+        out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
+    return "\n".join(s.rstrip() for s in out) + "\n"
+
+
+def render_json(table: list[Row], parts: list[PartStatus] | None = None) -> str:
+    doc = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def render_parts(parts: list[PartStatus]) -> str:
+    """fleet's own parts, first: a part that is down is the first thing an operator must know."""
+    if not parts:
+        return "fleet is not running here: start it with `fleet up`\n"
+    words = {True: "up", False: "DOWN", None: "?"}
+    cells = [f"{p.name} {words[p.up]}" + (f" (pid {p.pid})" if p.pid and p.up else "") for p in parts]
+    details = [f"  {p.name}: {p.detail}" for p in parts if p.up is False and p.detail]
+    return "fleet: " + ", ".join(cells) + "\n" + "".join(d + "\n" for d in details) + "\n"
+
+
+def watch(
+    layout: Layout,
+    parts: Callable[[], list[PartStatus]],
+    interval: float = 1.0,
+    out: TextIO = sys.stdout,
+    sleep: Callable[[float], None] = time.sleep,
+    frames: int | None = None,
+) -> int:
+    """`fleet status --watch`: redraw the parts and the table every `interval` s until Ctrl-C (or `frames`)."""
+    clear = "\x1b[H\x1b[2J" if out.isatty() else "\n"
+    shown = 0
+    try:
+        while frames is None or shown < frames:
+            header = f"fleet status every {interval:g} s, {time.strftime('%H:%M:%S')} (Ctrl-C to stop)\n\n"
+            out.write(clear + header + render_parts(parts()) + render_table(rows(layout)))
+            out.flush()
+            shown += 1
+            if frames is None or shown < frames:
+                sleep(interval)  # the refresh period of a display, not a wait for something
+    except KeyboardInterrupt:
+        out.write("\n")
+    return 0

@@ -1,0 +1,1 @@
+"""Vassal files (pure): which files are vassals, what is wrong with one, its health options."""

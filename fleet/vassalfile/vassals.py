@@ -1,0 +1,223 @@
+"""Vassal files: which files are vassals, and what is wrong with one (pure: no processes, no disk writes).
+
+A vassal file is `vassals/NAME.ini`, an uWSGI ini file whose [uwsgi] section overrides the shared
+defaults in emperor.ini's [vassal] section. The same checks run in `fleet check`, in the vassal
+launcher (so the Emperor never starts a file fleet would not route to) and in the control plane.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet.vassalfile import health
+from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.vassal_checks import FLEET_OWNED, Option, Problem, check_options
+
+__all__ = ["FLEET_OWNED", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
+
+NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
+# fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
+RESERVED_NAMES = frozenset({"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"})
+_NAME_RE = re.compile(NAME_PATTERN + r"\Z")
+_SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_FILE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class VassalFile:
+    """A parsed vassal file: its name, its [uwsgi] options in order, and its problems (empty = valid)."""
+
+    name: str
+    path: Path
+    options: tuple[Option, ...] = ()
+    problems: tuple[Problem, ...] = field(default=())
+    health: HealthCheck = HealthCheck()  # from its [fleet] section
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The effective value of a single-valued option (uWSGI: the last one wins)."""
+        for option in reversed(self.options):
+            if option.key == key:
+                return option.value
+        return default
+
+    def reason(self) -> str:
+        """The first problem, on one line, for `fleet status`."""
+        if not self.problems:
+            return ""
+        first = self.problems[0]
+        where = f"line {first.line}: " if first.line else ""
+        return f"{where}{first.message} ({first.fix})"
+
+
+def is_vassal_filename(filename: str) -> bool:
+    """Only visible `*.ini` files are vassals: editor swap, backup and temp files never are."""
+    return filename.endswith(".ini") and not filename.startswith(".") and len(filename) > len(".ini")
+
+
+def vassal_name(filename: str) -> str:
+    return filename[: -len(".ini")]
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name)) and name not in RESERVED_NAMES
+
+
+def name_problem(name: str) -> Problem | None:
+    if name in RESERVED_NAMES:
+        return Problem(
+            f"{name!r} is the name of one of fleet's own logs (run/logs/{name}.log)",
+            f"rename the file, e.g. to {name}-1.ini",
+        )
+    if is_valid_name(name):
+        return None
+    suggestion = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_") or "backend"
+    if not suggestion[0].isalnum():
+        suggestion = "b" + suggestion
+    return Problem(
+        f"{name!r} is not a valid vassal name: it must match {NAME_PATTERN} "
+        "(it becomes a socket name and a log prefix)",
+        f"rename the file to {suggestion}.ini",
+    )
+
+
+def parse(
+    path: Path,
+    content: bytes,
+    known_options: Iterable[str] | None = None,
+    app_dir: Path | None = None,
+) -> VassalFile:
+    """Parse and validate one vassal file's content.
+
+    `known_options` (uWSGI's option names) enables the unknown-option check; `app_dir` (the default
+    chdir) enables the check that the app module exists. Both are optional so the core stays pure.
+    """
+    name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
+    problems: list[Problem] = []
+    if problem := name_problem(name):
+        problems.append(problem)
+
+    if len(content) > MAX_FILE_BYTES:  # read() reads no more than one byte past the limit
+        problems.append(Problem(f"file is over {MAX_FILE_BYTES} bytes", "a vassal file is a few lines of ini"))
+        return VassalFile(name, path, (), tuple(problems))
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(
+            Problem(f"not a text file (byte {e.start} is not UTF-8)", "write key = value lines under [uwsgi]")
+        )
+        return VassalFile(name, path, (), tuple(problems))
+
+    options, syntax = _parse_ini(text)
+    problems.extend(syntax)
+    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    options = [o for o in options if not o.key.startswith("fleet:")]
+    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
+    problems.extend(Problem(*p) for p in health_problems)
+    known = frozenset(known_options) if known_options is not None else None
+    problems.extend(check_options(options, known, app_dir))
+    problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
+    return VassalFile(name, path, tuple(options), tuple(problems), check)
+
+
+def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
+    """The [uwsgi] options of an uWSGI ini text, and its syntax problems.
+
+    An empty file (or one with only comments) is a backend with every default.
+    """
+    options: list[Option] = []
+    problems: list[Problem] = []
+    section: str | None = None
+    sections_seen: list[str] = []
+    # Split on "\n" only: uWSGI counts lines that way (str.splitlines also splits on \f, \x1c...).
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if any(ord(ch) < 32 and ch != "\t" for ch in raw):
+            problems.append(Problem("control characters in the line", "remove them", number))
+            continue
+        if line.startswith("["):
+            match = _SECTION_RE.match(line)
+            if not match:
+                problems.append(Problem(f"bad section header {line!r}", "write [uwsgi]", number))
+                continue
+            section = match.group(1)
+            sections_seen.append(section)
+            continue
+        if "=" not in line:
+            problems.append(
+                Problem(
+                    f"{line!r} is not a `key = value` line",
+                    "write `key = value` (for a flag: `master = true`), or comment it out with ;",
+                    number,
+                )
+            )
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if not _KEY_RE.match(key):
+            problems.append(Problem(f"{key!r} is not an option name", "write `key = value`", number))
+            continue
+        if section is None:
+            problems.append(Problem(f"option {key!r} is outside any section", "put a [uwsgi] line above it", number))
+            continue
+        if section in ("uwsgi", "fleet"):  # [fleet] is fleet's own (uWSGI ignores it): prefixed
+            options.append(Option(key if section == "uwsgi" else f"fleet:{key}", value, number))
+    if sections_seen and not {"uwsgi", "fleet"} & set(sections_seen) and not problems:
+        problems.append(
+            Problem(
+                f"no [uwsgi] section (found [{sections_seen[0]}]): uWSGI would ignore every option",
+                "rename the section to [uwsgi]",
+                None,
+            )
+        )
+    return options, problems
+
+
+_UNREADABLE = {  # why a vassal file cannot be read, and the fix, by errno
+    errno.ENOENT: ("it is a symlink to nothing", "point it at a vassal file, or remove it"),
+    errno.ELOOP: ("it is a symlink loop", "point it at a vassal file, or remove it"),
+    errno.EISDIR: ("it is a folder", "remove it, or rename it so it does not end in .ini"),
+}
+
+
+def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path | None = None) -> VassalFile:
+    """Read and parse one vassal file (the only function here that touches the disk).
+
+    Only a regular file is read, and no more of it than a vassal file may hold: a FIFO or a device
+    (`ln -s /dev/zero vassals/x.ini`) must neither block nor exhaust the control plane or the launcher.
+    """
+    name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            content = f.read(MAX_FILE_BYTES + 1) if regular else b""
+    except OSError as e:
+        what, fix = _UNREADABLE.get(e.errno, (e.strerror, "check its permissions"))
+        return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
+    if not regular:
+        return VassalFile(name, path, (), (Problem("not a file but a FIFO, socket or device", "remove it"),))
+    return parse(path, content, known_options, app_dir)
+
+
+def new_vassal_text(name: str, processes: int | None = None) -> str:
+    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini."""
+    lines = [
+        f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
+        "; anything set here overrides them.",
+        "[uwsgi]",
+    ]
+    if processes is not None:
+        lines.append(f"processes = {processes}")
+    return "\n".join(lines) + "\n"
