@@ -38,9 +38,12 @@ soak: install
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m soak --minutes $(MINUTES)
 
+# The linter, the formatter's check, the import contracts (pyproject.toml [tool.importlinter]) and the type checker.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy fleet
 
 format: install
 	$(BIN)/ruff format .

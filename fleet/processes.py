@@ -43,7 +43,7 @@ def is_same(pid: int, started: int | None) -> bool:
 def is_alive(pid: int) -> bool:
     """True if `pid` runs (a zombie waiting to be reaped counts as gone)."""
     fields = stat_fields(pid)
-    return bool(fields) and fields[0] not in ("Z", "X")
+    return fields is not None and len(fields) > 0 and fields[0] not in ("Z", "X")
 
 
 def stat_fields(pid: int) -> list[str] | None:

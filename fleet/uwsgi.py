@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from fleet.core.stats import EmperorStats, VassalStats
 from fleet.errors import MissingTool
@@ -101,7 +102,7 @@ def request_many(targets: Mapping[str, tuple[Path, str]], timeout: float) -> dic
             waiting.register(sock, selectors.EVENT_READ, key)
         while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
             for ready, _ in waiting.select(left):
-                key, sock = ready.data, ready.fileobj
+                key, sock = ready.data, cast(socket.socket, ready.fileobj)  # only sockets are registered
                 try:
                     chunk = sock.recv(65536)
                 except BlockingIOError:
@@ -120,7 +121,7 @@ def request_many(targets: Mapping[str, tuple[Path, str]], timeout: float) -> dic
                         results[key] = e
         for ready in list(waiting.get_map().values()):
             waiting.unregister(ready.fileobj)
-            ready.fileobj.close()
+            cast(socket.socket, ready.fileobj).close()
             results[ready.data] = TimeoutError("timed out")
     return results
 

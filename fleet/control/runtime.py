@@ -93,8 +93,12 @@ class Runtime:
         """Pass after pass until SIGTERM/SIGINT; the signal handlers and file events only set flags."""
         from fleet.control.watch import watch
 
+        def on_signal(*_: object) -> None:
+            self.stopping.set()
+            self.wake.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: (self.stopping.set(), self.wake.set()))
+            signal.signal(sig, on_signal)
         # FLEET_WATCH=poll: no inotify (a bind mount that does not forward events, e.g. Docker Desktop);
         # every pass scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
         polling = os.environ.get("FLEET_WATCH", "inotify") == "poll"

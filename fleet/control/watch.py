@@ -7,6 +7,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 
 class _Wake(FileSystemEventHandler):
@@ -18,7 +19,7 @@ class _Wake(FileSystemEventHandler):
             self.wake.set()
 
 
-def watch(folders: list[Path], wake: threading.Event) -> Observer:
+def watch(folders: list[Path], wake: threading.Event) -> BaseObserver:
     """Start an inotify observer on `folders` that sets `wake` on every change."""
     observer = Observer()
     handler = _Wake(wake)

@@ -64,10 +64,10 @@ def _apply_files(p: Pass, wanted: Wanted) -> None:
         if name not in wanted.files and b.state != S.REMOVING:
             p.move(b, S.REMOVING, "its file was deleted", drain_until=p.now + p.s.drain_wait, told_at=None, reload=None)
     for name, file in wanted.files.items():
-        b = p.backends.get(name)
-        if b is None:
+        if name not in p.backends:
             _new_file(p, name, file.mtime_ns, file.problem)
             continue
+        b = p.backends[name]
         if b.state == S.REMOVING and not file.problem:
             reload = p.old_version(name) if file.mtime_ns != b.mtime_ns else None
             b = replace(b, mtime_ns=file.mtime_ns)

@@ -26,7 +26,7 @@ def wanted_routes(
     if not ready:
         return frozenset(keep)
     still_starting = any(b.state == State.STARTING for b in backends.values())
-    oldest = min(backends[n].ready_at if backends[n].ready_at is not None else now for n in ready)
+    oldest = min(b.ready_at if b.ready_at is not None else now for n, b in backends.items() if n in ready)
     if still_starting and keep and now - oldest < batch_window:
         return frozenset(keep)
     return frozenset(keep | ready)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from fleet.layout import Layout
 from fleet.logs import Follower
@@ -31,7 +31,7 @@ def follow(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) 
     stop_requested: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
-    out = SafeOutput(out)
+    out = cast(TextIO, SafeOutput(out))  # what is used of a TextIO here and in Follower: write, flush, isatty
     follower = Follower(out)
     out.write("fleet: following logs; Ctrl-C stops the cluster gracefully\n")
     try:

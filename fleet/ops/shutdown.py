@@ -24,9 +24,9 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
         # if they still name this cluster's processes.
         for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
             try:
-                pid = int(pidfile.read_text().strip())
-                if str(layout.root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    alive[name] = pid
+                recorded = int(pidfile.read_text().strip())
+                if str(layout.root).encode() in Path(f"/proc/{recorded}/cmdline").read_bytes():
+                    alive[name] = recorded
             except (OSError, ValueError):
                 pass
     if not alive:

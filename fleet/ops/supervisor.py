@@ -151,7 +151,7 @@ class Supervisor:
         if processes.group_members(pgid):
             processes.stop_group(pgid, spec.stop_signal, spec.stop_timeout)
 
-    def stop(self, say: Callable[[str], None] = lambda _: None) -> None:
+    def stop(self, say: Callable[[str], object] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
         for name in STOP_ORDER:

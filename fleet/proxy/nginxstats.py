@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CHUNK = 1 << 20
@@ -85,9 +86,9 @@ class Tally:
     ):
         self.path, self.reopen, self.max_bytes, self.clock = path, reopen, max_bytes, clock
         self.counts = dict.fromkeys(CLASSES, 0)
-        self._file = None
+        self._file: BinaryIO | None = None
         self._ino = 0
-        self._draining: list[tuple[float, object]] = []  # files rotated away: (since, file)
+        self._draining: list[tuple[float, BinaryIO]] = []  # files rotated away: (since, file)
         try:
             self._open(seek_end=True)  # answers before the control plane started are not ours to count
         except FileNotFoundError:

@@ -48,6 +48,7 @@ class Resolver(threading.Thread):
     def run(self) -> None:
         while True:
             data, peer = self.sock.recvfrom(4096)
+            reply: bytes | None
             try:
                 reply = edge_dns.answer(edge_dns.parse_query(data), self.name_served, self.addresses, self.ttl)
             except edge_dns.BadQuery:
@@ -65,7 +66,7 @@ def discover(name: str) -> frozenset[str] | None:
             return frozenset()
         log.warning("cannot resolve %s: %s; keeping the cells known", name, e)
         return None
-    return frozenset(info[4][0] for info in infos)
+    return frozenset(str(info[4][0]) for info in infos)  # AF_INET: (host, port), host a str
 
 
 def probe(address: str, settings: EdgeSettings) -> Answer:

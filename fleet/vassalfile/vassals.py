@@ -204,7 +204,7 @@ def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path |
             regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             content = f.read(MAX_FILE_BYTES + 1) if regular else b""
     except OSError as e:
-        what, fix = _UNREADABLE.get(e.errno, (e.strerror, "check its permissions"))
+        what, fix = _UNREADABLE.get(e.errno or 0, (e.strerror or str(e), "check its permissions"))
         return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
     if not regular:
         return VassalFile(name, path, (), (Problem("not a file but a FIFO, socket or device", "remove it"),))
