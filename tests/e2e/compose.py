@@ -14,6 +14,7 @@ from tests.e2e.published import Published
 REPO = Path(__file__).resolve().parents[2]
 # Top-level entries of the checkout that a cluster copy must not carry: state, caches, history.
 NOT_COPIED = {".git", ".venv", "run", ".pytest_cache", ".ruff_cache", "build"}
+NOT_COPIED |= {".mypy_cache", ".import_linter_cache", ".grimp_cache"}  # make lint's
 UP_DEADLINE = 180.0  # compose up to every container healthy and a first 200
 
 # The two clients docker-compose.yml must work with: Compose v2 (the docker CLI plugin) and Debian's
