@@ -52,17 +52,26 @@ def _check_port(listen: str, port: int) -> None:
             ) from None
 
 
-def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Limits, drop: Drop) -> list[str]:
+def _prepare(
+    layout: Layout, port: int, listen: str, component: str, limits: Limits, drop: Drop, out: TextIO
+) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
     layout.make_run_dirs()
+    # Before anything starts: what fleet starts from here on inherits the mount namespace, if one is needed.
+    opened, unreachable = privileges.reach(layout, drop, "nginx" in parts)
+    if opened:
+        out.write(
+            f"fleet: {', '.join(map(str, opened))}: not searchable by others; the cluster runs in a mount "
+            "namespace of its own where the vassals' and nginx's users can pass through (nothing changed on disk)\n"
+        )
     # Each component cleans only what it owns: in compose, the other one may be running.
     layout.processes_file(component).unlink(missing_ok=True)
     if "control" in parts:
         layout.state_file.unlink(missing_ok=True)
         for leftover in layout.drain_dir.iterdir():
             leftover.unlink()
-    extra = privileges.prepare(layout, drop, "nginx" in parts)
+    extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)
     if "nginx" in parts:
         _check_port(listen, port)
         nginx.write_config(layout, port, listen, limits)
@@ -171,7 +180,7 @@ def up(
         )
     nginx.binary() if "nginx" in parts else None
     drop = privileges.plan(user)
-    emperor_args = _prepare(layout, port, listen, component, limits, drop)
+    emperor_args = _prepare(layout, port, listen, component, limits, drop, out)
     plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
     supervisor = None
     if detach:

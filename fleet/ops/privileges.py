@@ -4,6 +4,10 @@
 The sockets are 0660 in a 0750 folder with that user's group, so nginx reaches them and no one else
 does. The vassals' logs, stats sockets and master FIFOs belong to the vassal user, so that a graceful
 reload (uWSGI re-executes itself, already unprivileged) can open them again.
+
+Those users must pass through every folder on the way to the cluster and to Python. When one does not let
+them (root's 0700 home, a 0700 temp folder), `fleet up` runs the cluster in a mount namespace of its own in
+which it does (fleet/ops/namespace.py); no permission on disk changes.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet import uwsgi
 from fleet.errors import FleetError
 from fleet.layout import Layout
+from fleet.ops import namespace
 from fleet.proxy import nginx
 
 DEFAULT_USER = "www-data"
@@ -45,7 +51,23 @@ def plan(user: str | None = None) -> Drop:
     return Drop(user, group)
 
 
-def prepare(layout: Layout, drop: Drop, needs_nginx: bool) -> list[str]:
+def reach(layout: Layout, drop: Drop, needs_nginx: bool) -> tuple[list[Path], str | None]:
+    """Make the cluster and Python reachable by the users of `drop`: returns the folders others could not
+    search, opened in this process's new mount namespace, or the reason that could not be done."""
+    paths = [layout.root, layout.run] if drop.group and needs_nginx else []
+    if drop.user:
+        paths += [layout.root, layout.app, Path(sys.base_prefix), Path(sys.prefix), Path(uwsgi.binary())]
+    folders = namespace.unsearchable(paths)
+    if not folders:
+        return [], None
+    try:
+        namespace.open_up(folders)
+    except OSError as e:
+        return [], f"fleet could not run the cluster in a mount namespace where it is searchable ({e.strerror})"
+    return folders, None
+
+
+def prepare(layout: Layout, drop: Drop, needs_nginx: bool, unreachable: str | None = None) -> list[str]:
     """Set run/'s ownership and modes; returns the Emperor's extra arguments for the vassals."""
     extra: list[str] = []
     if drop.group:
@@ -54,7 +76,7 @@ def prepare(layout: Layout, drop: Drop, needs_nginx: bool) -> list[str]:
         os.chmod(layout.sockets, 0o750)
         extra.append(f"--vassal-set=chown-socket=root:{drop.group}")
         if needs_nginx:
-            _check_searchable(layout.run, f"nginx's workers (group {drop.group}) cannot reach the sockets")
+            _check_searchable(layout.run, f"nginx's workers (group {drop.group}) cannot reach the sockets", unreachable)
     else:
         os.chmod(layout.sockets, 0o700)  # the Emperor creates on-demand sockets 0666 until a vassal starts
     if drop.user:
@@ -64,7 +86,7 @@ def prepare(layout: Layout, drop: Drop, needs_nginx: bool) -> list[str]:
         extra += [f"--vassal-set=uid={drop.user}", f"--vassal-set=gid={drop.group or pw.pw_gid}"]
         why = f"the vassals run as {drop.user} (FLEET_USER; `root` keeps them as root)"
         for path in (Path(sys.base_prefix), Path(sys.prefix), layout.app):
-            _check_searchable(path, f"{why}, but cannot read Python or the app")
+            _check_searchable(path, f"{why}, but cannot read Python or the app", unreachable)
     return extra
 
 
@@ -73,15 +95,14 @@ def environment(drop: Drop) -> dict[str, str]:
     return {"FLEET_VASSAL_USER": drop.user} if drop.user else {}
 
 
-def _check_searchable(path: Path, problem: str) -> None:
-    """Every folder from / down to `path` must be searchable by others."""
-    for folder in [path, *path.parents]:
-        try:
-            mode = os.stat(folder).st_mode
-        except FileNotFoundError:
-            continue
-        if not mode & 0o001:
-            raise FleetError(
-                f"{problem}: {folder} is not searchable by others. Run `chmod o+x {folder}`, "
-                "or put the cluster (and Python) in another folder."
-            )
+def _check_searchable(path: Path, problem: str, why: str | None) -> None:
+    """Every folder from / down to `path` must be searchable by others (`why`: why fleet could not
+    make it so in a mount namespace)."""
+    folders = namespace.unsearchable([path])
+    if folders:
+        blocked = " ".join(map(str, folders))
+        raise FleetError(
+            f"{problem}: {blocked} {'is' if len(folders) == 1 else 'are'} not searchable by others"
+            + (f", and {why}" if why else "")
+            + f". Run `chmod o+x {blocked}`, or put the cluster (and Python) in another folder."
+        )
