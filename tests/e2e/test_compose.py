@@ -259,6 +259,17 @@ def test_it_comes_back_after_its_containers_were_killed(stack: ComposeCluster) -
 
 
 def test_stop_is_graceful(stack: ComposeCluster) -> None:
+    def every_backend_routed() -> bool:
+        """The tests before this one restart containers and backends: start from a cluster routing all of them
+        (a slow request sent while nothing is routed gets the JSON 503 at once, and tests nothing)."""
+        try:
+            overview = requests.get(f"http://127.0.0.1:{stack.admin_port}/api/overview", timeout=5).json()
+            backends = overview["backends"]
+            return bool(backends) and all(b["state"] == "healthy" for b in backends) and stack.get("/").ok
+        except (requests.RequestException, ValueError, KeyError):
+            return False
+
+    wait_for("every backend healthy and routed", every_backend_routed, 60, 0.2, details=lambda: stack.logs_tail(40))
     result: dict[str, object] = {}
     sent = time.monotonic()
 
