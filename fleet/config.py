@@ -381,19 +381,17 @@ class SettingError(FleetError):
 
 
 class Values:
-    """The resolved settings of one command: `values.port`; `texts` keeps what was written, for children."""
+    """The resolved settings of one command: `values.port`; `texts` keeps what was written, for children;
+    `sources` where each came from (`--port=9000`, `FLEET_PORT=9000`, `--port=8080 (the default)`), for messages."""
 
-    def __init__(self, command: str, values: Mapping[str, Any], texts: Mapping[str, str]):
-        self.command, self._values, self.texts = command, dict(values), dict(texts)
+    def __init__(self, command: str, values: Mapping[str, Any], texts: Mapping[str, str], sources: Mapping[str, str]):
+        self.command, self._values, self.texts, self.sources = command, dict(values), dict(texts), dict(sources)
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self.__dict__["_values"][name]
         except KeyError:
             raise AttributeError(f"{name!r} is not a setting of `fleet {self.__dict__['command']}`") from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._values
 
     def argv(self, command: str, **override: str) -> list[str]:
         """The flags that give `fleet <command>` these values (for the ones both commands take)."""
@@ -440,19 +438,23 @@ def resolve(command: str, flags: Mapping[str, Any], env: Mapping[str, str] | Non
     check_environment(env)
     values: dict[str, Any] = {}
     texts: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for s in of(command):
         text, source = flags.get(s.name), f"{s.flag}={flags.get(s.name)}"
         if text is None and s.env in env:
             text, source = env[s.env], f"{s.env}={env[s.env]}"
         if text is None:
-            text, source = s.default_for(command), f"the default of {s.flag}"
+            text = s.default_for(command)
+            source = f"{s.flag}={text} (the default)"
         if text is None:
             values[s.name] = s.derive(values) if s.derive else None
+            sources[s.name] = f"{s.flag} ({s.default_text})"
             if values[s.name] is not None:
                 texts[s.name] = str(values[s.name])
             continue
         values[s.name], texts[s.name] = _parse(s, str(text), source), str(text)
-    return Values(command, values, texts)
+        sources[s.name] = source
+    return Values(command, values, texts, sources)
 
 
 _METAVARS: dict[Callable[[str], Any], str] = {

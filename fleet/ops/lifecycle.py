@@ -163,7 +163,7 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    drop = privileges.plan(values.user)
+    drop = privileges.plan(values.user, values.sources["user"])
     emperor_args = _prepare(layout, port, listen, component, values.limits, drop, values.access_log)
     plan = _plan(layout, component, emperor_args, values, drop)
     supervisor = None

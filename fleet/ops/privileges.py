@@ -19,8 +19,6 @@ from fleet.errors import FleetError
 from fleet.layout import Layout
 from fleet.proxy import nginx
 
-DEFAULT_USER = "www-data"
-
 
 @dataclass(frozen=True)
 class Drop:
@@ -30,8 +28,8 @@ class Drop:
     group: str | None  # nginx workers' group: the sockets get it
 
 
-def plan(user: str = DEFAULT_USER) -> Drop:
-    """Who the vassals run as: `user` (the setting --user), when started as root."""
+def plan(user: str, source: str) -> Drop:
+    """Who the vassals run as: `user` (the setting --user, from `source`), when started as root."""
     if os.geteuid() != 0:
         return Drop(None, None)
     worker = nginx.worker_user()
@@ -41,7 +39,7 @@ def plan(user: str = DEFAULT_USER) -> Drop:
     try:
         pwd.getpwnam(user)
     except KeyError:
-        raise FleetError(f"--user/FLEET_USER {user}: there is no such user. Create it, or choose another.") from None
+        raise FleetError(f"{source}: there is no such user. Create it, or choose another.", exit_code=2) from None
     return Drop(user, group)
 
 

@@ -313,3 +313,22 @@ def test_the_environment_check_catches_the_ways_of_reading_it():
         assert _reads_the_environment(ast.parse(source)), source
     for source in ("env = dict(os.environ) | extra", "env = {**os.environ, 'A': 'b'}"):
         assert not _reads_the_environment(ast.parse(source)), source
+
+
+def test_each_value_remembers_where_it_came_from():
+    values = config.resolve("up", {"port": "9000"}, {"FLEET_USER": "nobody"})
+    assert values.sources["port"] == "--port=9000"
+    assert values.sources["user"] == "FLEET_USER=nobody"
+    assert values.sources["max_body"] == "--max-body=100m (the default)"
+
+
+def test_a_user_that_does_not_exist_is_named_with_its_source(monkeypatch):
+    from fleet.errors import FleetError
+    from fleet.ops import privileges
+
+    monkeypatch.setattr(privileges.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(privileges.nginx, "worker_user", lambda: None)
+    with pytest.raises(FleetError) as raised:
+        privileges.plan("no-such-user-here", "FLEET_USER=no-such-user-here")
+    assert str(raised.value).startswith("FLEET_USER=no-such-user-here: there is no such user")
+    assert raised.value.exit_code == 2
