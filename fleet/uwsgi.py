@@ -21,10 +21,11 @@ from fleet.core.stats import EmperorStats, VassalStats
 from fleet.errors import MissingTool
 
 
-def binary() -> str:
-    """The uwsgi binary: $FLEET_UWSGI, else the one beside this Python (the venv's), else $PATH's."""
+def binary(configured: str | None = None) -> str:
+    """The uwsgi binary: `configured` (the setting --uwsgi), else the one beside this Python (the venv's),
+    else $PATH's."""
     candidates = [
-        os.environ.get("FLEET_UWSGI"),
+        configured,
         str(Path(sys.executable).parent / "uwsgi"),
         shutil.which("uwsgi"),
     ]

@@ -29,9 +29,15 @@ log = logging.getLogger("fleet.control")
 
 
 class Runtime:
-    def __init__(self, layout: Layout, settings: Settings | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        uwsgi_bin: str | None = None,
+    ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
-        self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary()))
+        self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
         # Every counter lives in the metrics, fed by the bus and by each pass; they share the once-a-second
@@ -89,8 +95,9 @@ class Runtime:
             log.exception("control plane pass failed; trying again")
             return self.settings.tick
 
-    def run(self) -> None:
-        """Pass after pass until SIGTERM/SIGINT; the signal handlers and file events only set flags."""
+    def run(self, polling: bool = False) -> None:
+        """Pass after pass until SIGTERM/SIGINT; the signal handlers and file events only set flags.
+        `polling`: no file events, only the passes (the setting --file-watch poll)."""
         from fleet.control.watch import watch
 
         def on_signal(*_: object) -> None:
@@ -99,9 +106,8 @@ class Runtime:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        # FLEET_WATCH=poll: no inotify (a bind mount that does not forward events, e.g. Docker Desktop);
-        # every pass scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        polling = os.environ.get("FLEET_WATCH", "inotify") == "poll"
+        # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
+        # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
         observer = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
@@ -118,13 +124,19 @@ class Runtime:
             log.info("control plane stopped")
 
 
-def main(layout: Layout, admin: tuple[str, int] | None = None) -> int:
+def main(
+    layout: Layout,
+    settings: Settings,
+    admin: tuple[str, int] | None = None,
+    polling: bool = False,
+    uwsgi_bin: str | None = None,
+) -> int:
     """The control plane; with `admin` (address, port), also the admin listener (status page, /metrics)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
     layout.make_run_dirs()
-    runtime = Runtime(layout)
+    runtime = Runtime(layout, settings, uwsgi_bin=uwsgi_bin)
     server = None
     if admin is not None:
         server = AdminServer(layout, runtime.metrics, runtime.feed, runtime.snapshot, *admin)
@@ -135,7 +147,7 @@ def main(layout: Layout, admin: tuple[str, int] | None = None) -> int:
             log.error("admin listener: cannot listen on %s:%d (%s); running without it", *admin, e.strerror or e)
             server = None
     try:
-        runtime.run()
+        runtime.run(polling)
     finally:
         if server is not None:
             server.stop()

@@ -35,11 +35,11 @@ def _wait(layout: Layout, what: str, done: Callable[[Snapshot], str | None], tim
     wait_until(what, check, timeout, out, interval=0.02, hint=f"see `fleet status` and {layout.logs}")
 
 
-def check(layout: Layout, paths: list[Path], out: TextIO = sys.stdout) -> int:
+def check(layout: Layout, paths: list[Path], uwsgi_bin: str | None = None, out: TextIO = sys.stdout) -> int:
     """Validate vassal files without starting them. Exit 1 if any has a problem."""
     if not paths:
         paths = sorted(p for p in layout.vassals.glob("*.ini") if vassals.is_vassal_filename(p.name))
-    options = uwsgi.known_options(uwsgi.binary())
+    options = uwsgi.known_options(uwsgi.binary(uwsgi_bin))
     bad = 0
     for path in paths:
         checked = vassals.read(path, options, layout.app)

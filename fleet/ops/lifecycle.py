@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
+from fleet.config import Limits, Values
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
-from fleet.limits import Limits
 from fleet.ops import privileges
 from fleet.ops.foreground import follow
 from fleet.ops.privileges import Drop
@@ -53,7 +53,14 @@ def _check_port(listen: str, port: int) -> None:
 
 
 def _prepare(
-    layout: Layout, port: int, listen: str, component: str, limits: Limits, drop: Drop, out: TextIO
+    layout: Layout,
+    port: int,
+    listen: str,
+    component: str,
+    limits: Limits,
+    drop: Drop,
+    access_log: str,
+    out: TextIO,
 ) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
@@ -74,30 +81,30 @@ def _prepare(
     extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)
     if "nginx" in parts:
         _check_port(listen, port)
-        nginx.write_config(layout, port, listen, limits)
+        nginx.write_config(layout, port, listen, limits, access_log)
         ok, output = nginx.test_config(layout)
         if not ok:
             raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
     return extra
 
 
-def _plan(
-    layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str, drop: Drop
-) -> Plan:
+def _plan(layout: Layout, component: str, emperor_args: list[str], values: Values, drop: Drop) -> Plan:
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
-    env = dict(os.environ) | limits.environment() | privileges.environment(drop)
-    uwsgi_bin = uwsgi.binary()
-    env["FLEET_UWSGI"] = uwsgi_bin
+    env = dict(os.environ) | values.limits.environment() | privileges.environment(drop)
+    uwsgi_bin = uwsgi.binary(values.uwsgi)
+    env["FLEET_UWSGI"] = uwsgi_bin  # for the vassal launcher (bin/fleet-vassal)
+    # The control plane gets its settings on its command line, not through this environment.
+    control = values.argv("control-plane", uwsgi=uwsgi_bin)
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
         "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
         "nginx": lambda: nginx.start_command(layout),
-        "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
+        "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return Plan(component, specs, env, port, listen)
+    return Plan(component, specs, env, values.port, values.listen)
 
 
 def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
@@ -159,19 +166,10 @@ def report_failed(layout: Layout, failed: list[str], out: TextIO) -> None:
     out.write("Fix the file(s) (`fleet check` explains), or remove them; the other backends are serving.\n")
 
 
-def up(
-    layout: Layout,
-    port: int,
-    listen: str,
-    detach: bool,
-    component: str = "all",
-    timeout: float = 120.0,
-    out: TextIO = sys.stdout,
-    limits: Limits | None = None,
-    user: str | None = None,
-) -> int:
+def up(layout: Layout, values: Values, detach: bool, component: str = "all", out: TextIO = sys.stdout) -> int:
+    """`fleet up` with its resolved settings (fleet.config)."""
     parts = COMPONENTS[component]
-    limits = limits or Limits()
+    port, listen, timeout = values.port, values.listen, values.up_timeout
     already = {name: pid for name, pid in running(layout).items() if name in parts}
     if already:
         raise AlreadyRunning(
@@ -179,9 +177,9 @@ def up(
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    drop = privileges.plan(user)
-    emperor_args = _prepare(layout, port, listen, component, limits, drop, out)
-    plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
+    drop = privileges.plan(values.user, values.sources["user"])
+    emperor_args = _prepare(layout, port, listen, component, values.limits, drop, values.access_log, out)
+    plan = _plan(layout, component, emperor_args, values, drop)
     supervisor = None
     if detach:
         watch = {"supervisor": _detach(layout, plan)}
@@ -206,9 +204,8 @@ def up(
     if failed:
         report_failed(layout, failed, out)
     out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
-    admin_port = os.environ.get("FLEET_ADMIN_PORT", "0")
-    if "control" in parts and admin_port != "0":
-        admin = f"http://{os.environ.get('FLEET_ADMIN_LISTEN', '127.0.0.1')}:{admin_port}/"
+    if "control" in parts and values.admin_port:
+        admin = f"http://{values.admin_listen}:{values.admin_port}/"
         out.write(f"fleet: status page and /metrics on {admin}\n")
     out.flush()
     if supervisor is None:

@@ -25,8 +25,6 @@ from fleet.layout import Layout
 from fleet.ops import namespace
 from fleet.proxy import nginx
 
-DEFAULT_USER = "www-data"
-
 
 @dataclass(frozen=True)
 class Drop:
@@ -36,18 +34,18 @@ class Drop:
     group: str | None  # nginx workers' group: the sockets get it
 
 
-def plan(user: str | None = None) -> Drop:
+def plan(user: str, source: str) -> Drop:
+    """Who the vassals run as: `user` (the setting --user, from `source`), when started as root."""
     if os.geteuid() != 0:
         return Drop(None, None)
     worker = nginx.worker_user()
     group = grp.getgrgid(pwd.getpwnam(worker).pw_gid).gr_name if worker else None
-    user = user or os.environ.get("FLEET_USER") or DEFAULT_USER
     if user == "root":
         return Drop(None, group)
     try:
         pwd.getpwnam(user)
     except KeyError:
-        raise FleetError(f"FLEET_USER={user}: there is no such user. Create it, or choose another.") from None
+        raise FleetError(f"{source}: there is no such user. Create it, or choose another.", exit_code=2) from None
     return Drop(user, group)
 
 

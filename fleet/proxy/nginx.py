@@ -11,9 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from fleet.config import Limits, human
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
-from fleet.limits import Limits, human
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
@@ -52,7 +52,9 @@ def worker_user() -> str | None:
     return None
 
 
-def template_values(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> dict[str, str]:
+def template_values(
+    layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined"
+) -> dict[str, str]:
     user = worker_user()
     limits = limits or Limits()
     return {
@@ -64,27 +66,24 @@ def template_values(layout: Layout, port: int, listen: str, limits: Limits | Non
         "port": str(port),
         "listen": listen,
         "user": f"user {user};" if user else "# (not root: workers run as the current user)",
-        "access_log": access_log(layout),
+        "access_log": access_log(layout, log),
     }
 
 
 ACCESS_LOGS = {"combined": ("nginx-access.log", "combined"), "json": ("nginx-access.jsonl", "fleet_json")}
 
 
-def access_log(layout: Layout, choice: str | None = None) -> str:
-    """The access_log directive: `combined`, or JSON lines with the vassal that served ($FLEET_ACCESS_LOG=json)."""
-    choice = choice or os.environ.get("FLEET_ACCESS_LOG") or "combined"
-    if choice not in ACCESS_LOGS:
-        raise FleetError(f"FLEET_ACCESS_LOG={choice}: choose one of {', '.join(ACCESS_LOGS)}", exit_code=2)
+def access_log(layout: Layout, choice: str = "combined") -> str:
+    """The access_log directive: `combined`, or JSON lines with the vassal that served (the setting `json`)."""
     name, fmt = ACCESS_LOGS[choice]
     return f"access_log {layout.logs / name} {fmt} buffer=64k flush=2s;"
 
 
-def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None) -> None:
+def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined") -> None:
     """Render the main config; start with no backend (JSON 503) until the control plane routes some:
     slots left by an earlier run point at sockets that are not there yet."""
     layout.make_run_dirs()
-    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits))
+    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits, log))
     write_atomically(layout.nginx_conf, conf)
     from fleet.proxy.upstreams import render
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -95,16 +94,15 @@ def health_server(cell: Cell, port: int) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) -> int:
+def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float, up: list[str]) -> int:
+    """Run `fleet <up...>` (its flags carry every setting) as a child; drain it on SIGTERM, then stop it."""
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.append(signum))
     cell = Cell(fleet_port, socket.gethostname())
     server = health_server(cell, health_port)
     threading.Thread(target=server.serve_forever, name="cell-health", daemon=True).start()
-    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "up", "--component", "all"]
-    argv += ["--port", str(fleet_port), "--listen", os.environ.get("FLEET_LISTEN", "0.0.0.0")]
-    argv += ["--admin-port", os.environ.get("FLEET_ADMIN_PORT", "0")]  # the health port may be port + 1
+    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), *up]
     # Its own session: the stop signal reaches the fleet only when the drain says so.
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     say(f"{cell.host}: fleet on port {fleet_port}, health port {health_port}, drain {drain_wait:.1f} s")

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from fleet import processes
+from fleet.config import Limits, human
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
-from fleet.limits import Limits, human
 from fleet.proxy import nginx
 from fleet.swarm import edge, edge_dns
 from fleet.swarm.edge import Answer, Cell, EdgeSettings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -162,29 +161,27 @@ def test_a_taken_address_is_an_error_at_start(admin, tmp_path):
         other.start()
 
 
-def test_the_control_plane_takes_its_admin_address_from_flags_or_the_environment(monkeypatch):
-    from fleet import cli
+def test_the_control_plane_takes_its_admin_address_from_flags_or_the_environment():
+    from fleet import config
 
-    monkeypatch.delenv("FLEET_ADMIN_PORT", raising=False)
-    assert cli.parser().parse_args(["control-plane"]).admin_port is None  # no listener
-    monkeypatch.setenv("FLEET_ADMIN_PORT", "9100")
-    monkeypatch.setenv("FLEET_ADMIN_LISTEN", "0.0.0.0")
-    args = cli.parser().parse_args(["control-plane"])
-    assert (args.admin_port, args.admin_listen) == (9100, "0.0.0.0")
-    assert cli.parser().parse_args(["control-plane", "--admin-port", "0"]).admin_port == 0
-    with pytest.raises(SystemExit):
-        cli.parser().parse_args(["control-plane", "--admin-port", "70000"])
+    assert config.resolve("control-plane", {}, {}).admin_port == 0  # no listener
+    env = {"FLEET_ADMIN_PORT": "9100", "FLEET_ADMIN_LISTEN": "0.0.0.0"}
+    values = config.resolve("control-plane", {}, env)
+    assert (values.admin_port, values.admin_listen) == (9100, "0.0.0.0")
+    assert config.resolve("control-plane", {"admin_port": "0"}, env).admin_port == 0
+    with pytest.raises(config.SettingError):
+        config.resolve("control-plane", {"admin_port": "70000"}, {})
 
 
-def test_fleet_up_gives_the_control_plane_the_public_port_plus_one(monkeypatch, tmp_path):
+def test_fleet_up_gives_the_control_plane_the_public_port_plus_one_on_its_command_line(monkeypatch, tmp_path):
     from fleet import cli
     from fleet.ops import lifecycle
 
     (tmp_path / "emperor.ini").write_text("")
-    monkeypatch.delenv("FLEET_ADMIN_PORT", raising=False)
-    monkeypatch.delenv("FLEET_ADMIN_LISTEN", raising=False)
-    monkeypatch.setattr(lifecycle, "up", lambda *args, **kwargs: 0)
-    assert cli.main(["--root", str(tmp_path), "up", "--port", "9000"]) == 0
-    assert (os.environ["FLEET_ADMIN_PORT"], os.environ["FLEET_ADMIN_LISTEN"]) == ("9001", "127.0.0.1")
-    assert cli.main(["--root", str(tmp_path), "up", "--admin-port", "0"]) == 0
-    assert os.environ["FLEET_ADMIN_PORT"] == "0"
+    seen = []
+    monkeypatch.setattr(lifecycle, "up", lambda layout, values, *args: seen.append(values.argv("control-plane")) or 0)
+    assert cli.main(["--root", str(tmp_path), "up", "--port", "9000"], env={}) == 0
+    assert seen[-1][seen[-1].index("--admin-port") :][:2] == ["--admin-port", "9001"]
+    assert seen[-1][seen[-1].index("--admin-listen") :][:2] == ["--admin-listen", "127.0.0.1"]
+    assert cli.main(["--root", str(tmp_path), "up", "--admin-port", "0"], env={"FLEET_ADMIN_PORT": "9"}) == 0
+    assert seen[-1][seen[-1].index("--admin-port") :][:2] == ["--admin-port", "0"]

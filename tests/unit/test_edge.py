@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.config import Limits
 from fleet.layout import Layout
-from fleet.limits import Limits
 from fleet.swarm import edge, edge_dns
 from fleet.swarm.edge import Answer, Cell, EdgeSettings, State
 
