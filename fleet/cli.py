@@ -11,7 +11,7 @@ from pathlib import Path
 from fleet import limits
 from fleet.errors import FleetError
 from fleet.layout import Layout
-from fleet.ops import commands, lifecycle
+from fleet.ops import commands, lifecycle, shutdown
 from fleet.published import status
 from fleet.published.parts import statuses
 from fleet.swarm import edge
@@ -30,7 +30,7 @@ def command_up(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_down(layout: Layout, args: argparse.Namespace) -> int:
     """Stop everything `fleet up` started, gracefully: in-flight requests complete."""
-    return lifecycle.down(layout)
+    return shutdown.down(layout)
 
 
 def command_status(layout: Layout, args: argparse.Namespace) -> int:
@@ -101,10 +101,10 @@ def command_cell(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:
     """Run the control plane in the foreground (`fleet up` starts it for you)."""
-    from fleet.control import runtime
+    from fleet.control.main import main
 
     admin = (args.admin_listen, args.admin_port) if args.admin_port else None
-    return runtime.main(layout, admin)
+    return main(layout, admin)
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace) -> int:
