@@ -26,7 +26,10 @@ from bench.procs import free_port
 from bench.scale import idle_cpu
 from fleet import uwsgi
 from fleet.control.metrics import Metrics
+from fleet.control.subscribers import PassReport
 from fleet.control.usage import memory_of
+from fleet.proxy.nginxstats import NginxView
+from fleet.published.parts import running_parts
 from fleet.published.snapshot import Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,19 +74,24 @@ def cpu_ms(work, repeat: int = 20) -> float:
 def breakdown(cluster: Cluster, names: list[str]) -> dict[str, str]:
     """Where a control plane's idle second goes, measured here on the same vassals (CPU of this process)."""
     layout = cluster.layout
-    metrics = Metrics(layout)
+    metrics = Metrics(parts=lambda: running_parts(layout, asking="control"), nginx_view=NginxView(layout))
     snap = Snapshot.read(layout)
-    metrics.on_pass(snap, snap.counters, None, 0.0)
+    metrics.on_pass(PassReport(snap, snap.counters))
     pids = {n: uwsgi.vassal_stats(layout.stats_socket(n)).pids for n in names}
     status_only = cpu_ms(lambda: [uwsgi.vassal_stats(layout.stats_socket(n), 0.3) for n in names])
-    with_metrics = cpu_ms(lambda: [metrics.read_stats(n) for n in names])
+
+    def read_and_keep() -> None:  # what a pass that reads the stats does: read once, hand the reads to metrics
+        stats = {n: uwsgi.vassal_stats(layout.stats_socket(n), 0.3) for n in names}
+        metrics.on_pass(PassReport(snap, snap.counters, stats=stats, stats_at=time.monotonic()))
+
+    with_metrics = cpu_ms(read_and_keep)
     return {
         f"read {len(names)} stats sockets, for status alone (each second)": f"{status_only:.2f} ms",
         "... and keep the workers for the metrics too (what runs)": f"{with_metrics:.2f} ms",
         f"PSS of {sum(len(p) for p in pids.values())} processes (smaps_rollup, for status; once a minute)": (
             f"{cpu_ms(lambda: [memory_of(p) for p in pids.values()]):.2f} ms"
         ),
-        "per pass, metrics.on_pass": f"{cpu_ms(lambda: metrics.on_pass(snap, snap.counters, None, 0.0), 200):.3f} ms",
+        "per pass, metrics.on_pass": f"{cpu_ms(lambda: metrics.on_pass(PassReport(snap, snap.counters)), 200):.3f} ms",
         "one scrape, in process (formatting, parts, stub_status, tally)": f"{cpu_ms(metrics.scrape):.2f} ms",
     }
 

@@ -19,6 +19,7 @@ from bench.procs import wait_until
 from bench.wrk import Wrk
 from fleet.layout import write_atomically
 from fleet.published.snapshot import Snapshot
+from fleet.vassalfile import vassals
 
 Log = Callable[[str], None]
 
@@ -54,7 +55,7 @@ def plan_changes(count: int, base: list[str]) -> list[tuple[str, str]]:
 
 def run(cluster: Cluster, log: Log, changes: int = 18, connections: int = 32, settle: float = 0.5) -> dict:
     """The changes one after another (each applied before the next), under wrk and new-connection clients."""
-    base = sorted(p.stem for p in cluster.vassals.glob("*.ini"))
+    base = list(vassals.present(cluster.vassals))
     body = (cluster.vassals / f"{base[0]}.ini").read_text()
     error_log = cluster.layout.logs / "nginx-error.log"
     log_from = error_log.stat().st_size if error_log.exists() else 0

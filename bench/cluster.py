@@ -17,8 +17,9 @@ from pathlib import Path
 
 from bench import procs as P
 from fleet.layout import Layout, write_atomically
-from fleet.ops import lifecycle
 from fleet.processes import cmdline, process_table
+from fleet.published import records
+from fleet.vassalfile import vassals
 
 IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
 
@@ -60,8 +61,8 @@ class Cluster:
 
     def set_vassals(self, names: list[str], processes: int | None = None, extra: dict[str, str] | None = None) -> None:
         """Make vassals/ hold exactly `names` (all with the same body)."""
-        for path in self.vassals.glob("*.ini"):
-            path.unlink()
+        for old in vassals.present(self.vassals):
+            self.layout.vassal_file(old).unlink()
         for name in names:
             write_atomically(self.vassals / f"{name}.ini", vassal_text(processes, extra))
 
@@ -102,7 +103,7 @@ class Cluster:
     # ---- processes
     def pids(self) -> dict[str, int]:
         """{"emperor", "nginx" (master), "control": pid}: what `fleet up` recorded starting and still runs."""
-        return lifecycle.running(self.layout)
+        return records.running(self.layout)
 
     def own_processes(self) -> list[int]:
         """Every live process whose command line or cwd names this cluster's root (so: ours)."""

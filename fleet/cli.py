@@ -12,7 +12,7 @@ from fleet import config
 from fleet.config import Values
 from fleet.errors import FleetError
 from fleet.layout import Layout
-from fleet.ops import commands, lifecycle
+from fleet.ops import commands, lifecycle, shutdown
 from fleet.published import status
 from fleet.published.parts import statuses
 from fleet.swarm import edge
@@ -25,7 +25,7 @@ def command_up(layout: Layout, args: argparse.Namespace, values: Values) -> int:
 
 def command_down(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Stop everything `fleet up` started, gracefully: in-flight requests complete."""
-    return lifecycle.down(layout)
+    return shutdown.down(layout)
 
 
 def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -97,10 +97,10 @@ def command_cell(layout: Layout, args: argparse.Namespace, values: Values) -> in
 
 def command_control_plane(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Run the control plane in the foreground (`fleet up` starts it for you)."""
-    from fleet.control import runtime
+    from fleet.control.main import main
 
     admin = (values.admin_listen, values.admin_port) if values.admin_port else None
-    return runtime.main(layout, values.control, admin, polling=values.file_watch == "poll", uwsgi_bin=values.uwsgi)
+    return main(layout, values.control, admin, polling=values.file_watch == "poll", uwsgi_bin=values.uwsgi)
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace, values: Values) -> int:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from bench.cluster import Cluster, vassal_text
 from bench.procs import wait_until
 from fleet.layout import write_atomically
-from fleet.ops.lifecycle import present_vassals
 from fleet.published.snapshot import Snapshot
+from fleet.vassalfile import vassals
 
 KINDS = ("add", "touch", "kill9", "bad", "rm", "reload_all")
 WEIGHTS = (2, 3, 2, 2, 2, 1)
@@ -90,7 +90,7 @@ class Churn:
     def back_to_base(self, timeout: float = 60.0) -> None:
         """Remove the backends the soak added, and settle: the cluster as it started (a checkpoint, where
         memory and open files are compared like for like)."""
-        added = [n for n in present_vassals(self.layout) if n.startswith("soak-")]
+        added = [n for n in vassals.present(self.layout.vassals) if n.startswith("soak-")]
         for name in added:
             self.layout.vassal_file(name).unlink()
         self._wait("the added backends removed", lambda s: not set(added) & set(s.backends), timeout)
@@ -103,7 +103,7 @@ class Churn:
         snap = Snapshot.read(self.layout)
         routed = set(snap.routed)
         if kind == "add":
-            return len(present_vassals(self.layout)) < MAX_BACKENDS
+            return len(vassals.present(self.layout.vassals)) < MAX_BACKENDS
         if kind == "rm":
             return len(routed) >= 3 and any(n.startswith("soak-") for n in routed)
         if kind == "kill9":
@@ -213,7 +213,7 @@ class Churn:
         wait_until(lambda: done(Snapshot.read(self.layout)), timeout, 0.02, what)
 
     def _all_routed(self, snap: Snapshot) -> bool:
-        return all(_healthy_and_routed(snap, name) for name in present_vassals(self.layout))
+        return all(_healthy_and_routed(snap, name) for name in vassals.present(self.layout.vassals))
 
 
 def _healthy_and_routed(snap: Snapshot, name: str) -> bool:

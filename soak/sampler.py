@@ -1,7 +1,7 @@
 """Memory and open files of every fleet process, over time.
 
 Each sample reads the process table once and names what it finds from the records `fleet up` writes
-(fleet.lifecycle.running): the long-lived parts by their own name ("emperor", "nginx", "control", and
+(fleet.published.records.running): the long-lived parts by their own name ("emperor", "nginx", "control", and
 "supervisor" where there is one), nginx's workers, and each vassal (its master and workers together,
 found as the Emperor's children). Memory is the proportional set size (fleet.usage) and the anonymous
 memory (a process's own heap and stacks: what a leak grows; PSS also moves when other processes on the
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from fleet.control.usage import rss_and_pss
 from fleet.layout import Layout
-from fleet.ops import lifecycle
 from fleet.processes import cmdline, process_table
+from fleet.published import records
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def roles(layout: Layout) -> dict[str, list[int]]:
         if fields[0] not in ("Z", "X"):
             children.setdefault(int(fields[1]), []).append(pid)
     found: dict[str, list[int]] = {}
-    for part, pid in sorted(lifecycle.running(layout).items()):
+    for part, pid in sorted(records.running(layout).items()):
         found[part] = [pid]
         if part == "nginx":
             found["nginx workers"] = children.get(pid, [])

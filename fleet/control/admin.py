@@ -5,7 +5,7 @@ up --admin-port N --admin-listen ADDR` (default: the public port + 1 on 127.0.0.
 here changes the cluster. Routes:
 
     /                 the status page (fleet/control/static/: plain HTML, CSS and JavaScript, nothing fetched elsewhere)
-    /metrics          Prometheus text format (fleet.metrics)
+    /metrics          Prometheus text format (fleet.control.metrics)
     /api/status       what `fleet status --json` prints
     /api/events       recent transitions: ?after=SEQ returns only newer ones, &wait=S waits for one
     /api/overview     everything the page shows: ?version=V&wait=S answers at once if anything changed
@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fleet.control.metrics import Metrics
+from fleet.control.subscribers import PassReport
 from fleet.layout import Layout
 from fleet.published import status
 from fleet.published.events import Event
@@ -71,10 +72,10 @@ class Feed:
             self._append(event)
             self._pending = True
 
-    def on_pass(self, snapshot: Snapshot) -> None:
+    def on_pass(self, report: PassReport) -> None:
         with self._changed:
-            if snapshot is not self._last or self._pending:
-                self._last, self._pending = snapshot, False
+            if report.snapshot is not self._last or self._pending:
+                self._last, self._pending = report.snapshot, False
                 self.version += 1
                 self._changed.notify_all()
 

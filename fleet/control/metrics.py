@@ -1,17 +1,15 @@
 """Prometheus metrics of one control plane: every counter fleet keeps lives here, never in the pure core.
 
-Fed three ways, all cheap: `on_event` (a subscriber of the events bus: transitions, hot-add and reload
-durations), `on_pass` (after each control-plane pass: the published snapshot, the routing counters, the
-Emperor's last answer, the pass duration) and `read_stats` (the once-a-second read of each vassal's
-stats socket that `fleet status` already makes; its workers' details are kept). A scrape only formats
-what is held, plus nginx's own view (stub_status, the answer tally) and which of fleet's parts run.
+A pure subscriber of the control-plane loop: `on_event` (each transition: counts, hot-add and reload
+durations) and `on_pass` (after each pass: the published snapshot, the routing counters, the Emperor's last
+answer, the pass duration, and the vassals' stats documents the pass read, of which the workers' details
+are kept). It reads nothing itself: a scrape formats what is held, plus what the two sources it is given
+tell at that moment (nginx's own view, which of fleet's parts run).
 A backend's series come from the current snapshot: a new one appears by the next scrape, a removed one goes.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +19,10 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from fleet import uwsgi
+from fleet.control.subscribers import PassReport
 from fleet.core.states import State
 from fleet.core.stats import EmperorStats, VassalStats
-from fleet.layout import Layout
-from fleet.proxy import nginx, nginxstats
-from fleet.published import parts
+from fleet.proxy.nginxstats import Connections
 from fleet.published.events import Event
 from fleet.published.snapshot import Counters, Snapshot
 
@@ -49,32 +45,27 @@ class Usage:
     rps: float  # requests per second since the previous read
 
 
-def usage_of(doc: dict, at: float, previous: Usage | None) -> Usage:
-    """Busy and idle workers, requests and exceptions from a vassal's stats document."""
-    workers = [w for w in doc.get("workers", []) if int(w.get("pid", 0)) > 0]
-    busy = sum(1 for w in workers if w.get("status") == "busy" or str(w.get("status", "")).startswith("sig"))
-    idle = sum(1 for w in workers if w.get("status") == "idle")
-    requests = sum(int(w.get("requests", 0)) for w in workers)
-    exceptions = sum(int(w.get("exceptions", 0)) for w in workers)
+def usage_of(stats: VassalStats, at: float, previous: Usage | None) -> Usage:
+    """Busy and idle workers, requests and exceptions from a vassal's stats, and the request rate since
+    `previous`."""
     rps = 0.0
     if previous is not None and at > previous.at:
         # After a reload the counts start again from zero: count from there.
-        done = requests - previous.requests if requests >= previous.requests else requests
+        done = stats.requests - previous.requests if stats.requests >= previous.requests else stats.requests
         rps = done / (at - previous.at)
-    return Usage(at, busy, idle, requests, exceptions, round(rps, 2))
+    return Usage(at, stats.busy, stats.idle, stats.requests, stats.exceptions, round(rps, 2))
 
 
 class Metrics:
     def __init__(
         self,
-        layout: Layout,
-        clock: Callable[[], float] = time.monotonic,
+        parts: Callable[[], dict[str, bool]],
+        nginx_view: Callable[[], tuple[Connections | None, dict[str, int]]],
         wall: Callable[[], float] = time.time,
-        parts: Callable[[], dict[str, bool]] | None = None,
     ):
-        self.layout, self.clock, self.wall = layout, clock, wall
-        self.parts = parts or self._parts
-        self._status_address: tuple[int, tuple[str, int] | None] = (0, None)  # nginx.conf's mtime, address
+        """`parts`: whether each of fleet's parts runs; `nginx_view`: nginx's connections now (None: not
+        answering) and its answers by status class since the control plane started. Both asked at scrape."""
+        self.parts, self.nginx_view, self.wall = parts, nginx_view, wall
         self.registry = CollectorRegistry()
         r = self.registry
         self.transitions = Counter("fleet_transitions", "Backend state transitions.", ["from", "to"], registry=r)
@@ -96,8 +87,6 @@ class Metrics:
         self._reloads: dict[str, int] = {}
         self._added: dict[str, float] = {}  # new file -> when it was seen (event time)
         self._reloading: dict[str, float] = {}  # reload in progress -> when it began
-        self._nginx_lock = threading.Lock()
-        self.tally = nginxstats.Tally(layout.nginx_dir / "answers.tally", self._reopen_nginx_logs)
 
     # ---- fed by the control plane ------------------------------------------------------------------
 
@@ -122,20 +111,15 @@ class Metrics:
                 for kept in (self._usage, self._reloads, self._added, self._reloading):
                     kept.pop(e.name, None)
 
-    def on_pass(self, snapshot: Snapshot, counters: Counters, emperor: EmperorStats | None, seconds: float) -> None:
-        self.snapshot, self.counters, self.emperor = snapshot, counters, emperor
-        self.sync.observe(seconds)
-
-    def read_stats(self, name: str) -> VassalStats | None:
-        """Read NAME's stats socket once for both `fleet status` (returned) and the metrics (kept)."""
-        try:
-            doc = uwsgi.read_json_socket(self.layout.stats_socket(name), 0.3)
-        except (OSError, ValueError):
-            self._usage.pop(name, None)  # not answering: its workers are not known, not as last seen
-            return None
+    def on_pass(self, report: PassReport) -> None:
+        self.snapshot, self.counters, self.emperor = report.snapshot, report.counters, report.emperor
+        self.sync.observe(report.seconds)
         with self._lock:
-            self._usage[name] = usage_of(doc, self.clock(), self._usage.get(name))
-        return VassalStats.parse(doc)
+            for name, stats in report.stats.items():
+                if stats is None:  # not answering: its workers are not known, not as last seen
+                    self._usage.pop(name, None)
+                else:
+                    self._usage[name] = usage_of(stats, report.stats_at, self._usage.get(name))
 
     # ---- read by the admin server ------------------------------------------------------------------
 
@@ -152,38 +136,6 @@ class Metrics:
     def respawns(self, name: str) -> int:
         vassal = self.emperor.vassals.get(name) if self.emperor else None
         return vassal.respawns if vassal else 0
-
-    def nginx_view(self) -> tuple[nginxstats.Connections | None, dict[str, int]]:
-        """nginx's connections now (None: not answering) and its answers by status class since the
-        control plane started."""
-        with self._nginx_lock:
-            address = self._nginx_status_address()
-            connections = nginxstats.stub_status(address) if address else None
-            return connections, self.tally.read()
-
-    def _nginx_status_address(self) -> tuple[str, int] | None:
-        """Read from the rendered nginx.conf, again only when it changes."""
-        try:
-            mtime = self.layout.nginx_conf.stat().st_mtime_ns
-            if mtime != self._status_address[0]:
-                self._status_address = (mtime, nginxstats.status_address(self.layout.nginx_conf.read_text()))
-        except OSError:
-            return None
-        return self._status_address[1]
-
-    def _parts(self) -> dict[str, bool]:
-        """Whether each of fleet's parts runs, as `fleet status` tells it (unknown ones are left out)."""
-        found = {p.name: p.up for p in parts.statuses(self.layout) if p.up is not None}
-        return found | {"control": True}  # this process
-
-    def _reopen_nginx_logs(self) -> None:
-        """SIGUSR1: nginx reopens its log files (the tally was renamed aside)."""
-        pid = nginx.master_pid(self.layout)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGUSR1)
-            except OSError:
-                pass
 
 
 class _Collector:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
@@ -17,8 +16,9 @@ from fleet.vassalfile.health import HealthCheck
 NO_SOCKET = Probe(False, "its socket does not exist yet")
 
 
-class Observer:
-    """Reads the world for the control plane. Validates each vassal file once per version."""
+class ClusterObserver:
+    """Reads the cluster for the control plane (files, probes, stats sockets, logs). Validates each vassal
+    file once per version."""
 
     def __init__(self, layout: Layout, settings: Settings, known_options: Callable[[], frozenset[str]]):
         self.layout, self.settings = layout, settings
@@ -28,28 +28,13 @@ class Observer:
     # ---- what is wanted ----------------------------------------------------------------------------
 
     def wanted(self) -> Wanted:
-        files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
+        files = {
+            name: FileInfo(mtime_ns, self._problem(name, mtime_ns))
+            for name, mtime_ns in vassals.present(self.layout.vassals).items()
+        }
         for name in set(self._checked) - set(files):
             del self._checked[name]
         return Wanted(files, frozenset(self._drain_requests()))
-
-    def _scan(self) -> dict[str, int]:
-        """The vassal files present: {name: mtime_ns}. Hidden, editor and temporary files are not vassals."""
-        found: dict[str, int] = {}
-        try:
-            entries = list(os.scandir(self.layout.vassals))
-        except FileNotFoundError:
-            return found
-        for entry in entries:
-            if vassals.is_vassal_filename(entry.name):
-                try:
-                    found[vassals.vassal_name(entry.name)] = entry.stat().st_mtime_ns
-                except OSError:
-                    try:  # a dangling symlink or a symlink loop: a failed backend (vassals.read says why)
-                        found[vassals.vassal_name(entry.name)] = entry.stat(follow_symlinks=False).st_mtime_ns
-                    except OSError:
-                        continue  # deleted between the listing and the stat
-        return found
 
     def _problem(self, name: str, mtime_ns: int) -> str:
         cached = self._checked.get(name)
@@ -114,7 +99,7 @@ class Observer:
         else:
             detail = f"GET {check.path} -> {answer[0]}, expected {check.expected()}"
         stats = self.stats(name)
-        busy = stats is not None and bool(stats.workers) and all(w.status == "busy" for w in stats.workers)
+        busy = stats is not None and bool(stats.workers) and all(w.busy for w in stats.workers)
         return Probe(False, detail, busy)
 
     def reason(self, name: str) -> str:

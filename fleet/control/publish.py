@@ -1,4 +1,5 @@
-"""Publishing (I/O, no decisions): the typed snapshot in run/state.json, with each vassal's usage."""
+"""Publishing (I/O, no decisions): the typed snapshot in run/state.json, with each vassal's usage (its stats
+socket, read about once a second through the reader it is given)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
 from fleet.layout import Layout
 from fleet.published.events import Event
-from fleet.published.snapshot import BackendView, Counters, Snapshot
+from fleet.published.snapshot import HEARTBEAT, BackendView, Counters, Snapshot
 
 RECENT_EVENTS = 50
-HEARTBEAT = 2.0  # the snapshot is rewritten at least this often: its age tells that the control plane lives
 
 
 class Publisher:
@@ -26,7 +26,7 @@ class Publisher:
         self,
         layout: Layout,
         settings: Settings,
-        read_stats: Callable[[str], VassalStats | None],
+        read_stats: Callable[[str], VassalStats | None],  # the control plane's reader (ClusterObserver.stats)
         clock: Callable[[], float] = time.monotonic,
     ):
         self.layout, self.settings, self.read_stats, self.clock = layout, settings, read_stats, clock
@@ -42,11 +42,17 @@ class Publisher:
     def on_event(self, event: Event) -> None:
         self.recent.append(event)
 
-    def publish(self, model: Model, routed: frozenset[str], counters: Counters, routing_error: str, pid: int) -> None:
+    def publish(
+        self, model: Model, routed: frozenset[str], counters: Counters, routing_error: str, pid: int
+    ) -> dict[str, VassalStats | None]:
+        """Write the snapshot if its meaning changed (or at the heartbeat). Returns the stats documents read
+        for it (None: no answer), read at `usage_at`; empty when this pass read none."""
         now = self.clock()
+        read: dict[str, VassalStats | None] = {}
         if now - self.usage_at >= self.settings.usage_interval:
             self.usage_at = now
-            self.usage = {name: self._usage(name, now) for name in model.backends}
+            read = {name: self.read_stats(name) for name in model.backends}
+            self.usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
             self.memory = {name: m for name, m in self.memory.items() if name in model.backends}
         wall = time.time()
         views = {}
@@ -66,13 +72,12 @@ class Publisher:
                 served_mtime_ns=b.served_mtime_ns,
             )
         snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
-        if self.last is not None and _same(snapshot, self.last) and now - self.last_written < HEARTBEAT:
-            return
-        self.last, self.last_written = snapshot, now
-        snapshot.write(self.layout)
+        if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:
+            self.last, self.last_written = snapshot, now
+            snapshot.write(self.layout)
+        return read
 
-    def _usage(self, name: str, now: float) -> tuple[int | None, int, int, int]:
-        stats = self.read_stats(name)
+    def _usage(self, name: str, stats: VassalStats | None, now: float) -> tuple[int | None, int, int, int]:
         if stats is None:
             return None, 0, 0, 0
         pids = tuple(stats.pids)
@@ -80,7 +85,7 @@ class Publisher:
         if pids != seen_pids or now - at >= self.settings.memory_interval:  # new processes: read at once
             memory = memory_of(list(pids))
             self.memory[name] = (now, pids, memory)
-        return stats.pid, len(stats.workers), sum(w.requests for w in stats.workers), memory
+        return stats.pid, len(stats.workers), stats.requests, memory
 
 
 def _same(a: Snapshot, b: Snapshot) -> bool:

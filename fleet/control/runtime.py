@@ -1,5 +1,6 @@
-"""The control plane's loop: observe -> decide -> act -> publish, woken by file events and by the core's
-own "look again after" (never a sleep that waits for something to happen)."""
+"""The control plane's loop: observe -> decide -> act -> publish -> tell the subscribers, woken by file
+events and by the core's own "look again after" (never a sleep that waits for something to happen).
+The subscribers (metrics, the admin listener's feed) are given to it: see fleet.control.main."""
 
 from __future__ import annotations
 
@@ -8,21 +9,20 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
-from fleet.control.admin import AdminServer, Feed
 from fleet.control.effects import Effects
-from fleet.control.metrics import Metrics
-from fleet.control.observe import Observer
+from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
+from fleet.control.subscribers import PassReport, Subscriber
 from fleet.core.model import Model
 from fleet.core.plan import plan
 from fleet.core.reconcile import decide
 from fleet.core.settings import Settings
 from fleet.layout import Layout
 from fleet.proxy.router import NginxRouter
-from fleet.published.events import Bus, Event, EventFile, log_event, read_events
+from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 
 log = logging.getLogger("fleet.control")
@@ -34,21 +34,21 @@ class Runtime:
         layout: Layout,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
-        self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
+        self.cluster = ClusterObserver(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
-        # Every counter lives in the metrics, fed by the bus and by each pass; they share the once-a-second
-        # read of each vassal's stats socket with the published usage. The feed tells the status page.
-        self.metrics = Metrics(layout, clock)
-        self.feed = Feed(seed=read_events(layout.events_file))
-        self.publisher = Publisher(layout, self.settings, self.metrics.read_stats, clock)
+        # The publisher reads each vassal's stats socket about once a second for the published usage;
+        # the subscribers get those reads with the pass report instead of reading again.
+        self.publisher = Publisher(layout, self.settings, self.cluster.stats, clock)
+        self.subscribers = tuple(subscribers)
         self.bus = Bus()
-        subscribers = (log_event, EventFile(layout.events_file), self.publisher.on_event)
-        for subscriber in (*subscribers, self.metrics.on_event, self.feed.on_event):
-            self.bus.subscribe(subscriber)
+        own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
+        for on_event in (*own, *(s.on_event for s in self.subscribers)):
+            self.bus.subscribe(on_event)
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
         self.wake = threading.Event()
@@ -58,10 +58,10 @@ class Runtime:
         """One pass; returns how long until the next one at the latest."""
         started = time.perf_counter()
         now = self.clock()
-        wanted = self.observer.wanted()
+        wanted = self.cluster.wanted()
         look = plan(self.model, wanted, now, self.settings)
         router = self.router
-        observed = self.observer.observe(look, router.routed, router.error, router.failed_at)
+        observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
         wall = time.time()
@@ -79,9 +79,12 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
-        self.metrics.on_pass(self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000)
-        self.feed.on_pass(self.snapshot())
+        stats = self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
+        report = PassReport(
+            self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at
+        )
+        for subscriber in self.subscribers:
+            subscriber.on_pass(report)
         return decision.wake_after
 
     def snapshot(self) -> Snapshot:
@@ -108,7 +111,7 @@ class Runtime:
             signal.signal(sig, on_signal)
         # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
         # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        observer = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
+        watcher = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:
@@ -119,36 +122,6 @@ class Runtime:
                 if not self.stopping.is_set():
                     wake_after = self.step_safely()
         finally:
-            if observer is not None:
-                observer.stop()
+            if watcher is not None:
+                watcher.stop()
             log.info("control plane stopped")
-
-
-def main(
-    layout: Layout,
-    settings: Settings,
-    admin: tuple[str, int] | None = None,
-    polling: bool = False,
-    uwsgi_bin: str | None = None,
-) -> int:
-    """The control plane; with `admin` (address, port), also the admin listener (status page, /metrics)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S"
-    )
-    layout.make_run_dirs()
-    runtime = Runtime(layout, settings, uwsgi_bin=uwsgi_bin)
-    server = None
-    if admin is not None:
-        server = AdminServer(layout, runtime.metrics, runtime.feed, runtime.snapshot, *admin)
-        try:
-            server.start()
-            log.info("admin listener (status page, /metrics) on %s", server.url)
-        except OSError as e:  # the cluster serves without it: the data path must not depend on it
-            log.error("admin listener: cannot listen on %s:%d (%s); running without it", *admin, e.strerror or e)
-            server = None
-    try:
-        runtime.run(polling)
-    finally:
-        if server is not None:
-            server.stop()
-    return 0

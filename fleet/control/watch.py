@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
+from watchdog.observers import Observer as FileWatcher
 from watchdog.observers.api import BaseObserver
 
 
@@ -20,12 +20,12 @@ class _Wake(FileSystemEventHandler):
 
 
 def watch(folders: list[Path], wake: threading.Event) -> BaseObserver:
-    """Start an inotify observer on `folders` that sets `wake` on every change."""
-    observer = Observer()
+    """Start watchdog's inotify observer on `folders`, setting `wake` on every change; stop() it."""
+    watcher = FileWatcher()
     handler = _Wake(wake)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        observer.schedule(handler, str(folder), recursive=False)
-    observer.daemon = True
-    observer.start()
-    return observer
+        watcher.schedule(handler, str(folder), recursive=False)
+    watcher.daemon = True
+    watcher.start()
+    return watcher

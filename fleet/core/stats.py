@@ -65,6 +65,16 @@ class Worker:
     accepting: bool
     status: str  # "idle", "busy", "cheap", "pause", "sig..."
     requests: int
+    exceptions: int = 0
+
+    @property
+    def busy(self) -> bool:
+        """Serving a request, or running a signal handler: either way it takes no new request now."""
+        return self.status == "busy" or self.status.startswith("sig")
+
+    @property
+    def idle(self) -> bool:
+        return self.status == "idle"
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,34 @@ class VassalStats:
     @classmethod
     def parse(cls, doc: dict) -> VassalStats:
         workers = tuple(
-            Worker(int(w.get("pid", 0)), bool(w.get("accepting")), str(w.get("status", "")), int(w.get("requests", 0)))
+            Worker(
+                int(w.get("pid", 0)),
+                bool(w.get("accepting")),
+                str(w.get("status", "")),
+                int(w.get("requests", 0)),
+                int(w.get("exceptions", 0)),
+            )
             for w in doc.get("workers", [])
-            if int(w.get("pid", 0)) > 0
+            if int(w.get("pid", 0)) > 0  # 0: a cheap worker not spawned yet, not a process
         )
         return cls(int(doc.get("pid", 0)) or None, workers)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.busy)
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for w in self.workers if w.idle)
+
+    @property
+    def requests(self) -> int:
+        """Requests its workers served (counts start again from zero when it reloads)."""
+        return sum(w.requests for w in self.workers)
+
+    @property
+    def exceptions(self) -> int:
+        return sum(w.exceptions for w in self.workers)
 
     @property
     def pids(self) -> list[int]:

@@ -15,8 +15,8 @@ from typing import TextIO
 from fleet import processes, uwsgi
 from fleet.errors import FleetError, InvalidVassal, NotRunning
 from fleet.layout import Layout, write_atomically
-from fleet.ops.lifecycle import running
 from fleet.ops.progress import wait_until
+from fleet.published.records import running
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
 
@@ -38,7 +38,7 @@ def _wait(layout: Layout, what: str, done: Callable[[Snapshot], str | None], tim
 def check(layout: Layout, paths: list[Path], uwsgi_bin: str | None = None, out: TextIO = sys.stdout) -> int:
     """Validate vassal files without starting them. Exit 1 if any has a problem."""
     if not paths:
-        paths = sorted(p for p in layout.vassals.glob("*.ini") if vassals.is_vassal_filename(p.name))
+        paths = [layout.vassal_file(name) for name in vassals.present(layout.vassals)]
     options = uwsgi.known_options(uwsgi.binary(uwsgi_bin))
     bad = 0
     for path in paths:

@@ -13,14 +13,13 @@ from fleet import processes, uwsgi
 from fleet.config import Limits, Values
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
-from fleet.ops import privileges
+from fleet.ops import privileges, shutdown
 from fleet.ops.foreground import follow
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
-from fleet.ops.shutdown import down
 from fleet.ops.supervisor import STOPPING, PartSpec, Plan, Supervisor
 from fleet.proxy import nginx
-from fleet.published.records import running
+from fleet.published import records
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
 
@@ -114,14 +113,6 @@ def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
     return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
 
 
-def present_vassals(layout: Layout) -> list[str]:
-    try:
-        names = os.listdir(layout.vassals)
-    except FileNotFoundError:
-        return []
-    return sorted(vassals.vassal_name(n) for n in names if vassals.is_vassal_filename(n))
-
-
 def wait_healthy(
     layout: Layout,
     names: list[str],
@@ -170,7 +161,7 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
     """`fleet up` with its resolved settings (fleet.config)."""
     parts = COMPONENTS[component]
     port, listen, timeout = values.port, values.listen, values.up_timeout
-    already = {name: pid for name, pid in running(layout).items() if name in parts}
+    already = {name: pid for name, pid in records.running(layout).items() if name in parts}
     if already:
         raise AlreadyRunning(
             f"this cluster is already up ({', '.join(f'{k} pid {v}' for k, v in already.items())}). "
@@ -186,7 +177,7 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
     else:
         supervisor = Supervisor(layout, plan)
         watch = supervisor.start()
-    names = present_vassals(layout)
+    names = list(vassals.present(layout.vassals))
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
     out.flush()
@@ -199,7 +190,7 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
         out.write("fleet: start failed; stopping what was started\n")
         if supervisor:
             supervisor.stop()
-        down(layout, quiet=True)
+        shutdown.down(layout, quiet=True)
         raise
     if failed:
         report_failed(layout, failed, out)

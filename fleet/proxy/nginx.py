@@ -126,6 +126,16 @@ def master_pid(layout: Layout) -> int | None:
     return pid
 
 
+def reopen_logs(layout: Layout) -> None:
+    """SIGUSR1: nginx reopens its log files (after one was renamed aside); nothing if it does not run."""
+    pid = master_pid(layout)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            pass
+
+
 def worker_pids(pid: int) -> set[int]:
     """nginx's worker processes: the master's children."""
     try:

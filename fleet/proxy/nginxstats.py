@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from fleet.layout import Layout
+from fleet.proxy import nginx
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CHUNK = 1 << 20
@@ -141,3 +145,32 @@ class Tally:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class NginxView:
+    """nginx's own view of its traffic for the admin listener: its connections now (stub_status on the
+    address nginx.conf names) and its answers by status class since this object was made (the tally,
+    rotated with SIGUSR1). Safe to call from several threads."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.tally = Tally(layout.nginx_dir / "answers.tally", lambda: nginx.reopen_logs(layout))
+        self._lock = threading.Lock()
+        self._status_address: tuple[int, tuple[str, int] | None] = (0, None)  # nginx.conf's mtime, address
+
+    def __call__(self) -> tuple[Connections | None, dict[str, int]]:
+        """(connections now, None if nginx does not answer; answers by status class)."""
+        with self._lock:
+            address = self._address()
+            connections = stub_status(address) if address else None
+            return connections, self.tally.read()
+
+    def _address(self) -> tuple[str, int] | None:
+        """Read from the rendered nginx.conf, again only when it changes."""
+        try:
+            mtime = self.layout.nginx_conf.stat().st_mtime_ns
+            if mtime != self._status_address[0]:
+                self._status_address = (mtime, status_address(self.layout.nginx_conf.read_text()))
+        except OSError:
+            return None
+        return self._status_address[1]

@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet import processes, uwsgi
-from fleet.control.publish import HEARTBEAT
 from fleet.layout import Layout
 from fleet.published.records import entries
-from fleet.published.snapshot import Snapshot
+from fleet.published.snapshot import HEARTBEAT, Snapshot
 
 ORDER = ("supervisor", "emperor", "nginx", "control")
 
@@ -33,6 +32,13 @@ def statuses(layout: Layout) -> list[PartStatus]:
         else:
             found[e.name] = _remote(layout, e.name)
     return [found[name] for name in ORDER if name in found]
+
+
+def running_parts(layout: Layout, asking: str) -> dict[str, bool]:
+    """Whether each recorded part runs, as `fleet status` tells it (those that cannot be told from here
+    are left out); `asking`, the part that asks, runs."""
+    found = {p.name: p.up for p in statuses(layout) if p.up is not None}
+    return found | {asking: True}
 
 
 def _remote(layout: Layout, name: str) -> PartStatus:

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field, fields
 from fleet.layout import Layout, write_atomically
 from fleet.published.events import Event
 
+# The snapshot is rewritten at least this often, changed or not: its age tells readers (fleet status, the
+# container health check) that the control plane lives.
+HEARTBEAT = 2.0
+
 
 @dataclass(frozen=True)
 class BackendView:

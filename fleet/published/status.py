@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import TextIO
 
 from fleet.layout import Layout
-from fleet.ops.lifecycle import present_vassals
 from fleet.published.parts import PartStatus
 from fleet.published.snapshot import Snapshot
+from fleet.vassalfile import vassals
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def rows(layout: Layout) -> list[Row]:
 
 def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
     """The rows of `snap` and of the vassal files it does not know yet (the admin server holds its own snapshot)."""
-    names = sorted(set(snap.backends) | set(present_vassals(layout)))
+    names = sorted(set(snap.backends) | set(vassals.present(layout.vassals)))
     unseen = "starting" if snap.control_pid else "not running"  # a file the control plane has not seen
     result = []
     for name in names:

@@ -69,6 +69,27 @@ def vassal_name(filename: str) -> str:
     return filename[: -len(".ini")]
 
 
+def present(folder: Path) -> dict[str, int]:
+    """The vassal files in `folder` (vassals/), the one listing of them: {name: mtime_ns}, sorted by name.
+    Hidden, editor and temporary files are not vassals; a dangling symlink is (reading it says what is
+    wrong); a file deleted while this looks is left out; no folder, no vassals."""
+    found: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if is_vassal_filename(entry.name):
+            try:
+                found[vassal_name(entry.name)] = entry.stat().st_mtime_ns
+            except OSError:
+                try:  # a dangling symlink or a symlink loop: its own mtime
+                    found[vassal_name(entry.name)] = entry.stat(follow_symlinks=False).st_mtime_ns
+                except OSError:
+                    continue  # deleted between the listing and the stat
+    return dict(sorted(found.items()))
+
+
 def is_valid_name(name: str) -> bool:
     return bool(_NAME_RE.match(name)) and name not in RESERVED_NAMES
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from fleet.layout import Layout
-from fleet.ops import lifecycle
+from fleet.published import records
 from tests import fuzzcases as fc
 from tests.cluster import Cluster
 from tests.load import Load
@@ -63,7 +63,7 @@ def test_bad_and_odd_files_dropped_under_load_fail_alone(cluster):
     cases = fc.corpus(seed=11, count=20)
     outside = cluster.root / "fuzz-targets"  # symlink targets, outside vassals/
     outside.mkdir()
-    control_pid = lifecycle.running(Layout(cluster.root))["control"]
+    control_pid = records.running(Layout(cluster.root))["control"]
     with (
         Load(cluster.url, clients=3) as fresh,
         Load(cluster.url, clients=2, keepalive=True) as keepalive,
@@ -94,7 +94,7 @@ def test_bad_and_odd_files_dropped_under_load_fail_alone(cluster):
     for case in cases:
         if case.reason:
             assert state["backends"][case.name]["state"] == "failed" and not state["backends"][case.name]["routed"]
-    assert lifecycle.running(Layout(cluster.root)).get("control") == control_pid, "the control plane was restarted"
+    assert records.running(Layout(cluster.root)).get("control") == control_pid, "the control plane was restarted"
     control_log = (cluster.run_dir / "logs" / "control.log").read_text(errors="replace")
     assert "Traceback" not in control_log, control_log[-3000:]
     assert shown >= {c.name for c in cases if not c.ignored}, shown

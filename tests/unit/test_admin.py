@@ -14,7 +14,9 @@ import requests
 
 from fleet.control.admin import STATIC, AdminServer, Feed
 from fleet.control.metrics import Metrics
+from fleet.control.subscribers import PassReport
 from fleet.layout import Layout
+from fleet.proxy.nginxstats import NginxView
 from fleet.published.events import Event
 from fleet.published.snapshot import BackendView, Counters, Snapshot
 
@@ -26,13 +28,13 @@ def event(name: str, new: str, at: float = 1.0) -> Event:
 def test_the_version_moves_once_per_pass_that_brought_news():
     feed = Feed()
     start, snap = feed.version, Snapshot()
-    feed.on_pass(snap)
+    feed.on_pass(PassReport(snap))
     assert feed.version == start + 1
-    feed.on_pass(snap)  # the same snapshot, no event: nothing new
+    feed.on_pass(PassReport(snap))  # the same snapshot, no event: nothing new
     assert feed.version == start + 1
     feed.on_event(event("a", "starting"))
     assert feed.version == start + 1  # not before the pass has published the state it led to
-    feed.on_pass(snap)
+    feed.on_pass(PassReport(snap))
     assert feed.version == start + 2
 
 
@@ -54,7 +56,7 @@ def test_a_waiter_is_woken_by_a_change_and_by_close():
         woken.set()
 
     threading.Thread(target=wait, daemon=True).start()
-    feed.on_pass(Snapshot())
+    feed.on_pass(PassReport(Snapshot()))
     assert woken.wait(10)
     woken.clear()
     threading.Thread(target=wait, daemon=True).start()  # version is unchanged again for this one
@@ -69,11 +71,11 @@ def admin(tmp_path: Path) -> Iterator[AdminServer]:
     (tmp_path / "vassals").mkdir()
     (tmp_path / "vassals" / "a.ini").write_text("")
     (tmp_path / "vassals" / "new.ini").write_text("")
-    metrics = Metrics(layout, parts=lambda: {"control": True})
+    metrics = Metrics(parts=lambda: {"control": True}, nginx_view=NginxView(layout))
     snap = Snapshot(control_pid=1, backends={"a": BackendView("a", "healthy", 5.0, memory=1 << 20)}, routed=("a",))
     feed = Feed()
-    metrics.on_pass(snap, Counters(passes=3), None, 0.001)
-    feed.on_pass(snap)
+    metrics.on_pass(PassReport(snap, Counters(passes=3), None, 0.001))
+    feed.on_pass(PassReport(snap))
     server = AdminServer(layout, metrics, feed, lambda: snap, "127.0.0.1", 0)
     server.start()
     yield server
@@ -136,7 +138,7 @@ def test_overview_answers_at_once_for_an_old_version_and_waits_for_a_new_one(adm
     began = time.monotonic()
     waiter.start()
     admin.feed.on_event(event("b", "starting"))
-    admin.feed.on_pass(Snapshot())
+    admin.feed.on_pass(PassReport(Snapshot()))
     waiter.join(15)
     assert answered and answered[0]["version"] > doc["version"]
     assert [e["name"] for e in answered[0]["events"]] == ["b"]

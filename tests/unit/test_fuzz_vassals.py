@@ -1,6 +1,6 @@
 """Fuzzing vassal files: whatever lands in vassals/ (random bytes, options and values, huge files, odd names,
 [fleet] sections, symlinks, folders, FIFOs), the checks, the vassal launcher and the control plane's
-Observer never raise or hang, and each file is either valid or refused with a message and a fix."""
+ClusterObserver never raise or hang, and each file is either valid or refused with a message and a fix."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.control.observe import Observer
+from fleet.control.observe import ClusterObserver
 from fleet.core.settings import Settings
 from fleet.layout import Layout
 from fleet.vassalfile import vassals
@@ -159,7 +159,7 @@ def call_with_timeout(func, timeout: float = 5.0):
     return result[0]
 
 
-# ---- the control plane's Observer --------------------------------------------------------------------
+# ---- the control plane's ClusterObserver -------------------------------------------------------------
 
 
 @fuzz(50)
@@ -172,7 +172,7 @@ def test_observer_sees_every_vassal_file_and_never_raises(entries):
         app = app_dir(root)
         for filename, content, special in entries:
             fc.materialize(fc.Case(filename, "hypothesis", content, special), root / "vassals", root)
-        observer = Observer(Layout(root), Settings(), lambda: KNOWN)
+        observer = ClusterObserver(Layout(root), Settings(), lambda: KNOWN)
         wanted = call_with_timeout(observer.wanted)
         expected = {fc.Case(f, "").name for f, _, _ in entries if vassals.is_vassal_filename(f)}
         assert set(wanted.files) == expected

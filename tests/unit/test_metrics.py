@@ -1,17 +1,16 @@
-"""fleet.control.metrics and fleet.nginxstats: counters from events, series from the snapshot, nginx's view."""
+"""fleet.control.metrics and fleet.proxy.nginxstats: counters from events, series from the snapshot and the
+stats the pass read, nginx's view."""
 
 from __future__ import annotations
 
-import json
-import socketserver
-import threading
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.control.metrics import STATES, Metrics, usage_of
-from fleet.core.stats import EmperorStats, VassalProcess
+from fleet.control.subscribers import PassReport
+from fleet.core.stats import EmperorStats, VassalProcess, VassalStats
 from fleet.layout import Layout
 from fleet.proxy import nginx, nginxstats
 from fleet.published.events import Event
@@ -23,7 +22,7 @@ NOW = 1_800_000_000.0
 
 @pytest.fixture
 def metrics(tmp_path: Path) -> Metrics:
-    return Metrics(Layout(tmp_path), clock=lambda: 50.0, wall=lambda: NOW, parts=lambda: {"control": True})
+    return Metrics(parts=lambda: {"control": True}, nginx_view=nginxstats.NginxView(Layout(tmp_path)), wall=lambda: NOW)
 
 
 def samples(m: Metrics) -> dict[tuple[str, tuple], float]:
@@ -80,7 +79,7 @@ def test_a_start_that_is_not_a_new_file_is_not_a_hot_add(metrics):
 
 
 def test_a_reload_is_timed_from_its_first_reloading_to_healthy(metrics):
-    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a")), Counters(), None, 0.001))
     metrics.on_event(event("a", "healthy", "reloading", 10.0))
     metrics.on_event(event("a", "reloading", "reloading", 11.0))  # changed again meanwhile
     metrics.on_event(event("a", "reloading", "healthy", 12.5))
@@ -98,7 +97,7 @@ def test_a_failed_reload_is_not_timed(metrics):
 
 def test_every_per_vassal_series_is_there_for_each_backend(metrics):
     emperor = EmperorStats({"a": VassalProcess("a", 10, 0, True, True, 3, False)}, {})
-    metrics.on_pass(snapshot(view("a", memory=5 << 20), view("b", "failed")), Counters(), emperor, 0.002)
+    metrics.on_pass(PassReport(snapshot(view("a", memory=5 << 20), view("b", "failed")), Counters(), emperor, 0.002))
     names = {name for name, labels in samples(metrics) if ("vassal", "b") in labels}
     assert names == {
         "fleet_vassal_state",
@@ -118,31 +117,31 @@ def test_every_per_vassal_series_is_there_for_each_backend(metrics):
 
 
 def test_state_is_one_for_the_current_state_only(metrics):
-    metrics.on_pass(snapshot(view("a", "reloading")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a", "reloading")), Counters(), None, 0.001))
     assert [s for s in STATES if value(metrics, "fleet_vassal_state", vassal="a", state=s) == 1] == ["reloading"]
     assert sum(value(metrics, "fleet_vassal_state", vassal="a", state=s) for s in STATES) == 1
 
 
 def test_routed_follows_the_snapshot(metrics):
-    metrics.on_pass(snapshot(view("a"), view("b"), routed=("a",)), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a"), view("b"), routed=("a",)), Counters(), None, 0.001))
     assert value(metrics, "fleet_vassal_routed", vassal="a") == 1
     assert value(metrics, "fleet_vassal_routed", vassal="b") == 0
 
 
 def test_a_removed_backend_leaves_no_series_and_forgets_its_counts(metrics):
-    metrics.on_pass(snapshot(view("a"), view("b")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a"), view("b")), Counters(), None, 0.001))
     metrics.on_event(event("b", "healthy", "reloading", 1.0))
     metrics.on_event(event("b", "removing", None, 2.0))
-    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a")), Counters(), None, 0.001))
     assert not [key for key in samples(metrics) if ("vassal", "b") in key[1]]
-    metrics.on_pass(snapshot(view("a"), view("b")), Counters(), None, 0.001)  # the same name, a new backend
+    metrics.on_pass(PassReport(snapshot(view("a"), view("b")), Counters(), None, 0.001))  # the same name, a new backend
     assert value(metrics, "fleet_vassal_reloads_total", vassal="b") == 0
 
 
 def test_fleet_wide_counters_come_from_the_runtime(metrics):
     counters = Counters(passes=9, routing_changes=4, nginx_reloads=2, routing_errors=1)
-    metrics.on_pass(snapshot(), counters, None, 0.003)
-    metrics.on_pass(snapshot(), counters, None, 0.2)
+    metrics.on_pass(PassReport(snapshot(), counters, None, 0.003))
+    metrics.on_pass(PassReport(snapshot(), counters, None, 0.2))
     assert value(metrics, "fleet_nginx_reloads_total") == 2
     assert value(metrics, "fleet_routing_changes_total") == 4
     assert value(metrics, "fleet_routing_errors_total") == 1
@@ -152,7 +151,7 @@ def test_fleet_wide_counters_come_from_the_runtime(metrics):
 
 
 def test_every_family_has_help_and_no_created_series(metrics):
-    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a")), Counters(), None, 0.001))
     text = metrics.scrape().decode()
     families = list(text_string_to_metric_families(text))
     assert all(f.documentation for f in families)
@@ -166,42 +165,29 @@ def test_usage_counts_busy_and_idle_workers_and_the_request_rate():
         "workers": [
             {"pid": 2, "status": "busy", "requests": 10, "exceptions": 1},
             {"pid": 3, "status": "idle", "requests": 20, "exceptions": 0},
+            {"pid": 5, "status": "sig", "requests": 0},  # running a signal handler: busy too
             {"pid": 0, "status": "cheap", "requests": 0},  # not spawned: not a worker
         ],
     }
-    first = usage_of(doc, 100.0, None)
-    assert (first.busy, first.idle, first.requests, first.exceptions, first.rps) == (1, 1, 30, 1, 0.0)
+    first = usage_of(VassalStats.parse(doc), 100.0, None)
+    assert (first.busy, first.idle, first.requests, first.exceptions, first.rps) == (2, 1, 30, 1, 0.0)
     doc["workers"][0]["requests"] = 40
-    assert usage_of(doc, 102.0, first).rps == 15.0
+    assert usage_of(VassalStats.parse(doc), 102.0, first).rps == 15.0
     reloaded = {"workers": [{"pid": 4, "status": "idle", "requests": 3}]}
-    assert usage_of(reloaded, 103.0, first).rps == 1.0  # counts start again at zero after a reload
+    assert usage_of(VassalStats.parse(reloaded), 103.0, first).rps == 1.0  # counts start again at zero after a reload
 
 
-class _StatsServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
-def test_read_stats_serves_status_and_keeps_the_workers_for_metrics(tmp_path, metrics):
+def test_the_workers_the_pass_read_are_kept_until_a_read_finds_no_answer(metrics):
     doc = {"pid": 5, "workers": [{"pid": 6, "status": "busy", "requests": 4, "exceptions": 2, "accepting": 1}]}
-
-    class Handle(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            self.request.sendall(json.dumps(doc).encode())
-
-    path = Layout(tmp_path).stats_socket("a")
-    path.parent.mkdir(parents=True)
-    server = _StatsServer(str(path), Handle)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    try:
-        stats = metrics.read_stats("a")
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert stats.pid == 5 and [w.requests for w in stats.workers] == [4]
-    metrics.on_pass(snapshot(view("a")), Counters(), None, 0.001)
+    metrics.on_pass(PassReport(snapshot(view("a")), stats={"a": VassalStats.parse(doc)}, stats_at=50.0))
     assert value(metrics, "fleet_vassal_workers", vassal="a", status="busy") == 1
     assert value(metrics, "fleet_vassal_exceptions_total", vassal="a") == 2
-    assert metrics.read_stats("nobody") is None
+    assert value(metrics, "fleet_vassal_requests_total", vassal="a") == 4  # the stats', not the snapshot's 7
+    metrics.on_pass(PassReport(snapshot(view("a"))))  # a pass that read no stats socket: kept
+    assert value(metrics, "fleet_vassal_workers", vassal="a", status="busy") == 1
+    metrics.on_pass(PassReport(snapshot(view("a")), stats={"a": None}, stats_at=51.0))  # no answer: forgotten
+    assert value(metrics, "fleet_vassal_workers", vassal="a", status="busy") == 0
+    assert value(metrics, "fleet_vassal_requests_total", vassal="a") == 7
 
 
 # ---- nginx's own view ---------------------------------------------------------------------------------

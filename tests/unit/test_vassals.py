@@ -350,3 +350,22 @@ def test_new_vassal_text_parses_back_valid(app_dir, processes):
     assert vf.valid, vf.problems
     assert text.startswith("; backend-9:")
     assert vf.get("processes") == (str(processes) if processes is not None else None)
+
+
+# ---- the one listing of vassal files ------------------------------------------------------------------
+
+
+def test_present_lists_visible_ini_files_by_name_with_their_mtime(tmp_path):
+    folder = tmp_path / "vassals"
+    folder.mkdir()
+    for filename in ("b.ini", "a.ini", ".a.ini.swp", "c.ini~", "d.ini.tmp", "notes.txt", ".ini"):
+        (folder / filename).write_text("")
+    (folder / "gone.ini").symlink_to(tmp_path / "nowhere")  # dangling: still a vassal, reading it says why
+    found = vassals.present(folder)
+    assert list(found) == ["a", "b", "gone"]
+    assert found["a"] == (folder / "a.ini").stat().st_mtime_ns
+    assert found["gone"] == (folder / "gone.ini").lstat().st_mtime_ns
+
+
+def test_present_of_no_folder_is_no_vassals(tmp_path):
+    assert vassals.present(tmp_path / "missing") == {}
