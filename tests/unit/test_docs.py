@@ -33,7 +33,7 @@ RECORDED = re.compile(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
 # A path in the repository as the documentation writes it: from one of the tree's top-level folders.
 # `vassals/` is the user's folder: `vassals/backend-3.ini` is an example of a file one makes, so only
 # the folder itself is checked there (as `run/`, fleet's runtime state, is not checked at all).
-TOP = "fleet|bench|tests|docker|docs|bin|soak|nginx|app|vassals"
+TOP = r"fleet|bench|tests|docker|docs|bin|soak|nginx|app|vassals|\.ci"
 PATH = re.compile(rf"(?<![\w/.:~-])(?:{TOP})/[\w./*-]*")
 # A module run with `python -m`.
 MODULE = re.compile(r"-m\s+((?:fleet|bench|soak|tests)(?:\.[a-z_][a-z0-9_]*)*)")
@@ -199,7 +199,8 @@ def test_the_path_check_sees_the_paths_it_should():
         "vassals/*.ini",
         "docs/design.md",
     ]
-    assert PATH.findall("http://127.0.0.1:8080/ run/state.json ../bench/x.png") == []
+    assert PATH.findall("http://127.0.0.1:8080/ run/state.json ../bench/x.png /srv/fleet/vassals") == []
+    assert PATH.findall("CI (`.ci/run`)") == [".ci/run"]
     assert MODULE.findall("python3 -m fleet.swarm.edge_cell --check; cells.fleet.invalid, soak.md") == [
         "fleet.swarm.edge_cell"
     ]
