@@ -43,10 +43,6 @@ class Layout:
     def nginx_template(self) -> Path:
         return self.root / "nginx" / "nginx.conf"
 
-    @property
-    def vassal_launcher(self) -> Path:
-        return self.root / "bin" / "fleet-vassal"
-
     # Runtime state, git-ignored.
     @property
     def run(self) -> Path:
