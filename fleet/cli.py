@@ -47,7 +47,7 @@ def command_status(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_events(layout: Layout, args: argparse.Namespace) -> int:
     """The backends' transitions (run/logs/events.jsonl), oldest first; --follow waits for new ones."""
-    from fleet.published.events import follow, format_event, read_events
+    from fleet.published.events import format_event, read_events, tail
 
     def show(event) -> None:
         print(json.dumps(event.to_dict()) if args.json else format_event(event), flush=True)
@@ -56,7 +56,7 @@ def command_events(layout: Layout, args: argparse.Namespace) -> int:
         show(event)
     if args.follow:
         try:
-            for event in follow(layout.events_file, lambda: False):
+            for event in tail(layout.events_file, lambda: False):
                 show(event)
         except KeyboardInterrupt:
             pass
@@ -85,18 +85,18 @@ def command_check(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_edge(layout: Layout, args: argparse.Namespace) -> int:
     """Run the edge in the foreground: nginx balancing over the serving cells of a Swarm stack."""
-    from fleet.swarm import edge_runtime
+    from fleet.swarm import edge_process
 
     settings = edge.EdgeSettings(cells_name=args.cells, cell_port=args.cell_port, health_port=args.health_port)
     chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
-    return edge_runtime.main(layout, args.port, args.listen, settings, chosen)
+    return edge_process.main(layout, args.port, args.listen, settings, chosen)
 
 
 def command_cell(layout: Layout, args: argparse.Namespace) -> int:
     """Run a whole fleet as one Swarm cell, with a health port for the edge; on SIGTERM drain, then stop."""
-    from fleet.swarm import edge_cell
+    from fleet.swarm import cell
 
-    return edge_cell.run(layout, args.port, args.health_port, args.drain)
+    return cell.run(layout, args.port, args.health_port, args.drain)
 
 
 def command_control_plane(layout: Layout, args: argparse.Namespace) -> int:

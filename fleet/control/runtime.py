@@ -16,8 +16,8 @@ from fleet.control.effects import Effects
 from fleet.control.metrics import Metrics
 from fleet.control.observe import Observer
 from fleet.control.publish import Publisher
+from fleet.core.looking import what_to_observe
 from fleet.core.model import Model
-from fleet.core.plan import plan
 from fleet.core.reconcile import decide
 from fleet.core.settings import Settings
 from fleet.layout import Layout
@@ -53,7 +53,7 @@ class Runtime:
         started = time.perf_counter()
         now = self.clock()
         wanted = self.observer.wanted()
-        look = plan(self.model, wanted, now, self.settings)
+        look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
         observed = self.observer.observe(look, router.routed, router.error, router.failed_at)
         decision = decide(wanted, observed, self.model, self.settings, now)
@@ -91,14 +91,14 @@ class Runtime:
 
     def run(self) -> None:
         """Pass after pass until SIGTERM/SIGINT; the signal handlers and file events only set flags."""
-        from fleet.control.watch import watch
+        from fleet.control.watch import watch_folders
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: (self.stopping.set(), self.wake.set()))
         # FLEET_WATCH=poll: no inotify (a bind mount that does not forward events, e.g. Docker Desktop);
         # every pass scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
         polling = os.environ.get("FLEET_WATCH", "inotify") == "poll"
-        observer = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
+        observer = None if polling else watch_folders([self.layout.vassals, self.layout.drain_dir], self.wake)
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:

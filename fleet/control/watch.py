@@ -18,7 +18,7 @@ class _Wake(FileSystemEventHandler):
             self.wake.set()
 
 
-def watch(folders: list[Path], wake: threading.Event) -> Observer:
+def watch_folders(folders: list[Path], wake: threading.Event) -> Observer:
     """Start an inotify observer on `folders` that sets `wake` on every change."""
     observer = Observer()
     handler = _Wake(wake)

@@ -25,7 +25,7 @@ def _own_logs(layout: Layout, component: str) -> list[Path]:
     return logs
 
 
-def follow(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
+def supervise_in_foreground(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
     """Stream the parts' logs with a prefix and keep the parts alive until Ctrl-C, SIGTERM or SIGHUP;
     then stop gracefully. Output that goes away (a closed pipe) stops nothing but the output."""
     stop_requested: list[int] = []

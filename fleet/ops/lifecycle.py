@@ -14,11 +14,11 @@ from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
 from fleet.limits import Limits
 from fleet.ops import privileges
-from fleet.ops.foreground import follow
+from fleet.ops.foreground import supervise_in_foreground
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
 from fleet.ops.shutdown import down
-from fleet.ops.supervisor import STOPPING, PartSpec, Plan, Supervisor
+from fleet.ops.supervisor import STOPPING, PartSpec, Supervisor, SupervisorSpec
 from fleet.proxy import nginx
 from fleet.published.records import running
 from fleet.published.snapshot import Snapshot
@@ -72,9 +72,9 @@ def _prepare(layout: Layout, port: int, listen: str, component: str, limits: Lim
     return extra
 
 
-def _plan(
+def _supervisor_spec(
     layout: Layout, component: str, emperor_args: list[str], limits: Limits, port: int, listen: str, drop: Drop
-) -> Plan:
+) -> SupervisorSpec:
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
     env = dict(os.environ) | limits.environment() | privileges.environment(drop)
@@ -88,14 +88,14 @@ def _plan(
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return Plan(component, specs, env, port, listen)
+    return SupervisorSpec(component, specs, env, port, listen)
 
 
-def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
+def _detach(layout: Layout, setup: SupervisorSpec) -> subprocess.Popen:
     """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
-    plan.write(layout.supervisor_plan(plan.component))
-    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", plan.component]
-    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
+    setup.write(layout.supervisor_spec(setup.component))
+    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", setup.component]
+    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root)
 
 
 def present_vassals(layout: Layout) -> list[str]:
@@ -170,14 +170,14 @@ def up(
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    drop = privileges.plan(user)
+    drop = privileges.drop_for(user)
     emperor_args = _prepare(layout, port, listen, component, limits, drop)
-    plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
+    setup = _supervisor_spec(layout, component, emperor_args, limits, port, listen, drop)
     supervisor = None
     if detach:
-        watch = {"supervisor": _detach(layout, plan)}
+        watch = {"supervisor": _detach(layout, setup)}
     else:
-        supervisor = Supervisor(layout, plan)
+        supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = present_vassals(layout)
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
@@ -205,4 +205,4 @@ def up(
     if supervisor is None:
         out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")
         return 1 if failed else 0
-    return follow(layout, component, supervisor, out)
+    return supervise_in_foreground(layout, component, supervisor, out)

@@ -30,7 +30,7 @@ class Drop:
     group: str | None  # nginx workers' group: the sockets get it
 
 
-def plan(user: str | None = None) -> Drop:
+def drop_for(user: str | None = None) -> Drop:
     if os.geteuid() != 0:
         return Drop(None, None)
     worker = nginx.worker_user()

@@ -56,7 +56,7 @@ class PartSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SupervisorSpec:
     """Everything a supervisor needs, written by `fleet up` for a detached `fleet supervise`."""
 
     component: str
@@ -71,7 +71,7 @@ class Plan:
         write_atomically(path, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> Plan:
+    def read(cls, path: Path) -> SupervisorSpec:
         doc = json.loads(path.read_text())
         doc["parts"] = [PartSpec.from_dict(p) for p in doc["parts"]]
         return cls(**doc)
@@ -85,9 +85,9 @@ def backoff(recent_deaths: int) -> float:
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, plan: Plan, clock: Callable[[], float] = time.monotonic):
-        self.layout, self.plan, self.clock = layout, plan, clock
-        self.specs = {p.name: p for p in plan.parts}
+    def __init__(self, layout: Layout, setup: SupervisorSpec, clock: Callable[[], float] = time.monotonic):
+        self.layout, self.setup, self.clock = layout, setup, clock
+        self.specs = {p.name: p for p in setup.parts}
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: dict[str, float] = {}
         self.deaths: dict[str, int] = {name: 0 for name in self.specs}
@@ -103,7 +103,7 @@ class Supervisor:
 
     def _spawn(self, name: str) -> None:
         spec = self.specs[name]
-        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.plan.env, self.layout.root)
+        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.setup.env, self.layout.root)
         self.started_at[name] = self.clock()
 
     def check(self) -> list[str]:
@@ -163,7 +163,7 @@ class Supervisor:
             if not processes.stop(proc.pid, spec.stop_signal, spec.stop_timeout):
                 say(f"fleet: {name} did not stop within {spec.stop_timeout:.0f} s; killed it")
             proc.poll()
-        self.layout.processes_file(self.plan.component).unlink(missing_ok=True)
+        self.layout.processes_file(self.setup.component).unlink(missing_ok=True)
 
     def record(self) -> None:
         """run/processes-COMPONENT.json: pids and start times, so `fleet down` and `status` find them."""
@@ -171,23 +171,23 @@ class Supervisor:
         doc = {
             "pids": pids,
             "started": {name: processes.start_time(pid) for name, pid in pids.items()},
-            "port": self.plan.port,
-            "listen": self.plan.listen,
+            "port": self.setup.port,
+            "listen": self.setup.listen,
             "restarts": self.restarts,
             "pid_namespace": processes.pid_namespace(),
-            **self.plan.extra,
+            **self.setup.extra,
         }
-        write_atomically(self.layout.processes_file(self.plan.component), json.dumps(doc, indent=1) + "\n")
+        write_atomically(self.layout.processes_file(self.setup.component), json.dumps(doc, indent=1) + "\n")
 
 
 def run_detached(layout: Layout, component: str) -> int:
     """`fleet supervise`: start the parts `fleet up --detach` planned, keep them alive until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    plan = Plan.read(layout.supervisor_plan(component))
+    setup = SupervisorSpec.read(layout.supervisor_spec(component))
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-    supervisor = Supervisor(layout, plan)
+    supervisor = Supervisor(layout, setup)
     supervisor.start()
     log.info("supervising %s", ", ".join(supervisor.procs))
     while not stopping:

@@ -97,7 +97,7 @@ def read_events(path: Path) -> list[Event]:
     return found
 
 
-def follow(path: Path, stopped: Callable[[], bool], interval: float = 0.2) -> Iterator[Event]:
+def tail(path: Path, stopped: Callable[[], bool], interval: float = 0.2) -> Iterator[Event]:
     """The events appended to `path` from now on, as they come, across rotations, until `stopped()`."""
     f, ino = _open_at_end(path)
     while not stopped():

@@ -1,10 +1,10 @@
-"""fleet.ops.supervisor: the restart backoff and the plan a detached supervisor reads (no processes)."""
+"""fleet.ops.supervisor: the restart backoff and the set-up a detached supervisor reads (no processes)."""
 
 from __future__ import annotations
 
 import signal
 
-from fleet.ops.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, Plan, backoff
+from fleet.ops.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, SupervisorSpec, backoff
 
 
 def test_backoff_starts_small_doubles_and_is_capped():
@@ -15,12 +15,12 @@ def test_backoff_starts_small_doubles_and_is_capped():
 
 
 def test_a_plan_survives_the_round_trip_through_its_file(tmp_path):
-    plan = Plan(
+    setup = SupervisorSpec(
         "gateway",
         [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
         {"FLEET_HARAKIRI": "62"},
         8080,
         "127.0.0.1",
     )
-    plan.write(tmp_path / "plan.json")
-    assert Plan.read(tmp_path / "plan.json") == plan
+    setup.write(tmp_path / "spec.json")
+    assert SupervisorSpec.read(tmp_path / "spec.json") == setup

@@ -1,7 +1,7 @@
 """The edge's private DNS answers (pure): the wire format of one A query and its answer (RFC 1035).
 
 The edge's nginx finds the cells it may route to by resolving one name through a resolver that only
-the edge runs (fleet.edge_runtime), which answers with the routed cells' addresses. nginx re-resolves
+the edge runs (fleet.swarm.edge_process), which answers with the routed cells' addresses. nginx re-resolves
 the name after its `valid=` time without a reload, so cells join and leave while clients' keep-alive
 connections to nginx stay open. Only what nginx asks is handled: one question, class IN, type A (with
 `ipv6=off`); any other type gets an empty answer, any other name NXDOMAIN.

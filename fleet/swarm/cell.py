@@ -8,7 +8,7 @@ which stops it gracefully (nginx finishes its requests, then the Emperor stops t
 must fit in the service's stop_grace_period. A second signal skips the wait.
 
 The container's healthcheck asks the health port's /alive (fleet.edge.cell_alive: 200 once the cell has
-served); `python -m fleet.swarm.edge_cell --check` asks the same by hand.
+served); `python -m fleet.swarm.cell --check` asks the same by hand.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} cell     | {message}", flush=True)
 
 
-class Cell:
+class HealthPort:
     """What the health port needs to know: whether the cell drains, and when it last said `serving`."""
 
     def __init__(self, fleet_port: int, host: str):
@@ -72,7 +72,7 @@ class Cell:
         return 503, {"alive": "not yet: it has not served", "host": self.host}
 
 
-def health_server(cell: Cell, port: int) -> http.server.ThreadingHTTPServer:
+def health_server(cell: HealthPort, port: int) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # the name http.server calls
             if self.path == "/alive":
@@ -99,7 +99,7 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) ->
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.append(signum))
-    cell = Cell(fleet_port, socket.gethostname())
+    cell = HealthPort(fleet_port, socket.gethostname())
     server = health_server(cell, health_port)
     threading.Thread(target=server.serve_forever, name="cell-health", daemon=True).start()
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "up", "--component", "all"]
@@ -150,7 +150,7 @@ def http_check(port: int, path: str, silence: str) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m fleet.swarm.edge_cell --check [PORT]`: the health port's /alive, without the CLI's imports.
+    # `python -m fleet.swarm.cell --check [PORT]`: the health port's /alive, without the CLI's imports.
     if sys.argv[1:2] == ["--check"]:
         sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else edge.EdgeSettings().health_port))
-    sys.exit("usage: python -m fleet.swarm.edge_cell --check [HEALTH_PORT]")
+    sys.exit("usage: python -m fleet.swarm.cell --check [HEALTH_PORT]")

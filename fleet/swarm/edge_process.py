@@ -26,7 +26,7 @@ from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
 from fleet.limits import Limits, human
 from fleet.proxy import nginx
-from fleet.swarm import edge, edge_dns
+from fleet.swarm import dns, edge
 from fleet.swarm.edge import Answer, Cell, EdgeSettings
 
 log = logging.getLogger("fleet.edge")
@@ -49,9 +49,9 @@ class Resolver(threading.Thread):
         while True:
             data, peer = self.sock.recvfrom(4096)
             try:
-                reply = edge_dns.answer(edge_dns.parse_query(data), self.name_served, self.addresses, self.ttl)
-            except edge_dns.BadQuery:
-                reply = edge_dns.refuse(data)
+                reply = dns.answer(dns.parse_query(data), self.name_served, self.addresses, self.ttl)
+            except dns.BadQuery:
+                reply = dns.refuse(data)
             if reply is not None:
                 self.sock.sendto(reply, peer)
 
@@ -210,13 +210,13 @@ def main(layout: Layout, port: int, listen: str, settings: EdgeSettings, limits:
 
 def check(port: int) -> int:
     """The container healthcheck: 0 if the edge's nginx answers on its loopback status port."""
-    from fleet.swarm.edge_cell import http_check
+    from fleet.swarm.cell import http_check
 
     return http_check(port, "/", f"the edge's nginx does not answer on 127.0.0.1:{port}")
 
 
 if __name__ == "__main__":
-    # `python -m fleet.swarm.edge_runtime --check [PORT]`: the healthcheck without the CLI's imports.
+    # `python -m fleet.swarm.edge_process --check [PORT]`: the healthcheck without the CLI's imports.
     if sys.argv[1:2] == ["--check"]:
         sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else EdgeSettings().status_port))
-    sys.exit("usage: python -m fleet.swarm.edge_runtime --check [STATUS_PORT]")
+    sys.exit("usage: python -m fleet.swarm.edge_process --check [STATUS_PORT]")
