@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
+from fleet.core.states import State
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
 from fleet.limits import Limits
@@ -128,9 +129,9 @@ def wait_healthy(
             return None, "waiting for the control plane"
         if listening is not None and not _answers(*listening):
             return None, "waiting for nginx to listen"
-        states = {n: snap.state_of(n) or "starting" for n in names}
-        healthy = [n for n in names if states[n] == "healthy" and n in snap.routed]
-        failed[:] = [n for n in names if states[n] == "failed"]
+        states = {n: snap.state_of(n) or State.STARTING for n in names}
+        healthy = [n for n in names if states[n] == State.HEALTHY and n in snap.routed]
+        failed[:] = [n for n in names if states[n] == State.FAILED]
         if len(healthy) + len(failed) == len(names):
             return "ok", f"{len(healthy)}/{len(names)} backends healthy and routed"
         waiting = [n for n in names if n not in healthy and n not in failed]
