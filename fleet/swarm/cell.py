@@ -7,8 +7,8 @@ once no edge can still be sending new requests (fleet.edge.drained) does the fle
 which stops it gracefully (nginx finishes its requests, then the Emperor stops the vassals). All of it
 must fit in the service's stop_grace_period. A second signal skips the wait.
 
-The container's healthcheck asks the health port's /alive (fleet.edge.cell_alive: 200 once the cell has
-served); `python -m fleet.swarm.cell --check` asks the same by hand.
+The container's healthcheck (`fleet-healthcheck cell`, fleet.healthcheck) asks the health port's /alive
+(fleet.swarm.edge.cell_alive: 200 once the cell has served).
 """
 
 from __future__ import annotations
@@ -127,30 +127,3 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) ->
     server.shutdown()
     say(f"stopped (fleet exited with status {code})")
     return code
-
-
-def check(health_port: int) -> int:
-    """The container healthcheck: 0 if the health port's /alive answers 200."""
-    return http_check(health_port, "/alive", f"no answer from the health port {health_port}")
-
-
-def http_check(port: int, path: str, silence: str) -> int:
-    """A container healthcheck on loopback: print the answer, 0 if it is a 200 (else say `silence`)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        print(resp.read().decode().strip())
-        return 0 if resp.status == 200 else 1
-    except (OSError, http.client.HTTPException) as e:
-        print(f"{silence}: {e}")
-        return 1
-    finally:
-        conn.close()
-
-
-if __name__ == "__main__":
-    # `python -m fleet.swarm.cell --check [PORT]`: the health port's /alive, without the CLI's imports.
-    if sys.argv[1:2] == ["--check"]:
-        sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else edge.EdgeSettings().health_port))
-    sys.exit("usage: python -m fleet.swarm.cell --check [HEALTH_PORT]")

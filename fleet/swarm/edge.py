@@ -21,13 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from fleet.healthcheck import CELL_HEALTH_PORT, EDGE_STATUS_PORT
+
 
 @dataclass(frozen=True)
 class EdgeSettings:
     cells_name: str = "tasks.cell"  # Swarm's DNS name for every task of the cell service
     cell_port: int = 8080  # a cell's fleet (its nginx)
-    health_port: int = 8090  # a cell's health port (fleet.swarm.cell; its fleet's admin page has 8081)
-    status_port: int = 8082  # the edge's own liveness answer, on its loopback (the container healthcheck)
+    health_port: int = CELL_HEALTH_PORT  # a cell's health port (fleet.swarm.cell; its fleet's admin page has 8081)
+    status_port: int = EDGE_STATUS_PORT  # the edge's own liveness answer, on its loopback (the container healthcheck)
     interval: float = 0.5  # how often tasks.cell is resolved and every cell probed
     probe_timeout: float = 2.0
     failures_to_eject: int = 2

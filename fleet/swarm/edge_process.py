@@ -206,17 +206,3 @@ def main(layout: Layout, port: int, listen: str, settings: EdgeSettings, limits:
     )
     os.umask(0o022)
     return Edge(layout, port, listen, settings, limits).run()
-
-
-def check(port: int) -> int:
-    """The container healthcheck: 0 if the edge's nginx answers on its loopback status port."""
-    from fleet.swarm.cell import http_check
-
-    return http_check(port, "/", f"the edge's nginx does not answer on 127.0.0.1:{port}")
-
-
-if __name__ == "__main__":
-    # `python -m fleet.swarm.edge_process --check [PORT]`: the healthcheck without the CLI's imports.
-    if sys.argv[1:2] == ["--check"]:
-        sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else EdgeSettings().status_port))
-    sys.exit("usage: python -m fleet.swarm.edge_process --check [STATUS_PORT]")
