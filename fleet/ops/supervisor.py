@@ -5,6 +5,9 @@
 that dies takes nothing with it unnoticed: before a part is started again, whatever is left of its
 group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassals would delete the
 sockets of the new ones on their way out).
+
+The supervisor does not poll its parts: between passes it blocks until a child exits (SIGCHLD), a signal
+asks it to stop, or the next restart is due (ChildExits).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +33,7 @@ log = logging.getLogger("fleet.supervisor")
 # stop accepting, finish in-flight requests), then the Emperor (its vassals finish theirs).
 STOP_ORDER = ("control", "nginx", "emperor")
 # How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
-# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in supervisor.STOP_ORDER.
+# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in STOP_ORDER.
 STOPPING = {
     "control": (signal.SIGTERM, 10.0),
     "nginx": (signal.SIGQUIT, 30.0),
@@ -77,6 +82,56 @@ class SupervisorSpec:
         return cls(**doc)
 
 
+def stop_in_order(
+    pids: Mapping[str, int],
+    say: Callable[[str], None] = lambda _: None,
+    how: Mapping[str, tuple[int, float]] = STOPPING,
+) -> None:
+    """Stop the parts `pids` ({name: pid}) gracefully, one after the other in STOP_ORDER, each with its
+    signal and timeout from `how`; SIGKILL only what overstays its timeout. The supervisor stops its own
+    children so, and `fleet down` whatever it finds running."""
+    for name in STOP_ORDER:
+        pid = pids.get(name)
+        if pid is None:
+            continue
+        sig, timeout = how[name]
+        say(f"fleet: stopping {name} (pid {pid})...")
+        if not processes.stop(pid, sig, timeout):
+            say(f"fleet: {name} did not stop within {timeout:.0f} s; killed it")
+
+
+class ChildExits:
+    """A wait that ends when a child of this process exits or a signal with a Python handler arrives.
+
+    signal.set_wakeup_fd makes the C-level handler write a byte to a socket for every such signal, SIGCHLD
+    included (it gets a handler that does nothing). A signal that arrives before the wait, even between
+    a check and the wait, leaves its byte behind: the wait then returns at once, so no exit is missed.
+    Main thread only (where Python runs signal handlers).
+    """
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        for end in (self.reader, self.writer):
+            end.setblocking(False)
+        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        self.previous_handler = signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until a child exits, a signal arrives, or `timeout` seconds pass (None: no limit)."""
+        select.select([self.reader], [], [], timeout)
+        try:
+            while self.reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        signal.signal(signal.SIGCHLD, self.previous_handler)
+        signal.set_wakeup_fd(self.previous_fd)
+        self.reader.close()
+        self.writer.close()
+
+
 def backoff(recent_deaths: int) -> float:
     """Seconds before starting a part again, after this many deaths in a row (pure)."""
     if recent_deaths <= 1:
@@ -94,8 +149,10 @@ class Supervisor:
         self.restart_at: dict[str, float] = {}
         self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
         self.restarts = 0
+        self.exits: ChildExits | None = None
 
     def start(self) -> dict[str, subprocess.Popen]:
+        self.exits = self.exits or ChildExits()  # before the first child: no exit goes unheard
         for name in self.specs:
             self._spawn(name)
         self.record()
@@ -105,6 +162,17 @@ class Supervisor:
         spec = self.specs[name]
         self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.setup.env, self.layout.root)
         self.started_at[name] = self.clock()
+
+    def wait(self, at_most: float | None = None) -> None:
+        """Block until a part exits, a signal arrives, the next restart is due, or `at_most` seconds pass
+        (None: no limit but those). Then `check()` says what happened."""
+        timeout = at_most
+        if self.restart_at:
+            due = max(0.0, min(self.restart_at.values()) - self.clock())
+            timeout = due if timeout is None else min(timeout, due)
+        if self.exits is None:
+            raise RuntimeError("Supervisor.wait() before start()")
+        self.exits.wait(timeout)
 
     def check(self) -> list[str]:
         """Notice dead parts and start them again when their backoff is over; returns what happened."""
@@ -142,6 +210,8 @@ class Supervisor:
     def _wait_started(self, name: str, timeout: float = 5.0) -> None:
         """Until the replacement has children (nginx: its workers listen), or it died, or `timeout`."""
         proc, deadline = self.procs[name], self.clock() + timeout
+        # Polled: nothing tells this process when a child's own children start (they are the child's).
+        # Only when nginx was replaced, for the few ms its master takes to start its workers.
         while self.clock() < deadline and proc.poll() is None and len(processes.group_members(proc.pid)) < 2:
             time.sleep(0.01)
 
@@ -154,15 +224,13 @@ class Supervisor:
     def stop(self, say: Callable[[str], None] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
-        for name in STOP_ORDER:
-            proc = self.procs.get(name)
-            if proc is None:
-                continue
-            spec = self.specs[name]
-            say(f"fleet: stopping {name} (pid {proc.pid})...")
-            if not processes.stop(proc.pid, spec.stop_signal, spec.stop_timeout):
-                say(f"fleet: {name} did not stop within {spec.stop_timeout:.0f} s; killed it")
+        how = {name: (spec.stop_signal, spec.stop_timeout) for name, spec in self.specs.items()}
+        stop_in_order({name: proc.pid for name, proc in self.procs.items()}, say, how)
+        for proc in self.procs.values():
             proc.poll()
+        if self.exits is not None:
+            self.exits.close()
+            self.exits = None
         self.layout.processes_file(self.setup.component).unlink(missing_ok=True)
 
     def record(self) -> None:
@@ -192,7 +260,7 @@ def run_detached(layout: Layout, component: str) -> int:
     log.info("supervising %s", ", ".join(supervisor.procs))
     while not stopping:
         supervisor.check()
-        time.sleep(0.1)  # the supervision period: how soon a dead part is noticed
+        supervisor.wait()  # a part's exit, a signal or the next restart: nothing else needs this process
     log.info("stopping on signal %d", stopping[0])
     supervisor.stop(lambda line: log.info("%s", line))
     return 0
