@@ -7,7 +7,7 @@ group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassa
 sockets of the new ones on their way out).
 
 The supervisor does not poll its parts: between passes it blocks until a child exits (SIGCHLD), a signal
-asks it to stop, or the next restart is due (ChildExits).
+asks it to stop, or the next restart is due (processes.ChildExits).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -100,38 +98,6 @@ def stop_in_order(
             say(f"fleet: {name} did not stop within {timeout:.0f} s; killed it")
 
 
-class ChildExits:
-    """A wait that ends when a child of this process exits or a signal with a Python handler arrives.
-
-    signal.set_wakeup_fd makes the C-level handler write a byte to a socket for every such signal, SIGCHLD
-    included (it gets a handler that does nothing). A signal that arrives before the wait, even between
-    a check and the wait, leaves its byte behind: the wait then returns at once, so no exit is missed.
-    Main thread only (where Python runs signal handlers).
-    """
-
-    def __init__(self) -> None:
-        self.reader, self.writer = socket.socketpair()
-        for end in (self.reader, self.writer):
-            end.setblocking(False)
-        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
-        self.previous_handler = signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-
-    def wait(self, timeout: float | None) -> None:
-        """Block until a child exits, a signal arrives, or `timeout` seconds pass (None: no limit)."""
-        select.select([self.reader], [], [], timeout)
-        try:
-            while self.reader.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        signal.signal(signal.SIGCHLD, self.previous_handler)
-        signal.set_wakeup_fd(self.previous_fd)
-        self.reader.close()
-        self.writer.close()
-
-
 def backoff(recent_deaths: int) -> float:
     """Seconds before starting a part again, after this many deaths in a row (pure)."""
     if recent_deaths <= 1:
@@ -149,10 +115,10 @@ class Supervisor:
         self.restart_at: dict[str, float] = {}
         self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
         self.restarts = 0
-        self.exits: ChildExits | None = None
+        self.exits: processes.ChildExits | None = None
 
     def start(self) -> dict[str, subprocess.Popen]:
-        self.exits = self.exits or ChildExits()  # before the first child: no exit goes unheard
+        self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
         for name in self.specs:
             self._spawn(name)
         self.record()

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+from fleet import processes
 from fleet.layout import Layout
 from fleet.swarm import edge
 
@@ -105,21 +106,25 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float) ->
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "up", "--component", "all"]
     argv += ["--port", str(fleet_port), "--listen", os.environ.get("FLEET_LISTEN", "0.0.0.0")]
     argv += ["--admin-port", os.environ.get("FLEET_ADMIN_PORT", "0")]  # the health port may be port + 1
+    exits = processes.ChildExits()  # before the child starts: its exit cannot go unheard
     # Its own session: the stop signal reaches the fleet only when the drain says so.
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     say(f"{cell.host}: fleet on port {fleet_port}, health port {health_port}, drain {drain_wait:.1f} s")
     while not signals and child.poll() is None:
-        time.sleep(0.1)
+        exits.wait(None)  # the fleet's exit or a signal
     if child.poll() is not None:
         say(f"fleet exited with status {child.returncode}")
+        exits.close()
         return child.returncode or 1
     cell.draining = True
     say("draining: the health port says so, the fleet keeps serving until the edges stop sending")
     # last_told_serving is read on every turn: a probe answered just as the drain began counts too.
     while len(signals) < 2 and child.poll() is None:
-        if edge.drained(time.monotonic(), cell.last_told_serving, drain_wait):
+        now, last = time.monotonic(), cell.last_told_serving
+        if edge.drained(now, last, drain_wait):
             break
-        time.sleep(0.05)
+        exits.wait(max(0.0, last + drain_wait - now) if last is not None else 0.0)
+    exits.close()
     say("out of the edges' rotation: stopping the fleet gracefully")
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
