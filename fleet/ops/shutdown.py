@@ -43,7 +43,13 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
             out.flush()
         processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
         alive = {name: pid for name, pid in (running(layout) | orphaned_groups(layout)).items() if name != "supervisor"}
-    stop_in_order(alive, (lambda _: None) if quiet else lambda line: (out.write(line + "\n"), out.flush()))
+
+    def say(line: str) -> None:
+        if not quiet:
+            out.write(line + "\n")
+            out.flush()
+
+    stop_in_order(alive, say)
     for record in records:
         record.unlink(missing_ok=True)
     layout.state_file.unlink(missing_ok=True)

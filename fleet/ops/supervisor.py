@@ -82,7 +82,7 @@ class SupervisorSpec:
 
 def stop_in_order(
     pids: Mapping[str, int],
-    say: Callable[[str], None] = lambda _: None,
+    say: Callable[[str], object] = lambda _: None,
     how: Mapping[str, tuple[int, float]] = STOPPING,
 ) -> None:
     """Stop the parts `pids` ({name: pid}) gracefully, one after the other in STOP_ORDER, each with its
@@ -187,7 +187,7 @@ class Supervisor:
         if processes.group_members(pgid):
             processes.stop_group(pgid, spec.stop_signal, spec.stop_timeout)
 
-    def stop(self, say: Callable[[str], None] = lambda _: None) -> None:
+    def stop(self, say: Callable[[str], object] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
         how = {name: (spec.stop_signal, spec.stop_timeout) for name, spec in self.specs.items()}
