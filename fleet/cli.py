@@ -42,7 +42,7 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
 
 def command_events(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """The backends' transitions (run/logs/events.jsonl), oldest first; --follow waits for new ones."""
-    from fleet.published.events import follow, format_event, read_events
+    from fleet.published.events import format_event, read_events, tail
 
     def show(event) -> None:
         print(json.dumps(event.to_dict()) if args.json else format_event(event), flush=True)
@@ -51,7 +51,7 @@ def command_events(layout: Layout, args: argparse.Namespace, values: Values) -> 
         show(event)
     if args.follow:
         try:
-            for event in follow(layout.events_file, lambda: False):
+            for event in tail(layout.events_file, lambda: False):
                 show(event)
         except KeyboardInterrupt:
             pass
@@ -80,19 +80,19 @@ def command_check(layout: Layout, args: argparse.Namespace, values: Values) -> i
 
 def command_edge(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Run the edge in the foreground: nginx balancing over the serving cells of a Swarm stack."""
-    from fleet.swarm import edge_runtime
+    from fleet.swarm import edge_process
 
     settings = edge.EdgeSettings(cells_name=values.cells, cell_port=values.cell_port, health_port=values.health_port)
-    return edge_runtime.main(layout, values.port, values.listen, settings, values.limits)
+    return edge_process.main(layout, values.port, values.listen, settings, values.limits)
 
 
 def command_cell(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Run a whole fleet as one Swarm cell, with a health port for the edge; on SIGTERM drain, then stop."""
-    from fleet.swarm import edge_cell
+    from fleet.swarm import cell
 
     # The fleet it runs gets every setting of `fleet up` on its command line.
     up = ["up", "--component", "all", *values.argv("up")]
-    return edge_cell.run(layout, values.port, values.health_port, values.drain, up)
+    return cell.run(layout, values.port, values.health_port, values.drain, up)
 
 
 def command_control_plane(layout: Layout, args: argparse.Namespace, values: Values) -> int:

@@ -43,10 +43,6 @@ class Layout:
     def nginx_template(self) -> Path:
         return self.root / "nginx" / "nginx.conf"
 
-    @property
-    def vassal_launcher(self) -> Path:
-        return self.root / "bin" / "fleet-vassal"
-
     # Runtime state, git-ignored.
     @property
     def run(self) -> Path:
@@ -110,7 +106,7 @@ class Layout:
         """What `fleet up --component X` started (one file each: containers share run/)."""
         return self.run / f"processes-{component}.json"
 
-    def supervisor_plan(self, component: str) -> Path:
+    def supervisor_spec(self, component: str) -> Path:
         """What a detached supervisor runs (written by `fleet up --detach`)."""
         return self.run / f"supervise-{component}.json"
 

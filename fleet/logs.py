@@ -40,18 +40,12 @@ def failure_reason(log: Path) -> str:
 
 
 class Follower:
-    """Print new lines of several log files, each prefixed with its component name."""
+    """Print the lines of several log files as they grow (from their start), each prefixed with its
+    component name."""
 
     def __init__(self, out: TextIO = sys.stdout):
         self.out = out
         self.offsets: dict[Path, int] = {}
-
-    def start_at_end(self, paths: list[Path]) -> None:
-        for path in paths:
-            try:
-                self.offsets[path] = path.stat().st_size
-            except OSError:
-                self.offsets[path] = 0
 
     def poll(self, paths: list[Path]) -> int:
         printed = 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -139,3 +141,35 @@ def _kill_group(pgid: int) -> None:
     except ProcessLookupError:
         pass
     wait_gone(pgid, 5.0)
+
+
+class ChildExits:
+    """A wait that ends when a child of this process exits or a signal with a Python handler arrives.
+
+    signal.set_wakeup_fd makes the C-level handler write a byte to a socket for every such signal, SIGCHLD
+    included (it gets a handler that does nothing). A signal that arrives before the wait, even between
+    a check and the wait, leaves its byte behind: the wait then returns at once, so no exit is missed.
+    Main thread only (where Python runs signal handlers).
+    """
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        for end in (self.reader, self.writer):
+            end.setblocking(False)
+        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        self.previous_handler = signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until a child exits, a signal arrives, or `timeout` seconds pass (None: no limit)."""
+        select.select([self.reader], [], [], timeout)
+        try:
+            while self.reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        signal.signal(signal.SIGCHLD, self.previous_handler)
+        signal.set_wakeup_fd(self.previous_fd)
+        self.reader.close()
+        self.writer.close()

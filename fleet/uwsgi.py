@@ -70,15 +70,11 @@ def vassal_stats(stats_socket: Path, timeout: float = 0.5) -> VassalStats:
     return VassalStats.parse(read_json_socket(stats_socket, timeout))
 
 
-def request(sock_path: Path, path: str = "/healthz", timeout: float = 1.0) -> tuple[int, bytes]:
-    """One GET over the uwsgi protocol on a unix socket, as nginx would send it: (status, body)."""
-    return _parse_response(exchange(sock_path, packet(_get_env(path)), timeout))
-
-
 def request_many(targets: Mapping[str, tuple[Path, str]], timeout: float) -> dict[str, tuple[int, bytes] | Exception]:
-    """`request` to many sockets at once ({key: (socket, path)}): every request is sent first, then the
-    answers are read as they come, all within one `timeout`. Each result is (status, body), or the
-    exception `request` would have raised.
+    """One GET over the uwsgi protocol, as nginx would send it, to many sockets at once
+    ({key: (socket, path)}): every request is sent first, then the answers are read as they come, all
+    within one `timeout`. Each result is (status, body), or the exception that request met (OSError,
+    ConnectionError for an answer that is not HTTP, TimeoutError).
 
     At once, because with on-demand sockets a probe's connect is what starts a vassal: probing one after
     the other would start 50 vassals one probe timeout apart.
@@ -161,12 +157,3 @@ def _uwsgi_string(text: str) -> bytes:
     """A length-prefixed string of the uwsgi protocol (the length counts bytes, not characters)."""
     data = text.encode("utf-8")
     return struct.pack("<H", len(data)) + data
-
-
-def probe(sock_path: Path, timeout: float = 1.0) -> bool:
-    """True when the vassal answers GET /healthz with 200 on its socket."""
-    try:
-        status, _ = request(sock_path, "/healthz", timeout)
-    except (OSError, ValueError, ConnectionError):
-        return False
-    return status == 200

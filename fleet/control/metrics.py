@@ -94,18 +94,18 @@ class Metrics:
         """A transition: count it, and time hot adds and reloads."""
         self.transitions.labels(e.old or "new", e.new or "gone").inc()
         with self._lock:
-            if e.old is None and e.new == "starting":
+            if e.old is None and e.new == State.STARTING:
                 self._added[e.name] = e.at
-            elif e.old == "starting":
+            elif e.old == State.STARTING:
                 began = self._added.pop(e.name, None)
-                if e.new == "healthy" and began is not None:
+                if e.new == State.HEALTHY and began is not None:
                     self.hot_add.observe(max(0.0, e.at - began))
-            if e.new == "reloading":
+            if e.new == State.RELOADING:
                 self._reloads[e.name] = self._reloads.get(e.name, 0) + 1
                 self._reloading.setdefault(e.name, e.at)  # changed again meanwhile: one reload, timed from the first
-            elif e.old == "reloading":
+            elif e.old == State.RELOADING:
                 began = self._reloading.pop(e.name, None)
-                if e.new == "healthy" and began is not None:
+                if e.new == State.HEALTHY and began is not None:
                     self.reload.observe(max(0.0, e.at - began))
             if e.new is None:
                 for kept in (self._usage, self._reloads, self._added, self._reloading):

@@ -60,7 +60,7 @@ class Publisher:
             vassal_pid, workers, requests, memory = self.usage.get(name, (None, 0, 0, 0))
             views[name] = BackendView(
                 name=name,
-                state=b.state.value,
+                state=b.state,
                 since=round(wall - (now - b.since), 3),
                 routed=name in routed,
                 error=b.error,

@@ -16,8 +16,8 @@ from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
 from fleet.control.subscribers import PassReport, Subscriber
+from fleet.core.looking import what_to_observe
 from fleet.core.model import Model
-from fleet.core.plan import plan
 from fleet.core.reconcile import decide
 from fleet.core.settings import Settings
 from fleet.layout import Layout
@@ -59,7 +59,7 @@ class Runtime:
         started = time.perf_counter()
         now = self.clock()
         wanted = self.cluster.wanted()
-        look = plan(self.model, wanted, now, self.settings)
+        look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
         observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
         decision = decide(wanted, observed, self.model, self.settings, now)
@@ -101,7 +101,7 @@ class Runtime:
     def run(self, polling: bool = False) -> None:
         """Pass after pass until SIGTERM/SIGINT; the signal handlers and file events only set flags.
         `polling`: no file events, only the passes (the setting --file-watch poll)."""
-        from fleet.control.watch import watch
+        from fleet.control.watch import watch_folders
 
         def on_signal(*_: object) -> None:
             self.stopping.set()
@@ -111,7 +111,7 @@ class Runtime:
             signal.signal(sig, on_signal)
         # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
         # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        watcher = None if polling else watch([self.layout.vassals, self.layout.drain_dir], self.wake)
+        watcher = None if polling else watch_folders([self.layout.vassals, self.layout.drain_dir], self.wake)
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:

@@ -19,7 +19,7 @@ class _Wake(FileSystemEventHandler):
             self.wake.set()
 
 
-def watch(folders: list[Path], wake: threading.Event) -> BaseObserver:
+def watch_folders(folders: list[Path], wake: threading.Event) -> BaseObserver:
     """Start watchdog's inotify observer on `folders`, setting `wake` on every change; stop() it."""
     watcher = FileWatcher()
     handler = _Wake(wake)

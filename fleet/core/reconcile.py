@@ -14,9 +14,9 @@ from dataclasses import replace
 from fleet.core import flapping, handoff
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route
 from fleet.core.decision import Decision, Pass
+from fleet.core.looking import health_round
 from fleet.core.model import Backend, Model, Transition
 from fleet.core.observations import Observed, Wanted
-from fleet.core.plan import health_round
 from fleet.core.routing import wanted_routes
 from fleet.core.settings import Settings
 from fleet.core.states import IN_FLIGHT, State, check_transition

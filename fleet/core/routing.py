@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fleet.core.model import Backend
-from fleet.core.states import State
+from fleet.core.states import ROUTABLE, State
 
 
 def wanted_routes(
@@ -18,7 +18,7 @@ def wanted_routes(
     its socket's backlog during the reload. New healthy backends join in batches: while another one is
     still starting they wait, at most `batch_window`, so a burst of 50 files costs one routing change.
     """
-    keep = {n for n in routed if n in backends and backends[n].state in (State.HEALTHY, State.RELOADING)}
+    keep = {n for n in routed if n in backends and backends[n].state in ROUTABLE}
     peers = {n for n in keep if backends[n].state == State.HEALTHY}
     if peers:
         keep = peers

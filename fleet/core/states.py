@@ -33,7 +33,7 @@ TRANSITIONS: dict[State | None, frozenset[State | None]] = {
     S.REMOVING: frozenset({S.STARTING, S.FAILED, None}),
 }
 
-# States whose backend may be in nginx. The others are taken out at once.
+# States whose backend may be in nginx (core/routing.py), the others are taken out at once.
 ROUTABLE = frozenset({S.HEALTHY, S.RELOADING})
 # States in which the control plane looks again soon instead of at the idle tick.
 IN_FLIGHT = frozenset({S.STARTING, S.RELOADING, S.EJECTED, S.DRAINING, S.REMOVING})

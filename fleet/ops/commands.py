@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
+from fleet.core.states import State
 from fleet.errors import FleetError, InvalidVassal, NotRunning
 from fleet.layout import Layout, write_atomically
 from fleet.ops.progress import wait_until
@@ -68,9 +69,9 @@ def add(layout: Layout, name: str, processes_count: int | None, timeout: float, 
 
     def routed(snap: Snapshot) -> str | None:
         b = snap.backend(name)
-        if b and b.state == "failed":
+        if b and b.state == State.FAILED:
             return f"{name} failed: {b.error}. Fix {path} or `fleet rm {name}`."
-        return "ok" if b and b.state == "healthy" and name in snap.routed else None
+        return "ok" if b and b.state == State.HEALTHY and name in snap.routed else None
 
     _wait(layout, f"starting {name}", routed, timeout, out)
     return 0
@@ -88,7 +89,7 @@ def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> i
 
     def unrouted(snap: Snapshot) -> str | None:
         b = snap.backend(name)
-        return "ok" if name not in snap.routed and (b is None or b.state in ("draining", "removing")) else None
+        return "ok" if name not in snap.routed and (b is None or b.state in (State.DRAINING, State.REMOVING)) else None
 
     _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
     path.unlink()
@@ -128,9 +129,9 @@ def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: Te
 
         def reloaded(snap: Snapshot, name: str = name, touched_ns: int = touched_ns) -> str | None:
             b = snap.backend(name)
-            if b and b.state == "failed":
+            if b and b.state == State.FAILED:
                 return f"{name} failed to reload: {b.error}. Backends not yet reloaded keep their old code."
-            done = b and b.state == "healthy" and b.served_mtime_ns >= touched_ns and name in snap.routed
+            done = b and b.state == State.HEALTHY and b.served_mtime_ns >= touched_ns and name in snap.routed
             return "ok" if done else None
 
         _wait(layout, f"[{index}/{len(names)}] reloading {name}", reloaded, timeout, out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -13,6 +12,7 @@ from fleet.ops.shutdown import tidy
 from fleet.ops.supervisor import Supervisor
 
 GATEWAY_LOGS = {"control", "nginx", "nginx-error"}
+LOG_PERIOD = 0.1  # how often the logs are read for new lines (a part's exit or a signal is seen at once)
 
 
 def _own_logs(layout: Layout, component: str) -> list[Path]:
@@ -25,7 +25,7 @@ def _own_logs(layout: Layout, component: str) -> list[Path]:
     return logs
 
 
-def follow(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
+def supervise_in_foreground(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) -> int:
     """Stream the parts' logs with a prefix and keep the parts alive until Ctrl-C, SIGTERM or SIGHUP;
     then stop gracefully. Output that goes away (a closed pipe) stops nothing but the output."""
     stop_requested: list[int] = []
@@ -39,7 +39,7 @@ def follow(layout: Layout, component: str, supervisor: Supervisor, out: TextIO) 
             follower.poll(_own_logs(layout, component))
             for line in supervisor.check():
                 out.write(f"fleet: {line}\n")
-            time.sleep(0.1)  # the supervision period
+            supervisor.wait(LOG_PERIOD)
         out.write("\nfleet: stopping gracefully...\n")
     finally:
         supervisor.stop(lambda line: out.write(line + "\n"))

@@ -11,13 +11,15 @@ from typing import TextIO
 
 from fleet import processes, uwsgi
 from fleet.config import Limits, Values
+from fleet.core.states import State
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
-from fleet.ops import privileges, shutdown
-from fleet.ops.foreground import follow
+from fleet.ops import privileges
+from fleet.ops.foreground import supervise_in_foreground
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
-from fleet.ops.supervisor import STOPPING, PartSpec, Plan, Supervisor
+from fleet.ops.shutdown import down
+from fleet.ops.supervisor import STOPPING, PartSpec, Supervisor, SupervisorSpec
 from fleet.proxy import nginx
 from fleet.published import records
 from fleet.published.snapshot import Snapshot
@@ -87,7 +89,9 @@ def _prepare(
     return extra
 
 
-def _plan(layout: Layout, component: str, emperor_args: list[str], values: Values, drop: Drop) -> Plan:
+def _supervisor_spec(
+    layout: Layout, component: str, emperor_args: list[str], values: Values, drop: Drop
+) -> SupervisorSpec:
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
     env = dict(os.environ) | values.limits.environment() | privileges.environment(drop)
@@ -103,14 +107,14 @@ def _plan(layout: Layout, component: str, emperor_args: list[str], values: Value
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return Plan(component, specs, env, values.port, values.listen)
+    return SupervisorSpec(component, specs, env, values.port, values.listen)
 
 
-def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
+def _detach(layout: Layout, setup: SupervisorSpec) -> subprocess.Popen:
     """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
-    plan.write(layout.supervisor_plan(plan.component))
-    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", plan.component]
-    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
+    setup.write(layout.supervisor_spec(setup.component))
+    argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", setup.component]
+    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root)
 
 
 def wait_healthy(
@@ -135,9 +139,9 @@ def wait_healthy(
             return None, "waiting for the control plane"
         if listening is not None and not _answers(*listening):
             return None, "waiting for nginx to listen"
-        states = {n: snap.state_of(n) or "starting" for n in names}
-        healthy = [n for n in names if states[n] == "healthy" and n in snap.routed]
-        failed[:] = [n for n in names if states[n] == "failed"]
+        states = {n: snap.state_of(n) or State.STARTING for n in names}
+        healthy = [n for n in names if states[n] == State.HEALTHY and n in snap.routed]
+        failed[:] = [n for n in names if states[n] == State.FAILED]
         if len(healthy) + len(failed) == len(names):
             return "ok", f"{len(healthy)}/{len(names)} backends healthy and routed"
         waiting = [n for n in names if n not in healthy and n not in failed]
@@ -168,14 +172,14 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
-    drop = privileges.plan(values.user, values.sources["user"])
+    drop = privileges.drop_for(values.user, values.sources["user"])
     emperor_args = _prepare(layout, port, listen, component, values.limits, drop, values.access_log, out)
-    plan = _plan(layout, component, emperor_args, values, drop)
+    setup = _supervisor_spec(layout, component, emperor_args, values, drop)
     supervisor = None
     if detach:
-        watch = {"supervisor": _detach(layout, plan)}
+        watch = {"supervisor": _detach(layout, setup)}
     else:
-        supervisor = Supervisor(layout, plan)
+        supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = list(vassals.present(layout.vassals))
     where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
@@ -190,7 +194,7 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
         out.write("fleet: start failed; stopping what was started\n")
         if supervisor:
             supervisor.stop()
-        shutdown.down(layout, quiet=True)
+        down(layout, quiet=True)
         raise
     if failed:
         report_failed(layout, failed, out)
@@ -202,4 +206,4 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
     if supervisor is None:
         out.write("fleet: running in the background, parts restarted if they die; stop it with `fleet down`\n")
         return 1 if failed else 0
-    return follow(layout, component, supervisor, out)
+    return supervise_in_foreground(layout, component, supervisor, out)

@@ -34,7 +34,7 @@ class Drop:
     group: str | None  # nginx workers' group: the sockets get it
 
 
-def plan(user: str, source: str) -> Drop:
+def drop_for(user: str, source: str) -> Drop:
     """Who the vassals run as: `user` (the setting --user, from `source`), when started as root."""
     if os.geteuid() != 0:
         return Drop(None, None)

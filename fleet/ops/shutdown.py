@@ -11,7 +11,7 @@ from typing import TextIO
 from fleet import processes
 from fleet.errors import NotRunning
 from fleet.layout import Layout
-from fleet.ops.supervisor import STOP_ORDER, STOPPING
+from fleet.ops.supervisor import STOPPING, stop_in_order
 from fleet.published.records import orphaned_groups, running
 
 
@@ -43,16 +43,13 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
             out.flush()
         processes.stop(supervisor, signal.SIGTERM, sum(t for _, t in STOPPING.values()) + 5)
         alive = {name: pid for name, pid in (running(layout) | orphaned_groups(layout)).items() if name != "supervisor"}
-    for name in STOP_ORDER:
-        pid = alive.get(name)
-        if pid is None:
-            continue
-        sig, timeout = STOPPING[name]
+
+    def say(line: str) -> None:
         if not quiet:
-            out.write(f"fleet: stopping {name} (pid {pid})...\n")
+            out.write(line + "\n")
             out.flush()
-        if not processes.stop(pid, sig, timeout) and not quiet:
-            out.write(f"fleet: {name} did not stop within {timeout:.0f} s; killed it\n")
+
+    stop_in_order(alive, say)
     for record in records:
         record.unlink(missing_ok=True)
     layout.state_file.unlink(missing_ok=True)

@@ -5,6 +5,9 @@
 that dies takes nothing with it unnoticed: before a part is started again, whatever is left of its
 group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassals would delete the
 sockets of the new ones on their way out).
+
+The supervisor does not poll its parts: between passes it blocks until a child exits (SIGCHLD), a signal
+asks it to stop, or the next restart is due (processes.ChildExits).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +31,7 @@ log = logging.getLogger("fleet.supervisor")
 # stop accepting, finish in-flight requests), then the Emperor (its vassals finish theirs).
 STOP_ORDER = ("control", "nginx", "emperor")
 # How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
-# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in supervisor.STOP_ORDER.
+# in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in STOP_ORDER.
 STOPPING = {
     "control": (signal.SIGTERM, 10.0),
     "nginx": (signal.SIGQUIT, 30.0),
@@ -56,7 +59,7 @@ class PartSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SupervisorSpec:
     """Everything a supervisor needs, written by `fleet up` for a detached `fleet supervise`."""
 
     component: str
@@ -71,10 +74,28 @@ class Plan:
         write_atomically(path, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> Plan:
+    def read(cls, path: Path) -> SupervisorSpec:
         doc = json.loads(path.read_text())
         doc["parts"] = [PartSpec.from_dict(p) for p in doc["parts"]]
         return cls(**doc)
+
+
+def stop_in_order(
+    pids: Mapping[str, int],
+    say: Callable[[str], object] = lambda _: None,
+    how: Mapping[str, tuple[int, float]] = STOPPING,
+) -> None:
+    """Stop the parts `pids` ({name: pid}) gracefully, one after the other in STOP_ORDER, each with its
+    signal and timeout from `how`; SIGKILL only what overstays its timeout. The supervisor stops its own
+    children so, and `fleet down` whatever it finds running."""
+    for name in STOP_ORDER:
+        pid = pids.get(name)
+        if pid is None:
+            continue
+        sig, timeout = how[name]
+        say(f"fleet: stopping {name} (pid {pid})...")
+        if not processes.stop(pid, sig, timeout):
+            say(f"fleet: {name} did not stop within {timeout:.0f} s; killed it")
 
 
 def backoff(recent_deaths: int) -> float:
@@ -85,17 +106,19 @@ def backoff(recent_deaths: int) -> float:
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, plan: Plan, clock: Callable[[], float] = time.monotonic):
-        self.layout, self.plan, self.clock = layout, plan, clock
-        self.specs = {p.name: p for p in plan.parts}
+    def __init__(self, layout: Layout, setup: SupervisorSpec, clock: Callable[[], float] = time.monotonic):
+        self.layout, self.setup, self.clock = layout, setup, clock
+        self.specs = {p.name: p for p in setup.parts}
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: dict[str, float] = {}
         self.deaths: dict[str, int] = {name: 0 for name in self.specs}
         self.restart_at: dict[str, float] = {}
         self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
         self.restarts = 0
+        self.exits: processes.ChildExits | None = None
 
     def start(self) -> dict[str, subprocess.Popen]:
+        self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
         for name in self.specs:
             self._spawn(name)
         self.record()
@@ -103,8 +126,19 @@ class Supervisor:
 
     def _spawn(self, name: str) -> None:
         spec = self.specs[name]
-        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.plan.env, self.layout.root)
+        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.setup.env, self.layout.root)
         self.started_at[name] = self.clock()
+
+    def wait(self, at_most: float | None = None) -> None:
+        """Block until a part exits, a signal arrives, the next restart is due, or `at_most` seconds pass
+        (None: no limit but those). Then `check()` says what happened."""
+        timeout = at_most
+        if self.restart_at:
+            due = max(0.0, min(self.restart_at.values()) - self.clock())
+            timeout = due if timeout is None else min(timeout, due)
+        if self.exits is None:
+            raise RuntimeError("Supervisor.wait() before start()")
+        self.exits.wait(timeout)
 
     def check(self) -> list[str]:
         """Notice dead parts and start them again when their backoff is over; returns what happened."""
@@ -142,6 +176,8 @@ class Supervisor:
     def _wait_started(self, name: str, timeout: float = 5.0) -> None:
         """Until the replacement has children (nginx: its workers listen), or it died, or `timeout`."""
         proc, deadline = self.procs[name], self.clock() + timeout
+        # Polled: nothing tells this process when a child's own children start (they are the child's).
+        # Only when nginx was replaced, for the few ms its master takes to start its workers.
         while self.clock() < deadline and proc.poll() is None and len(processes.group_members(proc.pid)) < 2:
             time.sleep(0.01)
 
@@ -154,16 +190,14 @@ class Supervisor:
     def stop(self, say: Callable[[str], object] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
-        for name in STOP_ORDER:
-            proc = self.procs.get(name)
-            if proc is None:
-                continue
-            spec = self.specs[name]
-            say(f"fleet: stopping {name} (pid {proc.pid})...")
-            if not processes.stop(proc.pid, spec.stop_signal, spec.stop_timeout):
-                say(f"fleet: {name} did not stop within {spec.stop_timeout:.0f} s; killed it")
+        how = {name: (spec.stop_signal, spec.stop_timeout) for name, spec in self.specs.items()}
+        stop_in_order({name: proc.pid for name, proc in self.procs.items()}, say, how)
+        for proc in self.procs.values():
             proc.poll()
-        self.layout.processes_file(self.plan.component).unlink(missing_ok=True)
+        if self.exits is not None:
+            self.exits.close()
+            self.exits = None
+        self.layout.processes_file(self.setup.component).unlink(missing_ok=True)
 
     def record(self) -> None:
         """run/processes-COMPONENT.json: pids and start times, so `fleet down` and `status` find them."""
@@ -171,28 +205,28 @@ class Supervisor:
         doc = {
             "pids": pids,
             "started": {name: processes.start_time(pid) for name, pid in pids.items()},
-            "port": self.plan.port,
-            "listen": self.plan.listen,
+            "port": self.setup.port,
+            "listen": self.setup.listen,
             "restarts": self.restarts,
             "pid_namespace": processes.pid_namespace(),
-            **self.plan.extra,
+            **self.setup.extra,
         }
-        write_atomically(self.layout.processes_file(self.plan.component), json.dumps(doc, indent=1) + "\n")
+        write_atomically(self.layout.processes_file(self.setup.component), json.dumps(doc, indent=1) + "\n")
 
 
 def run_detached(layout: Layout, component: str) -> int:
     """`fleet supervise`: start the parts `fleet up --detach` planned, keep them alive until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    plan = Plan.read(layout.supervisor_plan(component))
+    setup = SupervisorSpec.read(layout.supervisor_spec(component))
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-    supervisor = Supervisor(layout, plan)
+    supervisor = Supervisor(layout, setup)
     supervisor.start()
     log.info("supervising %s", ", ".join(supervisor.procs))
     while not stopping:
         supervisor.check()
-        time.sleep(0.1)  # the supervision period: how soon a dead part is noticed
+        supervisor.wait()  # a part's exit, a signal or the next restart: nothing else needs this process
     log.info("stopping on signal %d", stopping[0])
     supervisor.stop(lambda line: log.info("%s", line))
     return 0

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleet.core.model import Transition
+from fleet.core.states import State
 
 log = logging.getLogger("fleet.control")
 
@@ -23,21 +24,28 @@ class Event:
     """One backend moved from one state to another (None: not known before, or gone), at wall-clock `at`."""
 
     name: str
-    old: str | None
-    new: str | None
+    old: State | None  # written as its value, read back as a State
+    new: State | None
     reason: str
     at: float
 
     @classmethod
     def of(cls, t: Transition, at: float) -> Event:
-        return cls(t.name, t.old.value if t.old else None, t.new.value if t.new else None, t.reason, at)
+        return cls(t.name, t.old, t.new, t.reason, at)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict) -> Event:
-        return cls(str(doc["name"]), doc.get("old"), doc.get("new"), str(doc.get("reason", "")), float(doc["at"]))
+        old, new = doc.get("old"), doc.get("new")
+        return cls(
+            str(doc["name"]),
+            None if old is None else State(old),
+            None if new is None else State(new),
+            str(doc.get("reason", "")),
+            float(doc["at"]),
+        )
 
     def describe(self) -> str:
         return f"{self.name}: {self.old or 'new'} -> {self.new or 'gone'} ({self.reason})"
@@ -65,7 +73,7 @@ class Bus:
 
 def log_event(event: Event) -> None:
     """The control plane's log: one line per transition."""
-    level = logging.WARNING if event.new in ("failed", "ejected") else logging.INFO
+    level = logging.WARNING if event.new in (State.FAILED, State.EJECTED) else logging.INFO
     log.log(level, "%s", event.describe())
 
 
@@ -97,7 +105,7 @@ def read_events(path: Path) -> list[Event]:
     return found
 
 
-def follow(path: Path, stopped: Callable[[], bool], interval: float = 0.2) -> Iterator[Event]:
+def tail(path: Path, stopped: Callable[[], bool], interval: float = 0.2) -> Iterator[Event]:
     """The events appended to `path` from now on, as they come, across rotations, until `stopped()`."""
     f, ino = _open_at_end(path)
     while not stopped():

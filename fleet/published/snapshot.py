@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 
+from fleet.core.states import State
 from fleet.layout import Layout, write_atomically
 from fleet.published.events import Event
 
@@ -20,7 +21,7 @@ class BackendView:
     """One backend as published."""
 
     name: str
-    state: str
+    state: State  # written as its value ("healthy"), read back as a State
     since: float  # wall-clock time it entered its state
     routed: bool = False
     error: str = ""
@@ -58,7 +59,7 @@ class Snapshot:
     def backend(self, name: str) -> BackendView | None:
         return self.backends.get(name)
 
-    def state_of(self, name: str) -> str | None:
+    def state_of(self, name: str) -> State | None:
         b = self.backends.get(name)
         return b.state if b else None
 
@@ -83,7 +84,10 @@ class Snapshot:
             control_pid=int(doc.get("control_pid", 0)),
             written_at=float(doc.get("written_at", 0.0)),
             routed=tuple(doc.get("routed", ())),
-            backends={name: _known(BackendView, b) for name, b in doc.get("backends", {}).items()},
+            backends={
+                name: _known(BackendView, b | {"state": State(b["state"])})
+                for name, b in doc.get("backends", {}).items()
+            },
             counters=_known(Counters, doc.get("counters", {})),
             routing_error=str(doc.get("routing_error", "")),
             events=tuple(Event.from_dict(e) for e in doc.get("events", ())),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
+from fleet.core.states import State
 from fleet.layout import Layout
 from fleet.published.parts import PartStatus
 from fleet.published.snapshot import Snapshot
@@ -34,7 +35,7 @@ def rows(layout: Layout) -> list[Row]:
 def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
     """The rows of `snap` and of the vassal files it does not know yet (the admin server holds its own snapshot)."""
     names = sorted(set(snap.backends) | set(vassals.present(layout.vassals)))
-    unseen = "starting" if snap.control_pid else "not running"  # a file the control plane has not seen
+    unseen = State.STARTING if snap.control_pid else "not running"  # a file the control plane has not seen
     result = []
     for name in names:
         b = snap.backend(name)
@@ -51,7 +52,7 @@ def render_table(table: list[Row]) -> str:
     header = ("NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR")
     lines = [header]
     for r in table:
-        state = r.state + ("" if r.routed or r.state != "healthy" else " (unrouted)")
+        state = r.state + ("" if r.routed or r.state != State.HEALTHY else " (unrouted)")
         lines.append(
             (
                 r.name,

@@ -2,7 +2,7 @@
 
 A *cell* is one Swarm task running a whole fleet; the *edge* balances over the cells it finds through
 Swarm's DNS (`tasks.cell`). Nothing here touches the network, a process or the clock: the edge's loop
-(fleet.edge_runtime) and the cell's entrypoint (fleet.edge_cell) observe, call these, and apply. The
+(fleet.swarm.edge_process) and the cell's entrypoint (fleet.swarm.cell) observe, call these, and apply. The
 rules are fleet's, one level up:
 
 - a cell joins once its health port says `serving` (its own fleet routes at least one vassal);
@@ -21,13 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from fleet.healthcheck import CELL_HEALTH_PORT, EDGE_STATUS_PORT
+
 
 @dataclass(frozen=True)
 class EdgeSettings:
     cells_name: str = "tasks.cell"  # Swarm's DNS name for every task of the cell service
     cell_port: int = 8080  # a cell's fleet (its nginx)
-    health_port: int = 8090  # a cell's health port (fleet.edge_cell; its fleet's admin page has 8081)
-    status_port: int = 8082  # the edge's own liveness answer, on its loopback (the container healthcheck)
+    health_port: int = CELL_HEALTH_PORT  # a cell's health port (fleet.swarm.cell; its fleet's admin page has 8081)
+    status_port: int = EDGE_STATUS_PORT  # the edge's own liveness answer, on its loopback (the container healthcheck)
     interval: float = 0.5  # how often tasks.cell is resolved and every cell probed
     probe_timeout: float = 2.0
     failures_to_eject: int = 2
@@ -56,7 +58,9 @@ def default_drain_wait(settings: EdgeSettings = EdgeSettings()) -> float:
     return settings.routing_lag + DRAIN_MARGIN
 
 
-class State(StrEnum):
+class CellState(StrEnum):
+    """Where a cell stands with the edge (fleet.core.states.State is a backend's, inside one fleet)."""
+
     JOINING = "joining"  # in tasks.cell, not serving yet
     SERVING = "serving"  # routed
     DRAINING = "draining"  # stopping: out of rotation (unless nothing else serves), still serving
@@ -85,15 +89,19 @@ def parse_health(code: int, body: Mapping[str, object]) -> Answer:
 
 @dataclass(frozen=True)
 class Cell:
+    """One cell as the edge sees it: its address in tasks.cell, its host and its CellState."""
+
     address: str
     host: str = ""
-    state: State = State.JOINING
+    state: CellState = CellState.JOINING
     failures: int = 0
     detail: str = ""
 
 
 @dataclass(frozen=True)
-class Decision:
+class EdgeDecision:
+    """The edge's cells after one pass, the addresses to route to, and what happened."""
+
     cells: dict[str, Cell]
     routed: tuple[str, ...]  # addresses, sorted: what the edge's resolver answers
     events: list[str] = field(default_factory=list)
@@ -102,7 +110,7 @@ class Decision:
 def routed(cells: Mapping[str, Cell]) -> tuple[str, ...]:
     """The serving cells; if there is none, the draining ones (they still serve until they stop); if there
     is none either, the ejected ones (panic mode: they may only be slow)."""
-    for state in (State.SERVING, State.DRAINING, State.DOWN):
+    for state in (CellState.SERVING, CellState.DRAINING, CellState.DOWN):
         chosen = tuple(sorted(a for a, c in cells.items() if c.state is state))
         if chosen:
             return chosen
@@ -119,21 +127,21 @@ def step(cell: Cell, answer: Answer | None, settings: EdgeSettings) -> tuple[Cel
         return fresh, f"is now {answer.host} (was {cell.host}): {fresh.state.value}"
     host = answer.host or cell.host
     if answer.status == "serving":
-        new = Cell(cell.address, host, State.SERVING)
-        return new, "" if cell.state is State.SERVING else "serving: joins"
+        new = Cell(cell.address, host, CellState.SERVING)
+        return new, "" if cell.state is CellState.SERVING else "serving: joins"
     if answer.status == "draining":
-        new = Cell(cell.address, host, State.DRAINING, detail=answer.detail)
-        return new, "" if cell.state is State.DRAINING else "draining: leaves"
+        new = Cell(cell.address, host, CellState.DRAINING, detail=answer.detail)
+        return new, "" if cell.state is CellState.DRAINING else "draining: leaves"
     failures = cell.failures + 1
     detail = answer.detail or answer.status
-    if cell.state is State.SERVING:
+    if cell.state is CellState.SERVING:
         if failures < settings.failures_to_eject:
             return replace(cell, host=host, failures=failures, detail=detail), ""
         return Cell(
-            cell.address, host, State.DOWN, failures, detail
+            cell.address, host, CellState.DOWN, failures, detail
         ), f"ejected after {failures} failed probes: {detail}"
-    if cell.state is State.DRAINING and answer.status == "unreachable":
-        return Cell(cell.address, host, State.DOWN, failures, detail), "stopped"
+    if cell.state is CellState.DRAINING and answer.status == "unreachable":
+        return Cell(cell.address, host, CellState.DOWN, failures, detail), "stopped"
     return replace(cell, host=host, failures=failures, detail=detail), ""
 
 
@@ -142,7 +150,7 @@ def decide(
     found: frozenset[str] | None,
     answers: Mapping[str, Answer],
     settings: EdgeSettings = EdgeSettings(),
-) -> Decision:
+) -> EdgeDecision:
     """The cells after one pass: `found` is what tasks.cell resolved to (None: the lookup failed, keep
     the known cells), `answers` the probes of this pass by address."""
     addresses = set(cells) if found is None else set(found)
@@ -158,7 +166,7 @@ def decide(
     before, after = routed(cells), routed(new)
     if before != after:
         events.append(f"routing {len(after)} cell(s): {', '.join(_name(new[a]) for a in after) or 'none (JSON 503)'}")
-    return Decision(new, after, events)
+    return EdgeDecision(new, after, events)
 
 
 def _name(cell: Cell) -> str:

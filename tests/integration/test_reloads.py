@@ -41,11 +41,12 @@ def reload_by_touch(c: Cluster, name: str) -> None:
 
 def test_touching_each_backend_in_turn_under_load_fails_nothing_and_stalls_nothing(cluster):
     loaded_at = {r["backend"]: r["loaded_at"] for r in (cluster.get().json() for _ in range(20))}
-    held: list[int] = []
+    held: list[int | Exception] = []
 
     def hold(name: str) -> None:  # on the backend about to reload, longer than the drain wait (2 s)
         sock = cluster.run_dir / "sockets" / f"{name}.socket"
-        held.append(uwsgi.request(sock, "/slow?seconds=3", timeout=30)[0])
+        answer = uwsgi.request_many({name: (sock, "/slow?seconds=3")}, timeout=30)[name]
+        held.append(answer if isinstance(answer, Exception) else answer[0])
 
     with (
         Load(cluster.url, clients=4) as load,

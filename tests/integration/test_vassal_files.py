@@ -225,7 +225,8 @@ def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):
     c = make_cluster({"a.ini": "[uwsgi]\nprocesses = 1\n", "b.ini": "[uwsgi]\nprocesses = 1\n"})
     c.up()
     # Hold a's only worker for longer than the health probes' patience (2 probes x 1 s).
-    slow = threading.Thread(target=uwsgi.request, args=(c.run_dir / "sockets" / "a.socket", "/slow?seconds=4", 10))
+    slow_request = {"a": (c.run_dir / "sockets" / "a.socket", "/slow?seconds=4")}
+    slow = threading.Thread(target=uwsgi.request_many, args=(slow_request, 10))
     slow.start()
     c.wait_for(lambda: c.stats("a")["workers"][0]["status"] == "busy", "a's worker busy", 5)
     states = set()

@@ -249,7 +249,7 @@ def pairs_to_flags(pairs: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_cell_runs_fleet_up_with_every_setting_of_up_on_its_command_line(monkeypatch, tmp_path):
-    from fleet.swarm import edge_cell
+    from fleet.swarm import cell as edge_cell
 
     (tmp_path / "emperor.ini").write_text("")
     seen: list[list[str]] = []
@@ -329,6 +329,6 @@ def test_a_user_that_does_not_exist_is_named_with_its_source(monkeypatch):
     monkeypatch.setattr(privileges.os, "geteuid", lambda: 0)
     monkeypatch.setattr(privileges.nginx, "worker_user", lambda: None)
     with pytest.raises(FleetError) as raised:
-        privileges.plan("no-such-user-here", "FLEET_USER=no-such-user-here")
+        privileges.drop_for("no-such-user-here", "FLEET_USER=no-such-user-here")
     assert str(raised.value).startswith("FLEET_USER=no-such-user-here: there is no such user")
     assert raised.value.exit_code == 2

@@ -1,15 +1,17 @@
-"""fleet.swarm.edge (who the edge routes to, when a cell may stop) and fleet.edge_dns (its resolver's answers)."""
+"""fleet.swarm.edge (who the edge routes to, when a cell may stop) and fleet.swarm.dns (its resolver's answers)."""
 
 from __future__ import annotations
 
+import ipaddress
+import struct
 from pathlib import Path
 
 import pytest
 
 from fleet.config import Limits
 from fleet.layout import Layout
-from fleet.swarm import edge, edge_dns
-from fleet.swarm.edge import Answer, Cell, EdgeSettings, State
+from fleet.swarm import dns, edge
+from fleet.swarm.edge import Answer, Cell, CellState, EdgeSettings
 
 S = EdgeSettings()
 SERVING = Answer("serving", "c1")
@@ -18,7 +20,7 @@ STARTING = Answer("starting", "c1", "its nginx answered 503")
 UNREACHABLE = Answer("unreachable", detail="ConnectionRefusedError")
 
 
-def cell(state: State, failures: int = 0, address: str = "10.0.1.5", host: str = "c1") -> Cell:
+def cell(state: CellState, failures: int = 0, address: str = "10.0.1.5", host: str = "c1") -> Cell:
     return Cell(address, host, state, failures)
 
 
@@ -27,54 +29,54 @@ def cell(state: State, failures: int = 0, address: str = "10.0.1.5", host: str =
 
 def test_transition_joining_to_serving_once_it_answers_serving():
     new, event = edge.step(Cell("10.0.1.5"), SERVING, S)
-    assert (new.state, new.host, event) == (State.SERVING, "c1", "serving: joins")
+    assert (new.state, new.host, event) == (CellState.SERVING, "c1", "serving: joins")
 
 
 @pytest.mark.parametrize("answer", [STARTING, UNREACHABLE])
 def test_joining_stays_joining_until_it_serves(answer):
     new, event = edge.step(Cell("10.0.1.5"), answer, S)
-    assert new.state is State.JOINING
+    assert new.state is CellState.JOINING
     assert event == ""
 
 
 def test_transition_serving_to_draining_at_the_first_draining_answer():
-    new, event = edge.step(cell(State.SERVING), DRAINING, S)
-    assert (new.state, event) == (State.DRAINING, "draining: leaves")
+    new, event = edge.step(cell(CellState.SERVING), DRAINING, S)
+    assert (new.state, event) == (CellState.DRAINING, "draining: leaves")
 
 
 def test_serving_cell_stays_routed_after_one_failed_probe():
-    new, event = edge.step(cell(State.SERVING), UNREACHABLE, S)
-    assert (new.state, new.failures, event) == (State.SERVING, 1, "")
+    new, event = edge.step(cell(CellState.SERVING), UNREACHABLE, S)
+    assert (new.state, new.failures, event) == (CellState.SERVING, 1, "")
 
 
 @pytest.mark.parametrize("answer", [STARTING, UNREACHABLE])
 def test_transition_serving_to_down_after_two_failed_probes(answer):
-    new, event = edge.step(cell(State.SERVING, failures=1), answer, S)
-    assert new.state is State.DOWN
+    new, event = edge.step(cell(CellState.SERVING, failures=1), answer, S)
+    assert new.state is CellState.DOWN
     assert event.startswith("ejected after 2 failed probes")
 
 
 def test_transition_down_to_serving_when_it_answers_again():
-    new, event = edge.step(cell(State.DOWN, failures=5), SERVING, S)
-    assert (new.state, new.failures, event) == (State.SERVING, 0, "serving: joins")
+    new, event = edge.step(cell(CellState.DOWN, failures=5), SERVING, S)
+    assert (new.state, new.failures, event) == (CellState.SERVING, 0, "serving: joins")
 
 
 def test_transition_draining_to_down_once_it_no_longer_answers():
-    new, event = edge.step(cell(State.DRAINING), UNREACHABLE, S)
-    assert (new.state, event) == (State.DOWN, "stopped")
+    new, event = edge.step(cell(CellState.DRAINING), UNREACHABLE, S)
+    assert (new.state, event) == (CellState.DOWN, "stopped")
 
 
 def test_a_serving_answer_does_not_repeat_the_join_event():
-    assert edge.step(cell(State.SERVING, failures=1), SERVING, S) == (cell(State.SERVING), "")
+    assert edge.step(cell(CellState.SERVING, failures=1), SERVING, S) == (cell(CellState.SERVING), "")
 
 
 def test_no_probe_this_pass_changes_nothing():
-    assert edge.step(cell(State.DRAINING), None, S) == (cell(State.DRAINING), "")
+    assert edge.step(cell(CellState.DRAINING), None, S) == (cell(CellState.DRAINING), "")
 
 
 def test_another_task_at_a_known_address_starts_over():
-    new, event = edge.step(cell(State.SERVING, host="old"), Answer("starting", "new"), S)
-    assert (new.state, new.host) == (State.JOINING, "new")
+    new, event = edge.step(cell(CellState.SERVING, host="old"), Answer("starting", "new"), S)
+    assert (new.state, new.host) == (CellState.JOINING, "new")
     assert event == "is now new (was old): joining"
 
 
@@ -87,49 +89,49 @@ def test_decide_routes_the_serving_cells_sorted_and_says_so():
     d = edge.decide({}, found, answers, S)
     assert d.routed == ("10.0.1.5", "10.0.1.7")
     assert d.events[-1] == "routing 2 cell(s): 10.0.1.5 (a), 10.0.1.7 (c)"
-    assert d.cells["10.0.1.6"].state is State.JOINING
+    assert d.cells["10.0.1.6"].state is CellState.JOINING
 
 
 def test_decide_drops_a_cell_gone_from_swarms_dns_at_once():
-    cells = {"10.0.1.5": cell(State.SERVING), "10.0.1.6": cell(State.SERVING, address="10.0.1.6", host="c2")}
+    cells = {"10.0.1.5": cell(CellState.SERVING), "10.0.1.6": cell(CellState.SERVING, address="10.0.1.6", host="c2")}
     d = edge.decide(cells, frozenset({"10.0.1.6"}), {"10.0.1.6": Answer("serving", "c2")}, S)
     assert d.routed == ("10.0.1.6",)
     assert "cell 10.0.1.5 (c1): gone from tasks.cell" in d.events
 
 
 def test_decide_keeps_the_known_cells_when_the_lookup_fails():
-    cells = {"10.0.1.5": cell(State.SERVING)}
+    cells = {"10.0.1.5": cell(CellState.SERVING)}
     d = edge.decide(cells, None, {"10.0.1.5": SERVING}, S)
     assert d.routed == ("10.0.1.5",)
     assert d.events == []
 
 
 def test_decide_without_change_says_nothing():
-    cells = {"10.0.1.5": cell(State.SERVING)}
+    cells = {"10.0.1.5": cell(CellState.SERVING)}
     assert edge.decide(cells, frozenset(cells), {"10.0.1.5": SERVING}, S).events == []
 
 
 def test_draining_cells_stay_routed_while_no_cell_serves():
-    cells = {"10.0.1.5": cell(State.DRAINING), "10.0.1.6": Cell("10.0.1.6"), "10.0.1.7": cell(State.DOWN)}
+    cells = {"10.0.1.5": cell(CellState.DRAINING), "10.0.1.6": Cell("10.0.1.6"), "10.0.1.7": cell(CellState.DOWN)}
     assert edge.routed(cells) == ("10.0.1.5",)
-    cells["10.0.1.6"] = cell(State.SERVING, address="10.0.1.6")
+    cells["10.0.1.6"] = cell(CellState.SERVING, address="10.0.1.6")
     assert edge.routed(cells) == ("10.0.1.6",)
 
 
 def test_panic_mode_routes_the_ejected_cells_when_none_serves_or_drains():
-    cells = {"10.0.1.5": cell(State.DOWN), "10.0.1.6": Cell("10.0.1.6"), "10.0.1.7": cell(State.DOWN)}
+    cells = {"10.0.1.5": cell(CellState.DOWN), "10.0.1.6": Cell("10.0.1.6"), "10.0.1.7": cell(CellState.DOWN)}
     assert edge.routed(cells) == ("10.0.1.5", "10.0.1.7")
 
 
 def test_every_cell_failing_its_probes_at_once_stays_routed():
-    cells = {a: cell(State.SERVING, failures=1, address=a) for a in ("10.0.1.5", "10.0.1.6")}
+    cells = {a: cell(CellState.SERVING, failures=1, address=a) for a in ("10.0.1.5", "10.0.1.6")}
     d = edge.decide(cells, frozenset(cells), dict.fromkeys(cells, UNREACHABLE), S)
-    assert {c.state for c in d.cells.values()} == {State.DOWN}
+    assert {c.state for c in d.cells.values()} == {CellState.DOWN}
     assert d.routed == ("10.0.1.5", "10.0.1.6")
 
 
 def test_nothing_to_route_is_an_empty_answer():
-    d = edge.decide({"10.0.1.5": cell(State.SERVING)}, frozenset(), {}, S)
+    d = edge.decide({"10.0.1.5": cell(CellState.SERVING)}, frozenset(), {}, S)
     assert d.routed == ()
     assert d.events[-1] == "routing 0 cell(s): none (JSON 503)"
 
@@ -177,40 +179,71 @@ def test_a_cell_container_is_alive_once_it_has_served():
 # ---- the resolver's wire format ----
 
 
+def query(qid: int, name: str, qtype: int = dns.TYPE_A) -> bytes:
+    """A query as a stub resolver sends it: header (recursion desired, one question), then the question."""
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + dns.encode_name(name) + struct.pack("!HH", qtype, 1)
+
+
+def skip_name(data: bytes, pos: int) -> int:
+    """The offset just past the (possibly compressed) name at `pos`."""
+    while data[pos]:
+        if data[pos] & 0xC0 == 0xC0:
+            return pos + 2
+        pos += 1 + data[pos]
+    return pos + 1
+
+
+def parse_answer(data: bytes) -> tuple[int, int, list[str]]:
+    """(id, rcode, A addresses) of a response, read as a stub resolver would."""
+    qid, flags, qdcount, ancount, _ns, _ar = struct.unpack_from("!HHHHHH", data)
+    pos = 12
+    for _ in range(qdcount):
+        pos = skip_name(data, pos) + 4
+    found = []
+    for _ in range(ancount):
+        pos = skip_name(data, pos)
+        rtype, _cls, _ttl, length = struct.unpack_from("!HHIH", data, pos)
+        pos += 10
+        if rtype == dns.TYPE_A and length == 4:
+            found.append(str(ipaddress.IPv4Address(data[pos : pos + 4])))
+        pos += length
+    return qid, flags & 0xF, found
+
+
 def test_answer_carries_every_routed_address_for_the_name():
-    q = edge_dns.parse_query(edge_dns.query(0x1234, "Cells.Fleet.Invalid"))
-    assert (q.id, q.name, q.qtype) == (0x1234, "cells.fleet.invalid", edge_dns.TYPE_A)
-    reply = edge_dns.answer(q, "cells.fleet.invalid", ("10.0.1.5", "10.0.1.6"), ttl=0)
-    assert edge_dns.parse_answer(reply) == (0x1234, edge_dns.RCODE_OK, ["10.0.1.5", "10.0.1.6"])
+    q = dns.parse_query(query(0x1234, "Cells.Fleet.Invalid"))
+    assert (q.id, q.name, q.qtype) == (0x1234, "cells.fleet.invalid", dns.TYPE_A)
+    reply = dns.answer(q, "cells.fleet.invalid", ("10.0.1.5", "10.0.1.6"), ttl=0)
+    assert parse_answer(reply) == (0x1234, dns.RCODE_OK, ["10.0.1.5", "10.0.1.6"])
 
 
 @pytest.mark.parametrize(("name", "addresses"), [("other.invalid", ("10.0.1.5",)), ("cells.fleet.invalid", ())])
 def test_another_name_or_no_cell_is_nxdomain(name, addresses):
-    q = edge_dns.parse_query(edge_dns.query(7, name))
-    assert edge_dns.parse_answer(edge_dns.answer(q, "cells.fleet.invalid", addresses)) == (7, 3, [])
+    q = dns.parse_query(query(7, name))
+    assert parse_answer(dns.answer(q, "cells.fleet.invalid", addresses)) == (7, 3, [])
 
 
 def test_an_aaaa_question_gets_an_empty_answer():
-    q = edge_dns.parse_query(edge_dns.query(9, "cells.fleet.invalid", qtype=28))
-    assert edge_dns.parse_answer(edge_dns.answer(q, "cells.fleet.invalid", ("10.0.1.5",))) == (9, 0, [])
+    q = dns.parse_query(query(9, "cells.fleet.invalid", qtype=28))
+    assert parse_answer(dns.answer(q, "cells.fleet.invalid", ("10.0.1.5",))) == (9, 0, [])
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00" * 11, edge_dns.query(1, "a.b")[:-3], b"\x12\x34\x80" + b"\x00" * 9])
+@pytest.mark.parametrize("data", [b"", b"\x00" * 11, query(1, "a.b")[:-3], b"\x12\x34\x80" + b"\x00" * 9])
 def test_garbage_and_responses_are_refused(data):
-    with pytest.raises(edge_dns.BadQuery):
-        edge_dns.parse_query(data)
+    with pytest.raises(dns.BadQuery):
+        dns.parse_query(data)
 
 
 def test_refuse_answers_formerr_only_to_a_readable_header():
-    assert edge_dns.refuse(b"\x00") is None
-    assert edge_dns.parse_answer(edge_dns.refuse(b"\x12\x34" + b"\x00" * 10)) == (0x1234, edge_dns.RCODE_FORMERR, [])
+    assert dns.refuse(b"\x00") is None
+    assert parse_answer(dns.refuse(b"\x12\x34" + b"\x00" * 10)) == (0x1234, dns.RCODE_FORMERR, [])
 
 
 # ---- the edge's nginx configuration ----
 
 
 def test_edge_config_resolves_the_cells_through_the_edges_resolver():
-    from fleet.swarm.edge_runtime import render_config
+    from fleet.swarm.edge_process import render_config
 
     root = Layout(Path(__file__).resolve().parents[2])
     conf = render_config(root, Path("/r/edge"), 8080, "0.0.0.0", "127.0.0.1:5353", S, Limits())

@@ -9,7 +9,7 @@ from pathlib import Path
 from fleet import cli
 from fleet.layout import Layout
 from fleet.published import status
-from fleet.published.events import Event, EventFile, follow, format_event, read_events
+from fleet.published.events import Event, EventFile, format_event, read_events, tail
 from fleet.published.parts import PartStatus
 
 
@@ -29,7 +29,7 @@ def test_read_events_takes_the_rotated_file_first_and_skips_bad_lines(tmp_path):
     assert read_events(tmp_path / "none.jsonl") == []
 
 
-def test_follow_yields_what_is_appended_across_a_rotation(tmp_path):
+def test_tail_yields_what_is_appended_across_a_rotation(tmp_path):
     path = tmp_path / "events.jsonl"
     write = EventFile(path, max_bytes=100)
     write(event("before", 0.0))  # already there when following starts: not yielded
@@ -48,13 +48,13 @@ def test_follow_yields_what_is_appended_across_a_rotation(tmp_path):
         return len(seen) >= 2
 
     seen: list[str] = []
-    for e in follow(path, stopped, interval=0):
+    for e in tail(path, stopped, interval=0):
         seen.append(e.name)
     assert seen == ["a", "b"]
     assert (tmp_path / "events.jsonl.1").exists()
 
 
-def test_follow_waits_for_a_file_that_does_not_exist_yet(tmp_path):
+def test_tail_waits_for_a_file_that_does_not_exist_yet(tmp_path):
     path = tmp_path / "events.jsonl"
     calls = []
 
@@ -64,7 +64,7 @@ def test_follow_waits_for_a_file_that_does_not_exist_yet(tmp_path):
             EventFile(path)(event("first", 1.0))
         return len(calls) > 4
 
-    assert [e.name for e in follow(path, stopped, interval=0)] == ["first"]
+    assert [e.name for e in tail(path, stopped, interval=0)] == ["first"]
 
 
 def test_format_event_has_the_time_to_the_millisecond():

@@ -108,13 +108,13 @@ def test_follower_prints_new_complete_lines_with_a_prefix(tmp_path):
     b1.write_text("")
     out = io.StringIO()
     follower = logs.Follower(out)
-    follower.start_at_end([emperor, b1])
+    assert follower.poll([emperor, b1]) == 1  # what is there already, once
     assert follower.poll([emperor, b1]) == 0
 
     append(emperor, "one\ntwo\n")
     append(b1, "three\n")
     assert follower.poll([emperor, b1]) == 3
-    assert out.getvalue() == "emperor   | one\nemperor   | two\nbackend-1 | three\n"
+    assert out.getvalue() == "emperor   | old line\nemperor   | one\nemperor   | two\nbackend-1 | three\n"
 
 
 def test_follower_holds_back_a_partial_line(tmp_path):
@@ -122,7 +122,6 @@ def test_follower_holds_back_a_partial_line(tmp_path):
     path.write_text("")
     out = io.StringIO()
     follower = logs.Follower(out)
-    follower.start_at_end([path])
 
     append(path, "done\nhalf")
     assert follower.poll([path]) == 1
@@ -139,13 +138,12 @@ def test_follower_starts_over_after_truncation(tmp_path):
     path.write_text("a long first line\n")
     out = io.StringIO()
     follower = logs.Follower(out)
-    follower.start_at_end([path])
+    assert follower.poll([path]) == 1
     path.write_text("new\n")
     assert follower.poll([path]) == 1
-    assert out.getvalue() == "c | new\n"
+    assert out.getvalue() == "c | a long first line\nc | new\n"
 
 
 def test_follower_skips_missing_files(tmp_path):
     follower = logs.Follower(io.StringIO())
-    follower.start_at_end([tmp_path / "missing.log"])
     assert follower.poll([tmp_path / "missing.log"]) == 0

@@ -1,7 +1,7 @@
 """fleet.core.reconcile: `decide()` on each kind of observation, one pass or several in a row.
 
 Times are passed explicitly; between passes a test plays the world (nginx applies a Route, the Emperor
-reloads or stops a vassal, workers finish their requests). `World` also runs `plan()` first and observes
+reloads or stops a vassal, workers finish their requests). `World` also runs `what_to_observe()` first and observes
 only what it asks for, as the runtime does.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route, WakeEmperor
+from fleet.core.looking import what_to_observe
 from fleet.core.model import Backend, Model, Reload
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
-from fleet.core.plan import plan
 from fleet.core.reconcile import Decision, decide
 from fleet.core.settings import Settings
 from fleet.core.states import State
@@ -81,7 +81,7 @@ def assert_route_first(d: Decision) -> None:
 
 
 class World:
-    """Plan, observe what the plan asks for, decide; then nginx applies the Route (it succeeds)."""
+    """Choose what to observe, observe it, decide; then nginx applies the Route (it succeeds)."""
 
     def __init__(self, wanted: Wanted, m: Model, routed: set[str], em: EmperorStats | None = None):
         self.wanted, self.model, self.routed, self.emperor = wanted, m, frozenset(routed), em
@@ -91,7 +91,7 @@ class World:
         self.look = Look()
 
     def step(self, now: float) -> Decision:
-        look = self.look = plan(self.model, self.wanted, now, SETTINGS)
+        look = self.look = what_to_observe(self.model, self.wanted, now, SETTINGS)
         observed = Observed(
             routed=self.routed,
             emperor=self.emperor if look.emperor else None,

@@ -1,10 +1,27 @@
-"""fleet.ops.supervisor: the restart backoff and the plan a detached supervisor reads (no processes)."""
+"""fleet.ops.supervisor: the restart backoff, the set-up a detached supervisor reads, waiting on the parts'
+exits instead of polling, and stopping in order (with `sh -c` and `sleep` for parts)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import time
 
-from fleet.ops.supervisor import BACKOFF_FIRST, BACKOFF_MAX, PartSpec, Plan, backoff
+import pytest
+
+from fleet import processes
+from fleet.layout import Layout
+from fleet.ops.supervisor import (
+    BACKOFF_FIRST,
+    BACKOFF_MAX,
+    STOP_ORDER,
+    PartSpec,
+    Supervisor,
+    SupervisorSpec,
+    backoff,
+    stop_in_order,
+)
 
 
 def test_backoff_starts_small_doubles_and_is_capped():
@@ -14,13 +31,95 @@ def test_backoff_starts_small_doubles_and_is_capped():
     assert delays[-1] == BACKOFF_MAX
 
 
-def test_a_plan_survives_the_round_trip_through_its_file(tmp_path):
-    plan = Plan(
+def test_a_supervisor_spec_survives_the_round_trip_through_its_file(tmp_path):
+    setup = SupervisorSpec(
         "gateway",
         [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
         {"FLEET_HARAKIRI": "62"},
         8080,
         "127.0.0.1",
     )
-    plan.write(tmp_path / "plan.json")
-    assert Plan.read(tmp_path / "plan.json") == plan
+    setup.write(tmp_path / "spec.json")
+    assert SupervisorSpec.read(tmp_path / "spec.json") == setup
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    """A supervisor of one part, `control`, that runs for 0.3 s; stopped at the end of the test."""
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    part = PartSpec("control", ["sh", "-c", "sleep 0.3"], signal.SIGTERM, 5.0)
+    sup = Supervisor(layout, SupervisorSpec("all", [part], dict(os.environ), 8080, "127.0.0.1"))
+    yield sup
+    sup.stop()
+
+
+def test_wait_returns_when_a_part_exits_not_at_a_polling_period(supervisor):
+    supervisor.start()
+    began = time.monotonic()
+    supervisor.wait(at_most=30)
+    assert time.monotonic() - began < 5, "the exit did not wake the wait"
+    assert supervisor.procs["control"].poll() == 0
+    assert supervisor.check() == [
+        f"control (pid {supervisor.procs['control'].pid}) exited with status 0; restarting in 0.2 s"
+    ]
+
+
+def test_wait_without_a_limit_returns_when_the_restart_is_due(supervisor):
+    supervisor.start()
+    supervisor.wait(at_most=30)
+    supervisor.check()
+    began = time.monotonic()
+    supervisor.wait()  # no limit: only the backoff's deadline (or an exit) ends it
+    waited = time.monotonic() - began
+    assert BACKOFF_FIRST - 0.05 <= waited < 5
+    assert supervisor.check() == [f"control started again (pid {supervisor.procs['control'].pid})"]
+    assert supervisor.restarts == 1
+
+
+def test_wait_with_nothing_happening_lasts_at_most_its_limit(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    part = PartSpec("control", ["sleep", "30"], signal.SIGTERM, 5.0)
+    sup = Supervisor(layout, SupervisorSpec("all", [part], dict(os.environ), 8080, "127.0.0.1"))
+    sup.start()
+    try:
+        began = time.monotonic()
+        sup.wait(at_most=0.1)
+        assert 0.09 <= time.monotonic() - began < 5
+        assert sup.check() == []
+    finally:
+        sup.stop()
+
+
+def test_stop_in_order_stops_control_then_nginx_then_the_emperor(tmp_path):
+    procs = {
+        name: processes.spawn(["sleep", "30"], tmp_path / f"{name}.log") for name in ("emperor", "nginx", "control")
+    }
+    said: list[str] = []
+    try:
+        stop_in_order({n: p.pid for n, p in procs.items()}, said.append, {n: (signal.SIGTERM, 5.0) for n in procs})
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert said == [f"fleet: stopping {n} (pid {procs[n].pid})..." for n in STOP_ORDER]
+    assert not any(processes.is_alive(p.pid) for p in procs.values())
+
+
+def test_stop_in_order_says_when_it_had_to_kill(tmp_path):
+    # SIGTERM ignored from before exec (an ignored signal stays ignored across it): no race with the stop.
+    stubborn = subprocess.Popen(
+        ["sleep", "30"], start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    )
+    said: list[str] = []
+    try:
+        stop_in_order({"nginx": stubborn.pid}, said.append, {"nginx": (signal.SIGTERM, 0.3)})
+        gone = not processes.is_alive(stubborn.pid)  # reaped by the stop (Popen sees no status then)
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+        stubborn.wait()
+    assert said == [f"fleet: stopping nginx (pid {stubborn.pid})...", "fleet: nginx did not stop within 0 s; killed it"]
+    assert gone

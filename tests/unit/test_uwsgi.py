@@ -1,11 +1,9 @@
-"""fleet.uwsgi: the Emperor's stats document and one request over the uwsgi protocol."""
+"""fleet.uwsgi: the Emperor's stats document and requests over the uwsgi protocol."""
 
 from __future__ import annotations
 
 import socket
 import threading
-
-import pytest
 
 from fleet import uwsgi
 from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
@@ -48,18 +46,22 @@ def test_emperor_stats_parse_of_an_idle_emperor():
     assert EmperorStats.parse({"pid": 1}) == EmperorStats({}, {})
 
 
-# ---- request / probe --------------------------------------------------------------------------------
+# ---- one request over the uwsgi protocol ------------------------------------------------------------
 
 
-def test_request_returns_status_and_body(fake_uwsgi):
+def get(sock, path: str = "/healthz"):
+    """One request through request_many: (status, body) or the exception it met."""
+    return uwsgi.request_many({"only": (sock, path)}, timeout=1.0)["only"]
+
+
+def test_a_request_returns_status_and_body(fake_uwsgi):
     seen = []
 
     def app(env):
         seen.append(env)
         return http_response("200 OK", b'{"ok": true}')
 
-    status, body = uwsgi.request(fake_uwsgi(app), "/healthz?deep=1")
-    assert (status, body) == (200, b'{"ok": true}')
+    assert get(fake_uwsgi(app), "/healthz?deep=1") == (200, b'{"ok": true}')
     env = seen[0]
     assert env[b"REQUEST_METHOD"] == b"GET"
     assert env[b"PATH_INFO"] == b"/healthz"
@@ -67,35 +69,16 @@ def test_request_returns_status_and_body(fake_uwsgi):
     assert env[b"REQUEST_URI"] == b"/healthz?deep=1"
 
 
-def test_request_with_a_non_ascii_path(fake_uwsgi):
+def test_a_request_with_a_non_ascii_path(fake_uwsgi):
     sock = fake_uwsgi(lambda env: http_response("200 OK", env.get(b"PATH_INFO", b"?")))
-    assert uwsgi.request(sock, "/café") == (200, "/café".encode())
+    assert get(sock, "/café") == (200, "/café".encode())
 
 
-def test_request_reports_a_non_http_answer(fake_uwsgi):
-    sock = fake_uwsgi(lambda env: b"garbage")
-    with pytest.raises(ConnectionError):
-        uwsgi.request(sock)
-
-
-def test_probe_is_true_on_200(fake_uwsgi):
-    assert uwsgi.probe(fake_uwsgi(lambda env: http_response("200 OK", b"ok")))
-
-
-@pytest.mark.parametrize("answer", [http_response("503 Service Unavailable", b"no"), b"", b"HTTP/1.1 abc"])
-def test_probe_is_false_on_anything_but_200(fake_uwsgi, answer):
-    assert not uwsgi.probe(fake_uwsgi(lambda env: answer))
-
-
-def test_probe_is_false_on_a_missing_socket(tmp_path):
-    assert not uwsgi.probe(tmp_path / "missing.sock")
-
-
-def test_probe_is_false_when_nobody_listens(tmp_path):
+def test_a_request_to_a_socket_nobody_listens_on_is_refused(tmp_path):
     path = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(path))  # bound, never listening: like a socket left by a dead vassal
-    assert not uwsgi.probe(path)
+    assert isinstance(get(path), ConnectionRefusedError)
 
 
 def test_read_json_socket_reads_until_close(tmp_path):

@@ -1,7 +1,7 @@
 """The edge's private DNS answers (pure): the wire format of one A query and its answer (RFC 1035).
 
 The edge's nginx finds the cells it may route to by resolving one name through a resolver that only
-the edge runs (fleet.edge_runtime), which answers with the routed cells' addresses. nginx re-resolves
+the edge runs (fleet.swarm.edge_process), which answers with the routed cells' addresses. nginx re-resolves
 the name after its `valid=` time without a reload, so cells join and leave while clients' keep-alive
 connections to nginx stay open. Only what nginx asks is handled: one question, class IN, type A (with
 `ipv6=off`); any other type gets an empty answer, any other name NXDOMAIN.
@@ -42,11 +42,6 @@ def encode_name(name: str) -> bytes:
             raise ValueError(f"bad DNS label {label!r} in {name!r}")
         out += bytes([len(raw)]) + raw
     return out + b"\0"
-
-
-def query(qid: int, name: str, qtype: int = TYPE_A) -> bytes:
-    """A query as a stub resolver sends it (tests and the edge's self-check use it)."""
-    return _HEADER.pack(qid, _RD, 1, 0, 0, 0) + encode_name(name) + struct.pack("!HH", qtype, CLASS_IN)
 
 
 def parse_query(data: bytes) -> Query:
@@ -94,29 +89,3 @@ def refuse(data: bytes) -> bytes | None:
         return None
     qid = _HEADER.unpack_from(data)[0]
     return _HEADER.pack(qid, _QR | RCODE_FORMERR, 0, 0, 0, 0)
-
-
-def _skip_name(data: bytes, pos: int) -> int:
-    """The offset just past the (possibly compressed) name at `pos`."""
-    while data[pos]:
-        if data[pos] & 0xC0 == 0xC0:
-            return pos + 2
-        pos += 1 + data[pos]
-    return pos + 1
-
-
-def parse_answer(data: bytes) -> tuple[int, int, list[str]]:
-    """(id, rcode, A addresses) of a response: for tests and the edge's self-check."""
-    qid, flags, qdcount, ancount, _ns, _ar = _HEADER.unpack_from(data)
-    pos = _HEADER.size
-    for _ in range(qdcount):
-        pos = _skip_name(data, pos) + 4
-    found = []
-    for _ in range(ancount):
-        pos = _skip_name(data, pos)
-        rtype, _cls, _ttl, length = struct.unpack_from("!HHIH", data, pos)
-        pos += 10
-        if rtype == TYPE_A and length == 4:
-            found.append(str(ipaddress.IPv4Address(data[pos : pos + 4])))
-        pos += length
-    return qid, flags & 0xF, found

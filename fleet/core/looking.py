@@ -38,7 +38,7 @@ def _emperor_period(model: Model, s: Settings) -> float:
     return s.emperor_poll if any(b.state != S.HEALTHY for b in backends) else s.emperor_idle_poll
 
 
-def plan(model: Model, wanted: Wanted, now: float, s: Settings) -> Look:
+def what_to_observe(model: Model, wanted: Wanted, now: float, s: Settings) -> Look:
     """What to observe this pass: only what a decision can depend on, at the rate it needs."""
     backends = model.backends
     new = {n for n in wanted.files if n not in backends}

@@ -1,6 +1,6 @@
-"""fleet.core.plan: what to observe each pass (the Emperor, probes, vassal stats, log reasons) and at what rate.
+"""fleet.core.looking: what to observe each pass (the Emperor, probes, vassal stats, log reasons) and at what rate.
 
-Reading the Emperor's stats wakes it to rescan vassals/, so plan() holds it while a backend must first
+Reading the Emperor's stats wakes it to rescan vassals/, so what_to_observe() holds it while a backend must first
 leave nginx and drain; probes of routed backends are rate-limited by health_interval.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from fleet.core.looking import what_to_observe
 from fleet.core.model import Backend, Model, Reload
 from fleet.core.observations import FileInfo, Look, Wanted
-from fleet.core.plan import plan
 from fleet.core.settings import Settings
 from fleet.core.states import State
 from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
@@ -41,7 +41,7 @@ def want(**files: int | FileInfo) -> Wanted:
 
 
 def look(m: Model, w: Wanted, now: float = NOW) -> Look:
-    return plan(m, w, now, SETTINGS)
+    return what_to_observe(m, w, now, SETTINGS)
 
 
 def told(name: str, state: State) -> Backend:

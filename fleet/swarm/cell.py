@@ -7,8 +7,8 @@ once no edge can still be sending new requests (fleet.edge.drained) does the fle
 which stops it gracefully (nginx finishes its requests, then the Emperor stops the vassals). All of it
 must fit in the service's stop_grace_period. A second signal skips the wait.
 
-The container's healthcheck asks the health port's /alive (fleet.edge.cell_alive: 200 once the cell has
-served); `python -m fleet.swarm.edge_cell --check` asks the same by hand.
+The container's healthcheck (`fleet-healthcheck cell`, fleet.healthcheck) asks the health port's /alive
+(fleet.swarm.edge.cell_alive: 200 once the cell has served).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+from fleet import processes
 from fleet.layout import Layout
 from fleet.swarm import edge
 
@@ -33,7 +34,7 @@ def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} cell     | {message}", flush=True)
 
 
-class Cell:
+class HealthPort:
     """What the health port needs to know: whether the cell drains, and when it last said `serving`."""
 
     def __init__(self, fleet_port: int, host: str):
@@ -71,7 +72,7 @@ class Cell:
         return 503, {"alive": "not yet: it has not served", "host": self.host}
 
 
-def health_server(cell: Cell, port: int) -> http.server.ThreadingHTTPServer:
+def health_server(cell: HealthPort, port: int) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # the name http.server calls
             if self.path == "/alive":
@@ -99,25 +100,29 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float, up
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: signals.append(signum))
-    cell = Cell(fleet_port, socket.gethostname())
+    cell = HealthPort(fleet_port, socket.gethostname())
     server = health_server(cell, health_port)
     threading.Thread(target=server.serve_forever, name="cell-health", daemon=True).start()
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), *up]
+    exits = processes.ChildExits()  # before the child starts: its exit cannot go unheard
     # Its own session: the stop signal reaches the fleet only when the drain says so.
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     say(f"{cell.host}: fleet on port {fleet_port}, health port {health_port}, drain {drain_wait:.1f} s")
     while not signals and child.poll() is None:
-        time.sleep(0.1)
+        exits.wait(None)  # the fleet's exit or a signal
     if child.poll() is not None:
         say(f"fleet exited with status {child.returncode}")
+        exits.close()
         return child.returncode or 1
     cell.draining = True
     say("draining: the health port says so, the fleet keeps serving until the edges stop sending")
     # last_told_serving is read on every turn: a probe answered just as the drain began counts too.
     while len(signals) < 2 and child.poll() is None:
-        if edge.drained(time.monotonic(), cell.last_told_serving, drain_wait):
+        now, last = time.monotonic(), cell.last_told_serving
+        if edge.drained(now, last, drain_wait):
             break
-        time.sleep(0.05)
+        exits.wait(max(0.0, last + drain_wait - now) if last is not None else 0.0)
+    exits.close()
     say("out of the edges' rotation: stopping the fleet gracefully")
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
@@ -125,30 +130,3 @@ def run(layout: Layout, fleet_port: int, health_port: int, drain_wait: float, up
     server.shutdown()
     say(f"stopped (fleet exited with status {code})")
     return code
-
-
-def check(health_port: int) -> int:
-    """The container healthcheck: 0 if the health port's /alive answers 200."""
-    return http_check(health_port, "/alive", f"no answer from the health port {health_port}")
-
-
-def http_check(port: int, path: str, silence: str) -> int:
-    """A container healthcheck on loopback: print the answer, 0 if it is a 200 (else say `silence`)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        print(resp.read().decode().strip())
-        return 0 if resp.status == 200 else 1
-    except (OSError, http.client.HTTPException) as e:
-        print(f"{silence}: {e}")
-        return 1
-    finally:
-        conn.close()
-
-
-if __name__ == "__main__":
-    # `python -m fleet.swarm.edge_cell --check [PORT]`: the health port's /alive, without the CLI's imports.
-    if sys.argv[1:2] == ["--check"]:
-        sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else edge.EdgeSettings().health_port))
-    sys.exit("usage: python -m fleet.swarm.edge_cell --check [HEALTH_PORT]")

@@ -26,7 +26,7 @@ from fleet.config import Limits, human
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
 from fleet.proxy import nginx
-from fleet.swarm import edge, edge_dns
+from fleet.swarm import dns, edge
 from fleet.swarm.edge import Answer, Cell, EdgeSettings
 
 log = logging.getLogger("fleet.edge")
@@ -50,9 +50,9 @@ class Resolver(threading.Thread):
             data, peer = self.sock.recvfrom(4096)
             reply: bytes | None
             try:
-                reply = edge_dns.answer(edge_dns.parse_query(data), self.name_served, self.addresses, self.ttl)
-            except edge_dns.BadQuery:
-                reply = edge_dns.refuse(data)
+                reply = dns.answer(dns.parse_query(data), self.name_served, self.addresses, self.ttl)
+            except dns.BadQuery:
+                reply = dns.refuse(data)
             if reply is not None:
                 self.sock.sendto(reply, peer)
 
@@ -207,17 +207,3 @@ def main(layout: Layout, port: int, listen: str, settings: EdgeSettings, limits:
     )
     os.umask(0o022)
     return Edge(layout, port, listen, settings, limits).run()
-
-
-def check(port: int) -> int:
-    """The container healthcheck: 0 if the edge's nginx answers on its loopback status port."""
-    from fleet.swarm.edge_cell import http_check
-
-    return http_check(port, "/", f"the edge's nginx does not answer on 127.0.0.1:{port}")
-
-
-if __name__ == "__main__":
-    # `python -m fleet.swarm.edge_runtime --check [PORT]`: the healthcheck without the CLI's imports.
-    if sys.argv[1:2] == ["--check"]:
-        sys.exit(check(int(sys.argv[2]) if len(sys.argv) > 2 else EdgeSettings().status_port))
-    sys.exit("usage: python -m fleet.swarm.edge_runtime --check [STATUS_PORT]")
