@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.wait import wait_for
 from tests.e2e.compose import ComposeCluster
-from tests.poll import wait_for
 
 pytestmark = pytest.mark.e2e
 
