@@ -217,6 +217,10 @@ class Load:
         with self._lock:
             return self.records[first:]
 
+    def answered(self, since: float = -math.inf) -> list[Request]:
+        """The successes answered at or after `since` (time.monotonic()), in the order of their answers."""
+        return sorted((r for r in self.recorded() if r.ok and self.t0 + r.end >= since), key=lambda r: r.end)
+
     @property
     def result(self) -> LoadResult:
         """Successes, failures in one line each, latencies of the successes, successes by backend."""

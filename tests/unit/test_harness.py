@@ -120,11 +120,15 @@ def test_posts_are_recorded_as_posts_and_must_count_the_body(server):
     assert load.result.backends == {"local": len(records)} and len(load.result.latencies) == len(records)
 
 
-def test_wait_requests_waits_for_more_successes(server):
+def test_wait_requests_waits_for_more_successes_and_answered_lists_them_in_answer_order(server):
     with Load(server, clients=2) as load:
         load.wait_requests(10)
         assert load.ok >= 10
     assert load.result.ok >= 10 and load.result.failures == []
+    answered = load.answered()
+    assert len(answered) == load.result.ok and [r.end for r in answered] == sorted(r.end for r in answered)
+    middle = load.t0 + answered[len(answered) // 2].end
+    assert load.answered(middle) == [r for r in answered if load.t0 + r.end >= middle]
 
 
 def test_wait_for_returns_the_probe_value_and_fails_saying_what_and_details():
