@@ -147,6 +147,7 @@ class Cluster:
         return data if isinstance(data, list) else data.get("backends", data.get("vassals", []))
 
     def pids(self) -> dict[str, int]:
+        """{part: pid} as `fleet up` recorded them (run/processes-all.json), alive or not."""
         try:
             return json.loads((self.run_dir / "processes-all.json").read_text())["pids"]
         except (OSError, ValueError, KeyError):
