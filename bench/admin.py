@@ -21,8 +21,6 @@ from pathlib import Path
 
 import requests
 
-from bench.cluster import Cluster, copy_tree
-from bench.procs import free_port
 from bench.scale import idle_cpu
 from fleet import uwsgi
 from fleet.control.metrics import Metrics
@@ -31,6 +29,8 @@ from fleet.control.usage import memory_of
 from fleet.proxy.nginxstats import NginxView
 from fleet.published.parts import running_parts
 from fleet.published.snapshot import Snapshot
+from harness.cluster import Cluster, copy_tree
+from harness.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             for admin in ("off", "on"):
                 port = free_port() if admin == "on" else 0
                 os.environ["FLEET_ADMIN_PORT"] = str(port)
-                took = cluster.up()
+                started = time.monotonic()
+                cluster.up(timeout=300)
+                took = time.monotonic() - started
                 print(
                     f"admin {admin}: {args.vassals} vassals up in {took:.1f} s, load {os.getloadavg()[0]:.1f}",
                     flush=True,

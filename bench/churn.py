@@ -4,7 +4,7 @@ touched and removed, socket errors counted by kind (connect, read, write, timeou
 Before routing by slots, every change reloaded nginx, and a graceful reload closes idle keep-alive
 connections while clients send on them: 27 socket errors across 15 changes. The run also counts nginx
 reloads (the control plane's published counter) and upstream errors in nginx's error log meanwhile.
-Beside wrk, a few new-connection clients (bench.loadgen) record every request.
+Beside wrk, a few new-connection clients (harness.load) record every request.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import os
 import time
 from collections.abc import Callable
 
-from bench.cluster import Cluster
-from bench.loadgen import LoadGen, describe
-from bench.procs import wait_until
 from bench.wrk import Wrk
 from fleet.layout import write_atomically
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
+from harness.cluster import Cluster
+from harness.load import Kind, Load, describe
+from harness.wait import wait_for
 
 Log = Callable[[str], None]
 
@@ -61,8 +61,15 @@ def run(cluster: Cluster, log: Log, changes: int = 18, connections: int = 32, se
     log_from = error_log.stat().st_size if error_log.exists() else 0
     reloads_before = _snapshot(cluster).counters.nginx_reloads
     wrk = Wrk(threads=1, connections=connections)
-    gen = LoadGen(cluster.port, concurrency=4, max_seconds=600).start()
-    running = wrk.start(cluster.url("/"))
+    gen = Load(
+        f"http://127.0.0.1:{cluster.port}",
+        mix={Kind(): 4, Kind(keepalive=True): 0},
+        raw=True,
+        timeout=5.0,
+        max_seconds=600,
+        pause_after_failure=0.001,
+    ).start()
+    running = wrk.start(cluster.url + "/")
     done: list[dict] = []
     try:
         time.sleep(1.0)
@@ -79,7 +86,7 @@ def run(cluster: Cluster, log: Log, changes: int = 18, connections: int = 32, se
             else:
                 path.unlink()
                 check = lambda n=name: _applied_rm(cluster, n)  # noqa: E731
-            wait_until(check, 60, 0.02, f"{kind} {name} to be applied")
+            wait_for(f"{kind} {name} to be applied", check, 60, 0.02, ignore=(OSError,))
             done.append({"change": kind, "name": name, "applied_s": round(time.monotonic() - started, 3)})
             time.sleep(settle)
         time.sleep(1.0)

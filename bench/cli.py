@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from bench import machine, report
-from bench.cluster import fleet_available
 from bench.sections import FULL, QUICK, RUNNERS, log
 from bench.servers import tool
+from harness.cluster import fleet_available
 
 SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
 ROOT = Path(__file__).resolve().parent.parent

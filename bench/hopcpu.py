@@ -13,10 +13,10 @@ import subprocess
 from pathlib import Path
 
 from bench import stats
-from bench.procs import descendants
 from bench.scale import CLK_TCK, cpu_ticks
 from bench.wrk import Wrk, parse
 from fleet.processes import cmdline, process_table
+from harness.procs import descendants
 
 
 def fleet_groups(root: Path) -> dict[str, list[int]]:

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import client, stats
-from bench.cluster import Cluster
-from bench.loadgen import LoadGen, Sample, describe
-from bench.procs import Procs, wait_until
 from bench.servers import tool
 from fleet.layout import write_atomically
+from harness.cluster import Cluster
+from harness.load import Kind, Load, Request, describe
+from harness.procs import Procs
+from harness.wait import WaitTimeout, wait_for
 
 Log = Callable[[str], None]
 
@@ -40,7 +41,14 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
     for i in range(1, trials + 1):
         name = f"hot-{i:02d}"
         path = cluster.vassals / f"{name}.ini"
-        gen = LoadGen(cluster.port, concurrency=2, keepalive=2, max_seconds=120).start()
+        gen = Load(
+            f"http://127.0.0.1:{cluster.port}",
+            mix={Kind(): 2, Kind(keepalive=True): 2},
+            raw=True,
+            timeout=5.0,
+            max_seconds=120,
+            pause_after_failure=0.001,
+        ).start()
         time.sleep(0.2)
         write_atomically(path, body)
         dropped = gen.now()  # the file appeared at the rename, write_atomically's last step (after an fsync)
@@ -77,11 +85,11 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
     return results
 
 
-def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> tuple[float, Sample]:
+def _wait_for_backend(gen: Load, name: str, since: float, timeout: float) -> tuple[float, Request]:
     """When (on `gen`'s clock) the first request started at or after `since` was answered by `name`, and it."""
     seen = 0
 
-    def first_answer() -> tuple[float, Sample] | None:
+    def first_answer() -> tuple[float, Request] | None:
         nonlocal seen
         fresh = gen.recorded(seen)
         seen += len(fresh)
@@ -89,7 +97,7 @@ def _wait_for_backend(gen: LoadGen, name: str, since: float, timeout: float) -> 
         first = min(hits, key=lambda s: s.start + s.latency, default=None)
         return (first.start + first.latency, first) if first else None
 
-    return wait_until(first_answer, timeout, 0.005, f"{name} to answer through nginx")
+    return wait_for(f"{name} to answer through nginx", first_answer, timeout, 0.005, ignore=(OSError,))
 
 
 BOOT_TIME = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -131,7 +139,7 @@ def _events(cluster: Cluster, name: str) -> dict[str, float]:
     return found
 
 
-def breakdown(cluster: Cluster, name: str, dropped: float, answered: float, first: Sample) -> dict[str, float]:
+def breakdown(cluster: Cluster, name: str, dropped: float, answered: float, first: Request) -> dict[str, float]:
     """Where an add's time went (seconds, wall clock), each step from the previous mark:
 
     - spawn: drop to the vassal's master process starting (inotify, the control plane's pass, the Emperor
@@ -159,7 +167,7 @@ def breakdown(cluster: Cluster, name: str, dropped: float, answered: float, firs
     return out
 
 
-def _wait_unrouted(gen: LoadGen, name: str, since: float, settle: float, timeout: float) -> None:
+def _wait_unrouted(gen: Load, name: str, since: float, settle: float, timeout: float) -> None:
     """Return once no request started in the last `settle` seconds went to `name`."""
 
     def settled() -> bool:
@@ -167,14 +175,14 @@ def _wait_unrouted(gen: LoadGen, name: str, since: float, settle: float, timeout
         last = max((s.start for s in gen.recorded() if s.start >= since and s.backend == name), default=since)
         return now - last >= settle
 
-    wait_until(settled, timeout, 0.1, f"{name} to be unrouted after its file was deleted")
+    wait_for(f"{name} to be unrouted after its file was deleted", settled, timeout, 0.1, ignore=(OSError,))
 
 
 def _wait_gone(cluster: Cluster, name: str) -> None:
     sock = cluster.layout.socket(name)
     try:
-        wait_until(lambda: not sock.exists(), 30, 0.05, f"{name}'s socket to go")
-    except TimeoutError:
+        wait_for(f"{name}'s socket to go", lambda: not sock.exists(), 30, 0.05, ignore=(OSError,))
+    except WaitTimeout:
         pass
 
 
@@ -239,7 +247,7 @@ def _answers(sock: Path) -> bool:
 
 def _poll(predicate: Callable[[], bool], what: str, timeout: float, interval: float = 0.005) -> float:
     """time.perf_counter() when `predicate` first holds (polled every `interval` s)."""
-    return wait_until(lambda: predicate() and time.perf_counter(), timeout, interval, what)
+    return wait_for(what, lambda: predicate() and time.perf_counter(), timeout, interval, ignore=(OSError,))
 
 
 def summarize(trials: list[dict]) -> dict:

@@ -13,7 +13,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Proc, Procs, wait_until
+from harness.procs import Proc, Procs
+from harness.wait import wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 UWSGI_PARAMS = Path("/etc/nginx/uwsgi_params")
@@ -103,7 +104,7 @@ def start(procs: Procs, prefix: Path, conf: str, port: int, name: str) -> Proc:
     conf_path.write_text(conf)
     argv = [NGINX, "-p", str(prefix), "-c", str(conf_path), "-e", str(prefix / "error.log")]
     proc = procs.start(argv, name, prefix / "nginx.out", stop_signal=signal.SIGQUIT)
-    wait_until(lambda: _accepts(port), 10, what=f"{name} on port {port}")
+    wait_for(f"{name} on port {port}", lambda: _accepts(port), 10, ignore=(OSError,))
     return proc
 
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.cluster import Cluster
-from bench.loadgen import LoadGen, Sample, describe, window
 from fleet.processes import cmdline
+from harness.cluster import Cluster
+from harness.load import Kind, Load, Request, describe, window
 
 Log = Callable[[str], None]
 
@@ -53,7 +53,14 @@ def run_scenario(
     post: float = 2.5,
 ) -> dict:
     """Run one scenario under load; returns the summary plus per-event windows and the raw timeline."""
-    gen = LoadGen(cluster.port, concurrency=concurrency, keepalive=keepalive, max_seconds=180).start()
+    gen = Load(
+        f"http://127.0.0.1:{cluster.port}",
+        mix={Kind(): concurrency, Kind(keepalive=True): keepalive},
+        raw=True,
+        timeout=5.0,
+        max_seconds=180,
+        pause_after_failure=0.001,
+    ).start()
     events: list[dict] = []
     try:
         time.sleep(pre)
@@ -64,7 +71,7 @@ def run_scenario(
                 took = None
             elif kind == "rolling":
                 started = time.monotonic()
-                out = cluster.cli("reload", "--all", timeout=300)
+                out = cluster.fleet("reload", "--all", timeout=300, check=False)
                 took = time.monotonic() - started
                 if out.returncode != 0:
                     log(f"  fleet reload --all failed (rc={out.returncode}): {out.stderr.strip()[:300]}")
@@ -99,7 +106,7 @@ def run_scenario(
     }
 
 
-def _recovered(samples: list[Sample], at: float) -> float | None:
+def _recovered(samples: list[Request], at: float) -> float | None:
     """Seconds after the event until the backend-1 answers again from a new app import (or None)."""
     before = {s.loaded_at for s in samples if s.start < at and s.backend == "backend-1"}
     for s in samples:
@@ -108,7 +115,7 @@ def _recovered(samples: list[Sample], at: float) -> float | None:
     return None
 
 
-def _timeline(samples: list[Sample], max_points: int = 1500) -> list[list]:
+def _timeline(samples: list[Request], max_points: int = 1500) -> list[list]:
     """[start, latency_ms, ok, keepalive] points, thinned evenly to at most `max_points` (failures all kept)."""
     failed = [s for s in samples if s.outcome != "ok"]
     ok = [s for s in samples if s.outcome == "ok"]

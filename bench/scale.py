@@ -20,12 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import stats
-from bench.cluster import Cluster, copy_tree
 from bench.nginx import NGINX
-from bench.procs import children, descendants, free_port, run, wait_until
 from fleet.control.usage import pss, rss_and_pss
 from fleet.processes import stat_fields
 from fleet.published.snapshot import Snapshot
+from harness.cluster import Cluster, copy_tree
+from harness.ports import free_port
+from harness.procs import children, descendants, run
+from harness.wait import wait_for
 
 Log = Callable[[str], None]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -67,7 +69,7 @@ def nginx_reload_time(nginx_pid: int, timeout: float = 30.0) -> float:
         now = set(children(nginx_pid))
         return bool(now) and not (now & old)
 
-    wait_until(done, timeout, 0.002, "nginx reload")
+    wait_for("nginx reload", done, timeout, 0.002, ignore=(OSError,))
     return time.perf_counter() - started
 
 
@@ -91,7 +93,9 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
     cluster.set_vassals(names)
     result: dict = {"vassals": n}
     try:
-        result["up_s"] = cluster.up(timeout=600)
+        started = time.monotonic()
+        cluster.up(timeout=600)
+        result["up_s"] = time.monotonic() - started
         pids = cluster.pids()
         control_pid = pids.get("control") or Snapshot.read(cluster.layout).control_pid
         emperor_pid = pids["emperor"]
@@ -119,7 +123,7 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
         result["nginx_reload_s"] = nginx_reload_time(nginx_pid)
         time.sleep(0.5)
         started = time.monotonic()
-        out = cluster.cli("add", "extra", "--processes", "1", timeout=120)
+        out = cluster.fleet("add", "extra", "--processes", "1", timeout=120, check=False)
         result["add_s"] = time.monotonic() - started if out.returncode == 0 else None
         counters = Snapshot.read(cluster.layout).counters  # zeros if the control plane published nothing
         result["control_sync_ms"] = counters.last_pass_ms if counters.passes else None

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import churn, hopcpu, hotadd, keepalive, reload, scale, stats, throughput
-from bench.cluster import Cluster, copy_tree
-from bench.procs import Procs, free_port
 from bench.servers import Stacks
 from bench.variants import shipped_options, variants
+from harness.cluster import Cluster, copy_tree
+from harness.ports import free_port
+from harness.procs import Procs
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def run_hotadd(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
             cluster = Cluster(copy_tree(root, work / "fleet"), free_port())
             cluster.set_vassals(["backend-1"])
             procs.on_close(cluster.down)
-            cluster.up()
+            cluster.up(timeout=300)
             log("  fleet: file drop to first answer through nginx (1 backend running)")
             fl = hotadd.fleet_trials(cluster, cfg.trials, log)
             out["fleet"] = {"trials": fl, **hotadd.summarize(fl)}
@@ -196,7 +197,7 @@ def run_reload(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
         cluster = Cluster(copy_tree(root, work / "churn"), free_port())
         cluster.set_vassals(["backend-1", "backend-2"])
         procs.on_close(cluster.down)
-        cluster.up()
+        cluster.up(timeout=300)
         log(f"  keep-alive churn: {cfg.churn_changes} add/touch/rm changes, 2 backends")
         out["churn"] = churn.run(cluster, log, changes=cfg.churn_changes)
     # The last groups check the threads trade-off with the thread count fleet does not ship.
@@ -212,7 +213,7 @@ def run_reload(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
             cluster = Cluster(copy_tree(root, work / f"reload-{len(out)}"), free_port())
             cluster.set_vassals([f"backend-{i}" for i in range(1, n + 1)], extra=extra)
             procs.on_close(cluster.down)
-            cluster.up()
+            cluster.up(timeout=300)
             log(f"  {key} backend(s), 16 new-connection + 8 keep-alive clients")
             out[key] = {kind: reload.run_scenario(cluster, kind, log, repeats=repeats) for kind in kinds}
     return out

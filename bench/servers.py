@@ -20,13 +20,16 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import client
 from bench import nginx as N
-from bench.cluster import Cluster, copy_tree
-from bench.procs import Procs, free_port, wait_until
+from harness import http
+from harness.cluster import Cluster, copy_tree
+from harness.ports import free_port
+from harness.procs import Procs
+from harness.wait import wait_for
 
 TUTORIAL_PROXY_HEADERS = """            proxy_set_header    Host                $host;
             proxy_set_header    X-Real-IP           $remote_addr;
@@ -92,7 +95,7 @@ class Stacks:
         return path
 
     def _wait_http(self, port: int, what: str) -> None:
-        wait_until(lambda: client.get(port, "/", timeout=2).status == 200, 60, 0.1, what)
+        wait_for(what, lambda: http.get(port, "/", timeout=2).status == 200, 60, 0.1, ignore=(OSError,))
 
     def _nginx(self, d: Path, upstream: str, location: str, name: str) -> int:
         port = free_port()
@@ -162,7 +165,7 @@ class Stacks:
         d = self._dir(key)
         sock = d / "granian.sock"
         self._granian(d, [f"--uds={sock}", "--uds-permissions=438"], key)  # 0666: nginx's workers connect
-        wait_until(sock.exists, 60, 0.1, "granian's socket")
+        wait_for("granian's socket", sock.exists, 60, 0.1, ignore=(OSError,))
         upstream = N.upstream_block("granian", [f"unix:{sock}"])
         extra = ""
         if keepalive:
@@ -227,7 +230,7 @@ class Stacks:
             "wsgi:application",
         ]
         self.procs.start(argv, "gunicorn", d / "gunicorn.log", signal.SIGTERM, env={"FLEET_VASSAL": "gunicorn"})
-        wait_until(sock.exists, 60, 0.1, "gunicorn socket")
+        wait_for("gunicorn socket", sock.exists, 60, 0.1, ignore=(OSError,))
         upstream = N.upstream_block("app_server", [f"unix:{sock}"])
         location = """        location / {
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -260,7 +263,9 @@ class Stacks:
             edit.apply(cluster.root)
         cluster.set_vassals([f"backend-{i}" for i in range(1, vassals + 1)], processes, extra)
         self.procs.on_close(cluster.down)
-        took = cluster.up()
+        started = time.monotonic()
+        cluster.up(timeout=300)
+        took = time.monotonic() - started
         self._wait_http(cluster.port, "fleet")
         name = f"fleet: nginx uwsgi_pass -> {vassals} vassal{'s' if vassals > 1 else ''} x {processes}"
         detail = {"up_seconds": took, "extra": extra or {}, "edits": [e.path for e in edits], "root": str(cluster.root)}

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from bench.cluster import Cluster, vassal_text
-from bench.procs import wait_until
 from fleet.layout import write_atomically
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
+from harness.cluster import Cluster, vassal_text
+from harness.wait import WaitTimeout, wait_for
 
 KINDS = ("add", "touch", "kill9", "bad", "rm", "reload_all")
 WEIGHTS = (2, 3, 2, 2, 2, 1)
@@ -76,7 +76,7 @@ class Churn:
             try:
                 getattr(self, f"_{kind}")(step)
                 step.ok = True
-            except (StepFailed, TimeoutError, OSError) as e:
+            except (StepFailed, WaitTimeout, TimeoutError, OSError) as e:
                 step.detail = (step.detail + "; " if step.detail else "") + f"FAILED: {e}"
             step.took = round(self.now() - step.at, 3)
             self.steps.append(step)
@@ -205,12 +205,12 @@ class Churn:
     # ---- helpers -----------------------------------------------------------------------------------
 
     def _cli(self, *args: str) -> None:
-        out = self.cluster.cli(*args, timeout=STEP_TIMEOUT * 3)
+        out = self.cluster.fleet(*args, timeout=STEP_TIMEOUT * 3, check=False)
         if out.returncode != 0:
             raise StepFailed(f"fleet {' '.join(args)} exited {out.returncode}: {(out.stderr or out.stdout)[-300:]}")
 
     def _wait(self, what: str, done: Callable[[Snapshot], object], timeout: float = STEP_TIMEOUT) -> None:
-        wait_until(lambda: done(Snapshot.read(self.layout)), timeout, 0.02, what)
+        wait_for(what, lambda: done(Snapshot.read(self.layout)), timeout, 0.02, ignore=(OSError,))
 
     def _all_routed(self, snap: Snapshot) -> bool:
         return all(_healthy_and_routed(snap, name) for name in vassals.present(self.layout.vassals))

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soak.churn import Step
-from soak.clients import Failure, percentile
 from soak.sampler import Reading
-from soak.verdict import Checkpoint, Verdict, explained
+from soak.verdict import Checkpoint, Failure, Verdict, explained
 
 
 @dataclass
@@ -199,3 +198,14 @@ def plot(report: Report, path: Path) -> None:
 
 def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def percentile(histogram: Counter[int], fraction: float) -> int:
+    """The `fraction` percentile of a {value: count} histogram (0 when empty)."""
+    total = sum(histogram.values())
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= fraction * total:
+            return value
+    return 0

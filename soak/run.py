@@ -4,23 +4,35 @@ watches every fleet process; then `fleet down`, the leftovers, the verdicts and 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.cluster import Cluster, copy_tree
-from bench.procs import free_port
 from fleet.processes import cmdline
+from harness.cluster import Cluster, copy_tree
+from harness.load import Kind, Load, Request
+from harness.ports import free_port
+from harness.wait import WaitTimeout
 from soak.churn import KINDS, Churn
-from soak.clients import DEFAULT_MIX, Clients, client_name
 from soak.report import Report, write
 from soak.sampler import Sampler
-from soak.verdict import Checkpoint, Verdict, judge
+from soak.verdict import Checkpoint, Failure, Verdict, judge
 
 REPO = Path(__file__).resolve().parent.parent
+BODY = b"s" * 2048
+# The soak's clients: GET / and POST /upload, on one keep-alive connection or a new one per request;
+# how many client threads of each kind.
+MIX = {
+    Kind("GET", keepalive=True): 2,
+    Kind("GET", keepalive=False): 2,
+    Kind("POST", keepalive=True, path="/upload", body=BODY): 1,
+    Kind("POST", keepalive=False, path="/upload", body=BODY): 1,
+}
 
 
 def soak(
@@ -44,14 +56,14 @@ def soak(
             cluster.up(timeout=120)
             t0 = time.monotonic()
             sampler = Sampler(cluster.layout, t0, sample_every).start()
-            clients = Clients(cluster.url(), t0).start()
+            clients = Load(cluster.url, mix=MIX, max_seconds=math.inf, pause_after_failure=0.01, t0=t0).start()
             churn = Churn(cluster, seed, t0, log)
             try:
                 for quarter in (1, 2, 3, 4):
                     # The first checkpoint comes after the warm-up: a quarter of the run, one step of each kind.
                     churn.run(until=t0 + minutes * 60 * quarter / 4, at_least=len(KINDS))
                     checkpoints.append(checkpoint(churn, sampler, f"{quarter}/4", log))
-            except (TimeoutError, OSError) as e:  # the cluster did not settle: a finding, reported
+            except (WaitTimeout, TimeoutError, OSError) as e:  # the cluster did not settle: a finding, reported
                 aborted = f"{type(e).__name__}: {e}"
                 log(f"soak: stopped early: {aborted}")
             duration = time.monotonic() - t0
@@ -60,17 +72,24 @@ def soak(
                 if part is not None:
                     part.stop()
             leftovers = stop(cluster, log)
+    sent = clients.stop()
+    ok = [r for r in sent if r.ok]
     report = Report(
-        config={"minutes": minutes, "seed": seed, "clients": {client_name(*k): n for k, n in DEFAULT_MIX.items()}},
+        config={
+            "minutes": minutes,
+            "seed": seed,
+            "clients": {kind.name: n for kind, n in MIX.items()},
+            "kinds": list(KINDS),
+        },
         duration=duration,
         steps=churn.steps,
-        failures=clients.failures,
+        failures=[failure(r) for r in sent if not r.ok],
         readings=sampler.readings,
         checkpoints=checkpoints,
-        ok_by_client=dict(clients.ok_by_client),
-        ok_per_second=dict(clients.ok_per_second),
-        latency_ms=clients.latency_ms,
-        backends=dict(clients.backends),
+        ok_by_client=dict(Counter(r.client for r in ok)),
+        ok_per_second=dict(Counter(int(r.start) for r in ok)),
+        latency_ms=Counter(int(r.latency * 1000) for r in ok),
+        backends=dict(Counter(r.backend for r in ok)),
         verdicts=[],
         figures={},
         leftovers=leftovers,
@@ -81,6 +100,12 @@ def soak(
     if out is not None:
         write(report, out)
     return report
+
+
+def failure(r: Request) -> Failure:
+    """A failed request as the report keeps it."""
+    detail = f"{r.exception}: {r.detail}" if r.exception else r.detail
+    return Failure(r.start, r.end, r.client, r.error, detail)
 
 
 def checkpoint(churn: Churn, sampler: Sampler, label: str, log: Callable[[str], None]) -> Checkpoint:
@@ -100,7 +125,7 @@ def checkpoint(churn: Churn, sampler: Sampler, label: str, log: Callable[[str], 
 
 def stop(cluster: Cluster, log: Callable[[str], None]) -> list[str]:
     """`fleet down`, then whatever of the cluster still runs: reported, and killed by pid."""
-    out = cluster.cli("down", timeout=180)
+    out = cluster.fleet("down", timeout=180, check=False)
     if out.returncode != 0:
         log(f"soak: fleet down exited {out.returncode}: {out.stderr.strip()[-300:]}")
     left = cluster.own_processes()

@@ -25,12 +25,26 @@ is the baseline, the last one the end:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from statistics import median
 
 from soak.churn import KINDS, Step
-from soak.clients import Failure
 from soak.sampler import Reading
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed client request, as the soak reports it."""
+
+    start: float  # seconds since the soak started
+    end: float
+    client: str  # e.g. "POST keep-alive"
+    cause: str  # "http_502", "reset", "closed_by_server", "refused", "timeout", "bad_answer", ...
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 LONG_LIVED = ("emperor", "nginx", "control", "supervisor")
 MAX_GROWTH = 0.10

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, base_dir
+from harness.cluster import Cluster, base_dir
 
 TWO_BACKENDS = {f"backend-{i}.ini": "[uwsgi]\nprocesses = 2\n" for i in (1, 2)}
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from fleet.processes import is_alive, process_table
-from tests.cluster import free_port
+from harness.ports import free_port
+from harness.procs import descendants, kill, stop_group
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -43,37 +43,6 @@ def need(*tools: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid`."""
-    table = process_table()
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, fields in table.items() if int(fields[1]) == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def kill(pids: list[int]) -> None:
-    for pid in pids:
-        if is_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def stop_group(proc: subprocess.Popen, sig: int, grace: float) -> None:
-    """Send `sig` to the process group `proc` leads; SIGKILL it if `proc` has not ended after `grace` s."""
-    os.killpg(proc.pid, sig)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
 
 
 @contextmanager

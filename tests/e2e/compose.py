@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
+from harness.ports import free_port
 from tests.e2e.published import Published
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,12 +52,6 @@ def client_problem(client: str) -> str | None:
     if proc.returncode != 0 or not version.startswith(major):
         return f"`{' '.join(command)}` is not Compose {major}x here (bin/start-docker installs it): {version}"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def copy_tree(dest: Path) -> Path:

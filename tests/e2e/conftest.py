@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.ports import free_port
+from harness.wait import wait_for
 from tests.e2e.compose import (
     CLIENTS,
     UP_DEADLINE,
@@ -22,9 +24,7 @@ from tests.e2e.compose import (
     client_problem,
     copy_tree,
     docker_problem,
-    free_port,
 )
-from tests.poll import wait_for
 
 
 @pytest.fixture(scope="module", params=sorted(CLIENTS))

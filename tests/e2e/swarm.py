@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
+from harness.wait import wait_for
 from tests.e2e.published import Published
-from tests.poll import wait_for
 
 LOCK = Path("/tmp/fleet-e2e-swarm.lock")  # one swarm test run per engine at a time
 DEPLOY_DEADLINE = 120.0

@@ -10,13 +10,16 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness.load import Load
+from harness.wait import wait_for
 from tests.e2e.compose import ComposeCluster
-from tests.poll import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,42 +28,12 @@ CLIENTS = 8
 FILE_OP_DEADLINE = 60.0
 
 
-class Load:
-    """CLIENTS threads, each sending `GET /` on a new connection until stopped or `max_seconds` pass."""
-
-    def __init__(self, stack: ComposeCluster, clients: int = CLIENTS, max_seconds: float = 120.0):
-        self.stack = stack
-        self.max_seconds = max_seconds
-        self.answers: list[tuple[float, dict]] = []  # (monotonic time of the answer, its JSON)
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
-
-    def _client(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                resp = self.stack.get("/")
-                if resp.status_code != 200:
-                    self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
-                    continue
-                self.answers.append((time.monotonic(), resp.json()))
-            except (requests.RequestException, ValueError) as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-
-    def since(self, t: float) -> list[dict]:
-        return [body for when, body in list(self.answers) if when >= t]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        wait_for("the load to get its first answers", lambda: len(self.answers) >= 4 * CLIENTS, 30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
+@contextmanager
+def load_on(stack: ComposeCluster) -> Iterator[Load]:
+    """CLIENTS threads, each sending `GET /` on a new connection, once they are answered, until the block ends."""
+    with Load(stack.url, clients=CLIENTS) as load:
+        wait_for("the load to get its first answers", lambda: load.ok >= 4 * CLIENTS, 30)
+        yield load
 
 
 def answer_from(stack: ComposeCluster, name: str, tries: int = 20) -> dict | None:
@@ -150,22 +123,23 @@ def test_a_vassal_file_copied_on_the_host_is_served(stack: ComposeCluster) -> No
 def test_touched_it_reloads_with_zero_failed_requests(stack: ComposeCluster) -> None:
     path = stack.vassals / f"{NEW}.ini"
     before = wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
-    with Load(stack) as load:
+    with load_on(stack) as load:
         touch_in_a_later_second(path)
         touched = time.monotonic()
 
         def reloaded() -> float | None:
-            for when, body in list(load.answers):
-                if when >= touched and body["backend"] == NEW and body["loaded_at"] > before["loaded_at"]:
-                    return when
+            for r in load.answered(touched):
+                if r.backend == NEW and r.loaded_at > before["loaded_at"]:
+                    return load.t0 + r.end
             return None
 
         first_new = wait_for(f"{NEW} to answer from a reloaded app", reloaded, FILE_OP_DEADLINE)
         # Keep the load on a while after the reload, so requests that queued during it are counted.
-        wait_for("answers after the reload", lambda: len(load.since(first_new)) >= 20 * CLIENTS, 30)
-    print(f"\ntouch to reloaded answers: {first_new - touched:.2f}s, {len(load.answers)} requests")
-    assert load.failures == [], f"{len(load.failures)} failed requests during a reload: {load.failures[:5]}"
-    served = {body["backend"] for _, body in load.answers}
+        wait_for("answers after the reload", lambda: len(load.answered(first_new)) >= 20 * CLIENTS, 30)
+    print(f"\ntouch to reloaded answers: {first_new - touched:.2f}s, {len(load.records)} requests")
+    failures = load.result.failures
+    assert failures == [], f"{len(failures)} failed requests during a reload: {failures[:5]}"
+    served = {r.backend for r in load.answered()}
     assert NEW in served and len(served) > 1, served
 
 
@@ -223,18 +197,19 @@ def test_an_app_change_plus_touch_deploys_it(stack: ComposeCluster) -> None:
 def test_removed_it_stops_being_served(stack: ComposeCluster) -> None:
     path = stack.vassals / f"{NEW}.ini"
     assert wait_for(f"{NEW} to answer", lambda: answer_from(stack, NEW), FILE_OP_DEADLINE, 0)
-    with Load(stack) as load:
+    with load_on(stack) as load:
         path.unlink()
         removed = time.monotonic()
 
         def gone() -> bool:
-            after = load.since(removed)
-            last_new = max((i for i, body in enumerate(after) if body["backend"] == NEW), default=-1)
+            after = load.answered(removed)
+            last_new = max((i for i, r in enumerate(after) if r.backend == NEW), default=-1)
             return len(after) - last_new > 30 * CLIENTS  # a long run of answers, none from NEW
 
         wait_for(f"{NEW} to stop answering", gone, FILE_OP_DEADLINE)
     print(f"\nrm to no longer served: {time.monotonic() - removed:.2f}s (upper bound)")
-    assert load.failures == [], f"{len(load.failures)} failed requests during a removal: {load.failures[:5]}"
+    failures = load.result.failures
+    assert failures == [], f"{len(failures)} failed requests during a removal: {failures[:5]}"
     assert not any(answer_from(stack, NEW, tries=1) for _ in range(20))
 
 

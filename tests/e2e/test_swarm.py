@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.compose import copy_tree, docker_problem, free_port
+from harness.load import Load
+from harness.ports import free_port
+from harness.wait import wait_for
+from tests.e2e.compose import copy_tree, docker_problem
 from tests.e2e.swarm import DEPLOY_DEADLINE, EngineLock, Stack, Watcher, docker, started_at, swarm_state
-from tests.load import Load
-from tests.poll import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.cluster import REPO, Cluster
+from harness.ports import free_port
 from tests import tools
-from tests.cluster import REPO, Cluster, free_port
 from tests.conftest import TWO_BACKENDS
 from tests.integration.test_cluster import listening_addresses
 
@@ -43,7 +44,7 @@ def fleet(cluster_parent: Path) -> Iterator[Cluster]:
     c.admin = f"http://127.0.0.1:{port}"
     c.admin_port = port
     try:
-        c.wait_for(lambda: requests.get(c.admin + "/api/status", timeout=2).ok, "the admin listener answers")
+        c.wait(lambda: requests.get(c.admin + "/api/status", timeout=2).ok, "the admin listener answers")
         yield c
     finally:
         c.down()
@@ -69,7 +70,7 @@ def test_metrics_have_every_per_vassal_series_and_pass_promtool(fleet):
     tools.need("promtool")
     for _ in range(10):
         assert fleet.get().status_code == 200
-    fleet.wait_for(lambda: series(scrape(fleet), "fleet_nginx_responses_total").get('{class="2xx"}', 0) >= 10, "2xx")
+    fleet.wait(lambda: series(scrape(fleet), "fleet_nginx_responses_total").get('{class="2xx"}', 0) >= 10, "2xx")
     text = scrape(fleet)
     for name in ("backend-1", "backend-2"):
         label = f'vassal="{name}"'
@@ -95,11 +96,11 @@ def test_metrics_have_every_per_vassal_series_and_pass_promtool(fleet):
 def test_a_new_vassal_is_in_the_next_scrape_and_a_removed_one_goes(fleet):
     before = series(scrape(fleet), "fleet_hot_add_seconds_count")[""]
     fleet.write_vassal("metrics-new.ini")
-    fleet.wait_for(lambda: 'vassal="metrics-new"' in scrape(fleet), "the new vassal's series")
-    fleet.wait_for(lambda: series(scrape(fleet), "fleet_vassal_routed").get('{vassal="metrics-new"}') == 1, "routed")
+    fleet.wait(lambda: 'vassal="metrics-new"' in scrape(fleet), "the new vassal's series")
+    fleet.wait(lambda: series(scrape(fleet), "fleet_vassal_routed").get('{vassal="metrics-new"}') == 1, "routed")
     assert series(scrape(fleet), "fleet_hot_add_seconds_count")[""] == before + 1
     (fleet.vassals / "metrics-new.ini").unlink()
-    fleet.wait_for(lambda: 'vassal="metrics-new"' not in scrape(fleet), "its series gone")
+    fleet.wait(lambda: 'vassal="metrics-new"' not in scrape(fleet), "its series gone")
 
 
 def test_a_reload_is_counted_timed_and_listed_in_events(fleet):
@@ -109,7 +110,7 @@ def test_a_reload_is_counted_timed_and_listed_in_events(fleet):
         text = scrape(fleet)
         return text if series(text, "fleet_reload_seconds_count")[""] >= 1 else None
 
-    text = fleet.wait_for(reloaded, "the reload counted")
+    text = fleet.wait(reloaded, "the reload counted")
     assert series(text, "fleet_vassal_reloads_total")['{vassal="backend-2"}'] >= 1
     moves = [(e["name"], e["old"], e["new"]) for e in requests.get(fleet.admin + "/api/events").json()["events"]]
     assert ("backend-2", "reloading", "healthy") in moves
@@ -134,7 +135,7 @@ def test_api_status_is_what_fleet_status_json_prints(fleet):
         table = [[{k: b[k] for k in keep} for b in doc["backends"]] for doc in (api, printed)]
         return table[0] == table[1] and [p["name"] for p in api["parts"]] == [p["name"] for p in printed["parts"]]
 
-    fleet.wait_for(same, "/api/status and `fleet status --json` agree")
+    fleet.wait(same, "/api/status and `fleet status --json` agree")
 
 
 def test_fleet_events_follow_and_status_watch_update_by_themselves(fleet, tmp_path):
@@ -147,11 +148,11 @@ def test_fleet_events_follow_and_status_watch_update_by_themselves(fleet, tmp_pa
         ),
     ]
     try:
-        fleet.wait_for(lambda: "fleet status every" in (tmp_path / "watch.out").read_text(), "a first frame")
+        fleet.wait(lambda: "fleet status every" in (tmp_path / "watch.out").read_text(), "a first frame")
         fleet.write_vassal("followed.ini")
-        fleet.wait_for(lambda: "followed: starting -> healthy" in (tmp_path / "events.out").read_text(), "follow")
+        fleet.wait(lambda: "followed: starting -> healthy" in (tmp_path / "events.out").read_text(), "follow")
         shown = re.compile(r"^followed +healthy", re.MULTILINE)
-        fleet.wait_for(lambda: shown.search((tmp_path / "watch.out").read_text()), "watch shows it")
+        fleet.wait(lambda: shown.search((tmp_path / "watch.out").read_text()), "watch shows it")
     finally:
         for proc in procs:  # Ctrl-C, as a user would; SIGKILL if that did not end it
             tools.stop_group(proc, signal.SIGINT, 10)
@@ -170,7 +171,7 @@ def test_nginx_counts_answers_by_status_class(fleet):
         now = series(scrape(fleet), "fleet_nginx_responses_total")
         return now['{class="4xx"}'] - base['{class="4xx"}'] >= 3
 
-    fleet.wait_for(counted, "three more 4xx answers counted")
+    fleet.wait(counted, "three more 4xx answers counted")
 
 
 def test_the_json_access_log_names_the_vassal_that_served(fleet):
@@ -182,7 +183,7 @@ def test_the_json_access_log_names_the_vassal_that_served(fleet):
         mine = [d for d in lines if d["uri"] == "/?json-log"]
         return mine if len(mine) >= 20 else []
 
-    lines = fleet.wait_for(logged, "20 JSON lines (nginx flushes its buffer every 2 s)", timeout=15)
+    lines = fleet.wait(logged, "20 JSON lines (nginx flushes its buffer every 2 s)", timeout=15)
     assert {d["vassal"] for d in lines} == served == {"backend-1", "backend-2"}
     first = lines[0]
     assert first["status"] == 200 and first["method"] == "GET" and float(first["upstream_time"]) >= 0
@@ -212,22 +213,22 @@ def test_the_status_page_shows_a_backend_added_by_file_without_a_reload(fleet, b
         )
         return {name for name, shown in browser.execute_script(script) if state in (None, shown)}
 
-    fleet.wait_for(lambda: {"backend-1", "backend-2"} <= rows("healthy"), "the page lists the backends")
+    fleet.wait(lambda: {"backend-1", "backend-2"} <= rows("healthy"), "the page lists the backends")
     assert browser.find_element(By.ID, "live").get_attribute("data-live") == "live"
     browser.execute_script("window.fleetTestMarker = 42")  # gone if the page reloads
     browser.save_screenshot(str(ARTIFACTS / "status-page-before.png"))
 
     fleet.write_vassal("page-new.ini")
-    fleet.wait_for(lambda: "page-new" in rows(), "the new backend shows up", timeout=30)
-    fleet.wait_for(lambda: "page-new" in rows("healthy"), "and turns healthy", timeout=30)
-    fleet.wait_for(lambda: "page-new" in browser.find_element(By.ID, "events").text, "its transitions in the timeline")
+    fleet.wait(lambda: "page-new" in rows(), "the new backend shows up", timeout=30)
+    fleet.wait(lambda: "page-new" in rows("healthy"), "and turns healthy", timeout=30)
+    fleet.wait(lambda: "page-new" in browser.find_element(By.ID, "events").text, "its transitions in the timeline")
     assert browser.execute_script("return window.fleetTestMarker") == 42
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(url.startswith(fleet.admin + "/") for url in resources), resources
     browser.save_screenshot(str(ARTIFACTS / "status-page.png"))
     (fleet.vassals / "page-new.ini").unlink()
-    fleet.wait_for(lambda: "page-new" not in rows(), "the removed backend leaves the page")
+    fleet.wait(lambda: "page-new" not in rows(), "the removed backend leaves the page")
 
 
 # ---- a real Prometheus ----------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ def test_the_status_page_shows_a_backend_added_by_file_without_a_reload(fleet, b
 def test_prometheus_scrapes_fleet_and_queries_per_vassal_series(fleet, tmp_path):
     with tools.prometheus(tmp_path, [f"127.0.0.1:{fleet.admin_port}"]) as api:
         expr = 'fleet_vassal_requests_total{job="fleet"}'
-        result = fleet.wait_for(lambda: tools.query(api, expr), "Prometheus to scrape fleet", timeout=60)
+        result = fleet.wait(lambda: tools.query(api, expr), "Prometheus to scrape fleet", timeout=60)
         assert {r["metric"]["vassal"] for r in result} >= {"backend-1", "backend-2"}
         assert tools.query(api, 'up{job="fleet"}')[0]["value"][1] == "1"
         healthy = tools.query(api, 'sum(fleet_vassal_state{state="healthy"})')

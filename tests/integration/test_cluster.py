@@ -41,7 +41,7 @@ def test_each_vassal_has_its_own_private_socket(cluster):
         assert cluster.stats(name)["pid"] > 0
     # a copied file is a new backend with its own socket: the name comes from the file, not the content
     (cluster.vassals / "backend-3.ini").write_text((cluster.vassals / "backend-1.ini").read_text())
-    cluster.wait_for(lambda: "backend-3" in cluster.state()["routed"], "backend-3 routed")
+    cluster.wait(lambda: "backend-3" in cluster.state()["routed"], "backend-3 routed")
     assert (cluster.run_dir / "sockets" / "backend-3.socket").exists()
     assert "backend-3" in cluster.backends_answering(40)
 

@@ -10,9 +10,9 @@ import pytest
 
 from fleet.layout import Layout
 from fleet.published import records
+from harness.cluster import Cluster
+from harness.load import Load
 from tests import fuzzcases as fc
-from tests.cluster import Cluster
-from tests.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_bad_and_odd_files_dropped_under_load_fail_alone(cluster):
     ):
         fresh.wait_requests(100)
         paths = [fc.materialize(case, cluster.vassals, outside) for case in cases]
-        cluster.wait_for(lambda: settled(cluster, cases), "every fuzz file failed with its reason, or routed", 60)
+        cluster.wait(lambda: settled(cluster, cases), "every fuzz file failed with its reason, or routed", 60)
         fresh.wait_requests(200)
         keepalive.wait_requests(100)
         posts.wait_requests(50)
@@ -80,9 +80,7 @@ def test_bad_and_odd_files_dropped_under_load_fail_alone(cluster):
         shown = status_names(cluster)  # `fleet status` shows them all, odd names included
         for path in paths:
             fc.remove(path)
-        cluster.wait_for(
-            lambda: set(cluster.state()["backends"]) == {"backend-1", "backend-2"}, "the fuzz files gone", 60
-        )
+        cluster.wait(lambda: set(cluster.state()["backends"]) == {"backend-1", "backend-2"}, "the fuzz files gone", 60)
         fresh.wait_requests(100)
     for load in (fresh, keepalive, posts):
         assert load.result.failures == [], load.result.summary()

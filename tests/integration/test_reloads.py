@@ -10,8 +10,8 @@ import time
 import pytest
 
 from fleet import uwsgi
-from tests.cluster import Cluster
-from tests.load import Load
+from harness.cluster import Cluster
+from harness.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def busy_workers(c: Cluster, name: str) -> int:
 def reload_by_touch(c: Cluster, name: str) -> None:
     before = c.worker_pids(name)
     mtime = touch(c, name)
-    c.wait_for(lambda: reloaded_since(c, name, mtime), f"{name} reloaded", 30)
+    c.wait(lambda: reloaded_since(c, name, mtime), f"{name} reloaded", 30)
     after = c.worker_pids(name)
     assert not before & after, f"{name} still has old workers: {before & after}"
 
@@ -57,7 +57,7 @@ def test_touching_each_backend_in_turn_under_load_fails_nothing_and_stalls_nothi
         for name in ("backend-1", "backend-2", "backend-1", "backend-2"):
             holder = threading.Thread(target=hold, args=(name,))
             holder.start()
-            cluster.wait_for(lambda n=name: busy_workers(cluster, n) >= 1, f"a long request on {name}", 10)
+            cluster.wait(lambda n=name: busy_workers(cluster, n) >= 1, f"a long request on {name}", 10)
             reload_by_touch(cluster, name)
             holder.join(timeout=30)
             load.wait_requests(100)
@@ -102,14 +102,14 @@ def test_a_second_touch_in_the_same_second_is_not_lost(cluster):
     recorder = threading.Thread(target=record, daemon=True)
     recorder.start()
     path = cluster.vassals / "backend-1.ini"
-    cluster.wait_for(lambda: time.time() % 1 < 0.5, "the start of a second", 2)
+    cluster.wait(lambda: time.time() % 1 < 0.5, "the start of a second", 2)
     first = time.time()
     os.utime(path, (first, first))
-    cluster.wait_for(lambda: cluster.backend_state("backend-1") == "reloading", "first reload begins", 10)
+    cluster.wait(lambda: cluster.backend_state("backend-1") == "reloading", "first reload begins", 10)
     second = int(first) + 0.9  # same whole second as the first touch: the Emperor alone would miss it
     os.utime(path, (second, second))
-    cluster.wait_for(lambda: reloaded_since(cluster, "backend-1", int(second * 1e9)), "second reload done", 30)
-    cluster.wait_for(lambda: len(generations) >= 3, "two reloads observed", 10)
+    cluster.wait(lambda: reloaded_since(cluster, "backend-1", int(second * 1e9)), "second reload done", 30)
+    cluster.wait(lambda: len(generations) >= 3, "two reloads observed", 10)
     stop.set()
     recorder.join()
 
@@ -151,7 +151,7 @@ def test_kill_9_under_load_fails_no_get(cluster, victim):
         stats = cluster.stats("backend-1")
         pid = stats["pid"] if victim == "master" else stats["workers"][0]["pid"]
         os.kill(pid, signal.SIGKILL)
-        cluster.wait_for(
+        cluster.wait(
             lambda: (
                 cluster.stats("backend-1")["pid"] != pid
                 if victim == "master"
@@ -160,11 +160,11 @@ def test_kill_9_under_load_fails_no_get(cluster, victim):
             "backend-1 respawned",
             20,
         )
-        cluster.wait_for(lambda: "backend-1" in cluster.state()["routed"], "backend-1 routed again", 20)
+        cluster.wait(lambda: "backend-1" in cluster.state()["routed"], "backend-1 routed again", 20)
         load.wait_requests(300)
     assert load.result.failures == [], load.result.summary()
     # nginx skips a backend for fail_timeout (2 s) after a refused connection, then tries it again
-    cluster.wait_for(lambda: cluster.backends_answering(10) == {"backend-1", "backend-2"}, "both answer", 10)
+    cluster.wait(lambda: cluster.backends_answering(10) == {"backend-1", "backend-2"}, "both answer", 10)
 
 
 def test_down_completes_in_flight_requests(cluster):
@@ -184,7 +184,7 @@ def test_down_completes_in_flight_requests(cluster):
 
     # Slots spread requests by slot, not by backend: some of the four may wait in a backend's backlog
     # behind its two busy workers. Those must complete too.
-    cluster.wait_for(lambda: in_flight() >= 2, "slow requests in flight", 10)
+    cluster.wait(lambda: in_flight() >= 2, "slow requests in flight", 10)
     cluster.fleet("down")
     for t in clients:
         t.join(timeout=20)

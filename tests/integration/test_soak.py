@@ -1,24 +1,28 @@
-"""A 90-second soak (the same code as `make soak`, which runs 10 minutes): churn under keep-alive and
+"""A 90-second soak (the same command as `make soak`, which runs 10 minutes): churn under keep-alive and
 new-connection GET and POST clients loses no request it should not, leaks neither memory nor open files
 in fleet's long-lived processes, and leaves no process behind."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from soak.churn import KINDS
-from soak.run import soak
+from harness.cluster import REPO
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_90_second_soak_passes_every_verdict(tmp_path):
-    report = soak(minutes=1.5, seed=1, out=tmp_path, log=lambda line: None)
-    failed = [v for v in report.verdicts if not v.ok]
-    assert not failed, report.summary() + "\n" + (tmp_path / "soak.md").read_text()
-    assert {s.kind for s in report.steps} == set(KINDS)
-    assert {"emperor", "nginx", "control"} <= set(report.figures)
+    argv = [sys.executable, "-m", "soak", "--minutes", "1.5", "--seed", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    output = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert (tmp_path / "soak.json").exists(), output
     doc = json.loads((tmp_path / "soak.json").read_text())
+    failed = [v for v in doc["verdicts"] if not v["ok"]]
+    assert not failed and proc.returncode == 0, output + "\n" + (tmp_path / "soak.md").read_text()
+    assert {s["kind"] for s in doc["steps"]} == set(doc["config"]["kinds"])
+    assert {"emperor", "nginx", "control"} <= set(doc["processes"])
     assert doc["ok"] and doc["leftovers"] == [] and doc["requests"]["ok"] > 1000

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from fleet.processes import is_alive
-from tests.cluster import Cluster
-from tests.load import Load
+from harness.cluster import Cluster
+from harness.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +56,9 @@ def test_a_killed_control_plane_or_nginx_is_restarted_and_cuts_at_most_a_request
     with Load(cluster.url, clients=CLIENTS, keepalive=True) as keepalive, Load(cluster.url, clients=CLIENTS) as fresh:
         keepalive.wait_requests(100)
         os.kill(old, signal.SIGKILL)
-        cluster.wait_for(lambda: restarted(cluster, part, old), f"{part} restarted", 30)
+        cluster.wait(lambda: restarted(cluster, part, old), f"{part} restarted", 30)
         cluster.write_vassal("late.ini")
-        cluster.wait_for(lambda: "late" in routed(cluster), "a file dropped afterwards is routed", 30)
+        cluster.wait(lambda: "late" in routed(cluster), "a file dropped afterwards is routed", 30)
         keepalive.wait_requests(100)
         fresh.wait_requests(100)
     if part == "control":
@@ -78,11 +78,11 @@ def test_a_killed_emperor_is_restarted_and_every_backend_comes_back(cluster):
     # and fleet's job is to bring everything back.
     old = cluster.pids()["emperor"]
     os.kill(old, signal.SIGKILL)
-    cluster.wait_for(lambda: restarted(cluster, "emperor", old), "emperor restarted", 30)
+    cluster.wait(lambda: restarted(cluster, "emperor", old), "emperor restarted", 30)
     cluster.write_vassal("late.ini")
     want = {"backend-1", "backend-2", "late"}
-    cluster.wait_for(lambda: routed(cluster) == want, "every backend routed again", 60)
-    cluster.wait_for(lambda: cluster.backends_answering(30) == want, "every backend answers", 30)
+    cluster.wait(lambda: routed(cluster) == want, "every backend routed again", 60)
+    cluster.wait(lambda: cluster.backends_answering(30) == want, "every backend answers", 30)
 
 
 def test_down_after_the_supervisor_and_nginx_were_killed_leaves_nothing_and_frees_the_port(cluster):
@@ -106,7 +106,7 @@ def test_the_only_backend_killed_9_under_load_fails_at_most_what_it_was_executin
         for _ in range(2):
             master = c.stats("solo")["pid"]
             os.kill(master, signal.SIGKILL)
-            c.wait_for(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
+            c.wait(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
             keepalive.wait_requests(100)
     failures = keepalive.result.failures + fresh.result.failures
     # Only during the ~0.5 s respawn do requests fail, each with fleet's JSON 502, never a bare page
@@ -132,7 +132,7 @@ def test_the_vassals_run_unprivileged_and_stay_so_across_a_reload(cluster):
     path = cluster.vassals / "backend-1.ini"
     os.utime(path)
     mtime = path.stat().st_mtime_ns
-    cluster.wait_for(
+    cluster.wait(
         lambda: cluster.state()["backends"]["backend-1"]["served_mtime_ns"] >= mtime and "backend-1" in routed(cluster),
         "backend-1 reloaded",
         30,
@@ -146,13 +146,13 @@ def test_a_backend_that_stops_answering_is_ejected_and_routed_again_when_it_answ
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
-        cluster.wait_for(lambda: cluster.backend_state("backend-1") == "ejected", "backend-1 ejected", 30)
+        cluster.wait(lambda: cluster.backend_state("backend-1") == "ejected", "backend-1 ejected", 30)
         assert routed(cluster) == {"backend-2"}
         assert "stopped answering health probes" in cluster.state()["backends"]["backend-1"]["error"]
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-    cluster.wait_for(lambda: routed(cluster) == {"backend-1", "backend-2"}, "backend-1 routed again", 30)
+    cluster.wait(lambda: routed(cluster) == {"backend-1", "backend-2"}, "backend-1 routed again", 30)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
@@ -165,11 +165,11 @@ def test_foreground_up_whose_output_goes_away_keeps_serving_and_stops_cleanly(ma
         start_new_session=True,
     )
     try:
-        c.wait_for(lambda: b"fleet: serving on" in proc.stdout.readline(), "up says it serves", 60)
+        c.wait(lambda: b"fleet: serving on" in proc.stdout.readline(), "up says it serves", 60)
         proc.stdout.close()  # `fleet up | head`: the reader goes away
         c.groups.update(c.pids().values())
         c.write_vassal("b2.ini")  # something to log into the closed pipe
-        c.wait_for(lambda: "b2" in routed(c), "b2 routed", 30)
+        c.wait(lambda: "b2" in routed(c), "b2 routed", 30)
         assert proc.poll() is None, "up must not die with its output"
         os.killpg(proc.pid, stop_signal)  # Ctrl-C reaches the whole foreground process group
         assert proc.wait(timeout=90) == 0

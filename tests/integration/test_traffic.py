@@ -9,8 +9,8 @@ import re
 import pytest
 import requests
 
-from tests.cluster import Cluster
-from tests.load import Load
+from harness.cluster import Cluster
+from harness.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +42,12 @@ def test_keepalive_and_post_clients_lose_nothing_across_add_touch_and_rm(cluster
         posts.wait_requests(20)
         for round_ in range(3):
             cluster.write_vassal("extra.ini", "[uwsgi]\nprocesses = 2\n")
-            cluster.wait_for(lambda: "extra" in cluster.state()["routed"], "extra routed", 30)
+            cluster.wait(lambda: "extra" in cluster.state()["routed"], "extra routed", 30)
             keepalive.wait_requests(100)
             path = cluster.vassals / "backend-1.ini"
             os.utime(path)
             mtime = path.stat().st_mtime_ns
-            cluster.wait_for(
+            cluster.wait(
                 lambda m=mtime: (
                     cluster.state()["backends"]["backend-1"]["served_mtime_ns"] >= m
                     and "backend-1" in cluster.state()["routed"]
@@ -57,7 +57,7 @@ def test_keepalive_and_post_clients_lose_nothing_across_add_touch_and_rm(cluster
             )
             keepalive.wait_requests(100)
             (cluster.vassals / "extra.ini").unlink()
-            cluster.wait_for(lambda: "extra" not in cluster.state()["backends"], f"extra removed ({round_})", 30)
+            cluster.wait(lambda: "extra" not in cluster.state()["backends"], f"extra removed ({round_})", 30)
             keepalive.wait_requests(100)
         posts.wait_requests(20)
     for load in (keepalive, posts, slow):
@@ -102,7 +102,7 @@ def test_a_slow_backend_gets_a_json_504_and_no_backend_a_json_503(make_cluster):
     assert "did not answer in time" in r.json()["error"]
     assert c.get("/").status_code == 200, "the timed-out request did not take the backend out"
     (c.vassals / "b1.ini").unlink()
-    c.wait_for(lambda: c.state()["routed"] == [], "nothing routed", 30)
+    c.wait(lambda: c.state()["routed"] == [], "nothing routed", 30)
     r = c.get("/")
     assert r.status_code == 503 and r.json()["error"] == "no healthy backend"
 

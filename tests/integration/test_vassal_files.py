@@ -9,8 +9,8 @@ import threading
 import pytest
 import requests
 
-from tests.cluster import Cluster
-from tests.load import Load
+from harness.cluster import Cluster
+from harness.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +33,10 @@ def emperor_stats(c: Cluster) -> dict:
 
 def test_dropped_file_is_served_and_deleted_file_is_not(cluster):
     cluster.write_vassal("extra.ini")
-    cluster.wait_for(lambda: "extra" in cluster.backends_answering(10), "extra answers through nginx", 15)
-    cluster.wait_for(lambda: cluster.backend_state("extra") == "healthy", "extra published as healthy", 5)
+    cluster.wait(lambda: "extra" in cluster.backends_answering(10), "extra answers through nginx", 15)
+    cluster.wait(lambda: cluster.backend_state("extra") == "healthy", "extra published as healthy", 5)
     (cluster.vassals / "extra.ini").unlink()
-    cluster.wait_for(lambda: "extra" not in cluster.state()["backends"], "extra removed", 15)
+    cluster.wait(lambda: "extra" not in cluster.state()["backends"], "extra removed", 15)
     assert "extra" not in cluster.backends_answering(20)
     assert not (cluster.run_dir / "sockets" / "extra.socket").exists()
 
@@ -61,7 +61,7 @@ def test_deleting_a_vassal_under_load_fails_no_request(make_cluster):
         for t in holders:
             t.start()
         (c.vassals / "b3.ini").unlink()
-        c.wait_for(lambda: "b3" not in c.state()["backends"], "b3 drained and stopped", 30)
+        c.wait(lambda: "b3" not in c.state()["backends"], "b3 drained and stopped", 30)
         fast.wait_requests(200)
         posts.wait_requests(10)
         for t in holders:
@@ -97,7 +97,7 @@ def test_a_burst_of_files_joins_in_batches_with_one_nginx_reload(cluster):
     names = [f"burst-{i:02d}" for i in range(12)]
     for name in names:
         cluster.write_vassal(f"{name}.ini")
-    cluster.wait_for(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
+    cluster.wait(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
     after = cluster.state()["counters"]
     # 14 backends outgrow the 32 slots of two: nginx is reloaded once, with 128; the joins are batched.
     assert after["nginx_reloads"] - before["nginx_reloads"] == 1
@@ -131,7 +131,7 @@ def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
     with Load(cluster.url, clients=8) as load:
         load.wait_requests(100)
         (cluster.vassals / filename).write_bytes(content)
-        cluster.wait_for(lambda: cluster.backend_state(name) == "failed", f"{name} failed", 30)
+        cluster.wait(lambda: cluster.backend_state(name) == "failed", f"{name} failed", 30)
         load.wait_requests(200)
     error = cluster.state()["backends"][name]["error"]
     assert reason in error, error
@@ -152,16 +152,16 @@ def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
         running = [v for v in stats.get("vassals", []) if f"/{name}.ini" in v["id"] and int(v.get("pid", 0)) > 0]
         return not running
 
-    cluster.wait_for(not_spinning, f"{name} not started, or throttled by the Emperor", 30)
+    cluster.wait(not_spinning, f"{name} not started, or throttled by the Emperor", 30)
 
 
 def test_fixing_a_failed_vassal_brings_it_in(cluster):
     path = cluster.vassals / "fixme.ini"
     path.write_text("[uwsgi]\nprocesess = 1\n")
-    cluster.wait_for(lambda: cluster.backend_state("fixme") == "failed", "fixme failed", 30)
+    cluster.wait(lambda: cluster.backend_state("fixme") == "failed", "fixme failed", 30)
     path.write_text("[uwsgi]\nprocesses = 1\n")
     os.utime(path, (path.stat().st_mtime + 1, path.stat().st_mtime + 1))
-    cluster.wait_for(lambda: "fixme" in routed(cluster), "fixme routed after the fix", 30)
+    cluster.wait(lambda: "fixme" in routed(cluster), "fixme routed after the fix", 30)
 
 
 def test_hidden_and_editor_files_are_ignored(cluster):
@@ -169,7 +169,7 @@ def test_hidden_and_editor_files_are_ignored(cluster):
     for filename in (".hidden.ini", "backup.ini~", ".swap.ini.swp", "partial.ini.tmp", "notes.conf"):
         (cluster.vassals / filename).write_text(valid)
     cluster.write_vassal("marker.ini")  # a real one, so we know both have looked
-    cluster.wait_for(lambda: "marker" in routed(cluster), "marker routed", 20)
+    cluster.wait(lambda: "marker" in routed(cluster), "marker routed", 20)
     assert set(cluster.state()["backends"]) == {"backend-1", "backend-2", "marker"}
     assert {p.stem for p in (cluster.run_dir / "sockets").glob("*.socket")} == {
         "backend-1",
@@ -182,7 +182,7 @@ def test_hidden_and_editor_files_are_ignored(cluster):
 
 def test_an_empty_file_is_a_backend_with_every_default(cluster):
     (cluster.vassals / "plain.ini").write_bytes(b"")
-    cluster.wait_for(lambda: "plain" in routed(cluster), "plain routed", 20)
+    cluster.wait(lambda: "plain" in routed(cluster), "plain routed", 20)
     assert len(cluster.stats("plain")["workers"]) == 2  # processes = 2 from emperor.ini's [vassal]
     assert "plain" in cluster.backends_answering(40)
 
@@ -228,7 +228,7 @@ def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):
     slow_request = {"a": (c.run_dir / "sockets" / "a.socket", "/slow?seconds=4")}
     slow = threading.Thread(target=uwsgi.request_many, args=(slow_request, 10))
     slow.start()
-    c.wait_for(lambda: c.stats("a")["workers"][0]["status"] == "busy", "a's worker busy", 5)
+    c.wait(lambda: c.stats("a")["workers"][0]["status"] == "busy", "a's worker busy", 5)
     states = set()
     while slow.is_alive():
         states.add(c.backend_state("a"))
@@ -244,9 +244,9 @@ def test_a_file_whose_event_never_arrives_is_found_by_the_periodic_pass(make_clu
     c.up()
     assert "(polling)" in (c.run_dir / "logs" / "control.log").read_text()
     c.write_vassal("b2.ini")
-    c.wait_for(lambda: "b2" in routed(c), "b2 routed without a file event", 30)
+    c.wait(lambda: "b2" in routed(c), "b2 routed without a file event", 30)
     (c.vassals / "b2.ini").unlink()
-    c.wait_for(lambda: "b2" not in c.state()["backends"], "b2 removed without a file event", 30)
+    c.wait(lambda: "b2" not in c.state()["backends"], "b2 removed without a file event", 30)
 
 
 def test_a_config_nginx_rejects_never_reaches_it_and_the_last_good_one_is_kept(cluster):

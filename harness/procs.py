@@ -1,4 +1,5 @@
-"""Start and stop the processes a benchmark needs: each in its own session, stopped by process group.
+"""Process tools: start processes each in its own session, stop them by process group, find a process's
+descendants, SIGKILL a list of pids. Process table and group members come from fleet.processes.
 
 Every process started through a `Procs` registry is stopped when the registry closes, also on error
 and on SIGTERM/SIGINT of the benchmark itself.
@@ -9,52 +10,26 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
-from fleet.processes import group_members, process_table
-
-T = TypeVar("T")
+from fleet.processes import group_members, is_alive, process_table
+from harness.wait import WaitTimeout, wait_for
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.02, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy, and return that; after `timeout` s raise TimeoutError.
-
-    bench's one wait loop (fleet.progress.wait_until shows progress to an operator; tests.poll.wait_for fails
-    a test). An OSError from `predicate` (a socket not there yet, say) counts as "not yet".
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-def killpg_and_wait(pgid: int, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Signal a process group, wait up to `timeout` for all of it to exit, then SIGKILL what is left."""
+def stop_group(group: int | subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal a process group (its id, or the Popen of its leader), wait up to `timeout` for all of it to
+    exit, then SIGKILL what is left; a Popen is reaped, so its returncode is set."""
+    pgid = group if isinstance(group, int) else group.pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    with contextlib.suppress(TimeoutError):
-        wait_until(lambda: not _group_alive(pgid), timeout, 0.05, f"process group {pgid} to exit")
+    with contextlib.suppress(WaitTimeout):
+        wait_for(f"process group {pgid} to exit", lambda: not _group_alive(pgid), timeout, 0.05, ignore=(OSError,))
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+    if isinstance(group, subprocess.Popen):
+        group.wait(5)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -80,7 +55,7 @@ class Proc:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen.poll() is None or _group_alive(self.popen.pid):
-            killpg_and_wait(self.popen.pid, self.stop_signal, timeout)
+            stop_group(self.popen.pid, self.stop_signal, timeout)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=1)
 
@@ -167,3 +142,11 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def kill(pids: list[int]) -> None:
+    """SIGKILL each of `pids` that still runs."""
+    for pid in pids:
+        if is_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
