@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster
-from tests.load import Load
+from harness.cluster import Cluster
+from harness.load import Load
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_root_in_a_0700_folder_serves_unprivileged_reloads_and_leaves_nothing(lo
                 fresh = b.get("state") == "healthy" and b.get("served_mtime_ns", 0) >= mtime
                 return fresh and name in c.state()["routed"] and not before & c.worker_pids(name)
 
-            c.wait_for(reloaded, f"{name} reloaded by touch", 30)
+            c.wait(reloaded, f"{name} reloaded by touch", 30)
             load.wait_requests(50)
         print(f"\ntouch-reload of {name} in a 0700 folder: {load.result.summary()}")
         assert load.result.failures == [], load.result.summary()
@@ -132,7 +132,7 @@ def test_root_in_a_0700_folder_serves_unprivileged_reloads_and_leaves_nothing(lo
     namespace = mount_namespace(c.pids()["supervisor"])
     assert namespace and namespace != mount_namespace(os.getpid())
     c.fleet("down")
-    c.wait_for(lambda: not c.processes(), "no process of the cluster left", 30)
+    c.wait(lambda: not c.processes(), "no process of the cluster left", 30)
     assert in_namespace(namespace) == []  # so its mounts are gone with it
     assert " fleet " not in Path("/proc/self/mountinfo").read_text()  # none ever leaked out here
     assert not list((c.run_dir / "sockets").iterdir())
