@@ -203,11 +203,15 @@ def test_a_cell_told_to_stop_drains_before_it_stops(swarm_stack: Stack):
     assert failed == [], failed[:5]
 
 
-def test_a_killed_cell_leaves_the_edge_and_swarm_replaces_it(swarm_stack: Stack):
+KILL_CLIENTS = 2  # client threads of each kind while a cell is killed
+
+
+def test_a_killed_cell_leaves_the_edge_and_swarm_replaces_it_failing_at_most_a_request_per_client(swarm_stack: Stack):
     s = swarm_stack
     cells = s.cell_containers()
-    slow = Load(s.url, clients=2, path="/slow?seconds=2")
-    with Load(s.url, clients=2, keepalive=True) as kept, Load(s.url, clients=2) as fresh, slow, Watcher(s) as w:
+    n = KILL_CLIENTS
+    slow = Load(s.url, clients=n, path="/slow?seconds=2")
+    with Load(s.url, clients=n, keepalive=True) as kept, Load(s.url, clients=n) as fresh, slow, Watcher(s) as w:
         kept.wait_requests(20)
         slow.wait_requests(3)
         # The busiest cell: killing it has something to lose.
@@ -229,16 +233,22 @@ def test_a_killed_cell_leaves_the_edge_and_swarm_replaces_it(swarm_stack: Stack)
         joined = w.first[new_host] - started_at(now[new_host])
         kept.wait_requests(20)
         slow.wait_requests(3)
-    # Requests the kill cut off, as the edge saw them (it retried each on another cell).
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(killed - 1))
-    edge_log = docker("service", "logs", "--since", since, f"{s.name}_edge", both=True)
-    cut = sum(1 for line in edge_log.splitlines() if "[error]" in line and "reading response header" in line)
     failed = kept.result.failures + fresh.result.failures + slow.result.failures + w.failures
     print(
-        f"\nkilled cell {victim_host}: executing {executing} request(s) (the edge saw {cut} cut off); "
+        f"\nkilled cell {victim_host}: executing {executing} request(s); "
         f"out of the edge after {out:.2f}s; "
         f"replaced and answering after {back:.1f}s (in rotation {joined:.2f}s after its container started)"
     )
     for label, load in (("keep-alive", kept), ("new connections", fresh), ("/slow 2 s", slow)):
         print(f"  {label}: {load.result.summary()}")
-    assert len(failed) <= max(executing, cut), f"{len(failed)} failed, {executing} executing: {failed[:5]}"
+    # A fixed bound: a client thread has one request in flight at a time, so at most one per thread can be
+    # on the cell when it dies; the edge retries whatever it sends there afterwards on another cell
+    # (proxy_next_upstream error timeout, 3 tries, 3 cells). The watcher is one more client thread.
+    for label, failures, threads in (
+        ("keep-alive", kept.result.failures, n),
+        ("new connections", fresh.result.failures, n),
+        ("/slow 2 s", slow.result.failures, n),
+        ("watcher", w.failures, 1),
+    ):
+        assert len(failures) <= threads, f"{label}: {len(failures)} failed with {threads} client(s): {failures[:5]}"
+    assert len(failed) <= 3 * n + 1, f"{len(failed)} failed, {executing} executing: {failed[:5]}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness import http
 from harness.cluster import REPO, Cluster
 from harness.ports import free_port
 from tests import tools
@@ -87,10 +88,39 @@ def test_metrics_have_every_per_vassal_series_and_pass_promtool(fleet):
         '{part="nginx"}': 1,
         '{part="control"}': 1,
     }
-    assert series(text, "fleet_nginx_connections")['{state="active"}'] >= 0
+    assert set(series(text, "fleet_nginx_connections")) == {f'{{state="{k}"}}' for k in NGINX_CONNECTION_STATES}
     assert series(text, "fleet_hot_add_seconds_count")[""] >= 2
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+NGINX_CONNECTION_STATES = ("active", "reading", "writing", "waiting")
+
+
+def test_the_nginx_connections_gauge_counts_connections_clients_hold_and_drops_when_they_close(fleet):
+    held = 20
+
+    def connections() -> dict[str, float]:
+        found = series(scrape(fleet), "fleet_nginx_connections")
+        return {k: found[f'{{state="{k}"}}'] for k in NGINX_CONNECTION_STATES}
+
+    clients = [http.KeepAliveClient(fleet.port) for _ in range(held)]
+    try:
+        for client in clients:
+            status, _ = client.get("/")  # then idle: open, waiting for its next request
+            assert status == 200
+        assert all(client.sock is not None for client in clients), "nginx closed a keep-alive connection"
+        holding = connections()
+        assert holding["active"] >= held and holding["waiting"] >= held, holding
+    finally:
+        for client in clients:
+            client.close()
+    after = fleet.wait(
+        lambda: (now := connections())["active"] <= holding["active"] - held and now,
+        f"the gauge to drop by the {held} closed connections (it read {holding})",
+        10,
+    )
+    print(f"\nnginx connections holding {held}: {holding}; after closing them: {after}")
 
 
 def test_a_new_vassal_is_in_the_next_scrape_and_a_removed_one_goes(fleet):

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,16 +74,51 @@ def test_a_killed_control_plane_or_nginx_is_restarted_and_cuts_at_most_a_request
     assert cluster.fleet("status").returncode == 0
 
 
-def test_a_killed_emperor_is_restarted_and_every_backend_comes_back(cluster):
-    # uWSGI's vassals exit when they lose their Emperor (hard-coded in uWSGI): requests fail meanwhile,
-    # and fleet's job is to bring everything back.
+# A killed Emperor takes every vassal with it; fleet restarts it, and every backend serves again within
+# this (measured: see the test's output; issue 20 asks for every backend routed again within 10 s).
+EMPEROR_KILL_BACK_WITHIN = 10.0
+
+
+def test_a_killed_emperor_is_restarted_and_every_backend_serves_again_under_load_within_10_s(cluster):
+    # uWSGI's vassals exit when they lose their Emperor (hard-coded in uWSGI): requests fail meanwhile
+    # (counted and printed, not bounded here), and fleet's job is to bring everything back, quickly.
+    want = {"backend-1", "backend-2"}
     old = cluster.pids()["emperor"]
-    os.kill(old, signal.SIGKILL)
-    cluster.wait(lambda: restarted(cluster, "emperor", old), "emperor restarted", 30)
-    cluster.write_vassal("late.ini")
-    want = {"backend-1", "backend-2", "late"}
-    cluster.wait(lambda: routed(cluster) == want, "every backend routed again", 60)
-    cluster.wait(lambda: cluster.backends_answering(30) == want, "every backend answers", 30)
+    with Load(cluster.url, clients=CLIENTS, keepalive=True) as keepalive, Load(cluster.url, clients=CLIENTS) as fresh:
+        keepalive.wait_requests(100)
+        fresh.wait_requests(100)
+        loads = (keepalive, fresh)
+        before = {r.pid for load in loads for r in load.recorded() if r.ok}  # the workers that served so far
+        killed = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+
+        def back() -> dict[str, float] | None:
+            """{backend: when (s after the kill) its new workers first answered}, once every one has."""
+            first: dict[str, float] = {}
+            for load in loads:
+                for r in load.answered(since=killed):
+                    if r.pid not in before and r.backend in want:
+                        first.setdefault(r.backend, load.t0 + r.end - killed)
+            return first if set(first) == want else None
+
+        first = cluster.wait(back, "every backend serving the load again from new workers", 60)
+        assert isinstance(first, dict)
+        routed_again = cluster.wait(lambda: routed(cluster) == want and time.monotonic() - killed, "routed", 60)
+        assert restarted(cluster, "emperor", old)
+        keepalive.wait_requests(100)
+        fresh.wait_requests(100)
+    failed = {"keep-alive": keepalive.result.failures, "new-connection": fresh.result.failures}
+    last_failure = max((load.t0 + r.start - killed for load in loads for r in load.recorded() if not r.ok), default=0)
+    print(
+        f"\nEmperor killed: every backend served again after {max(first.values()):.2f} s "
+        f"({', '.join(f'{b} {t:.2f} s' for b, t in sorted(first.items()))}), state.json routed both "
+        f"{routed_again:.2f} s after; last failed request started {last_failure:.2f} s after the kill; failed: "
+        + "; ".join(f"{kind} {len(f)} ({sorted(set(x[:40] for x in f))[:3]})" for kind, f in failed.items())
+    )
+    assert max(first.values()) <= EMPEROR_KILL_BACK_WITHIN, first
+    cluster.write_vassal("late.ini")  # the restarted Emperor watches vassals/ again
+    cluster.wait(lambda: routed(cluster) == want | {"late"}, "a file dropped afterwards is routed", 30)
+    cluster.wait(lambda: cluster.backends_answering(30) == want | {"late"}, "every backend answers", 30)
 
 
 def test_down_after_the_supervisor_and_nginx_were_killed_leaves_nothing_and_frees_the_port(cluster):

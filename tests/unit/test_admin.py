@@ -127,29 +127,61 @@ def test_api_events_after_a_sequence_number(admin):
     assert get(admin, "/api/events?after=2").json()["events"] == []
 
 
+def waiting(feed: Feed) -> threading.Event:
+    """Set once a request is inside `feed.wait` with its condition found false: from then on it sleeps on the
+    feed's condition (the check and the sleep are one step under its lock), so a change made later is one
+    it waited for."""
+    entered = threading.Event()
+    original = feed.wait
+
+    def wait(until, timeout: float) -> None:
+        def checked() -> bool:
+            done = until()
+            if not done:
+                entered.set()
+            return done
+
+        original(checked, timeout)
+
+    feed.wait = wait  # type: ignore[method-assign]
+    return entered
+
+
 def test_overview_answers_at_once_for_an_old_version_and_waits_for_a_new_one(admin):
     doc = get(admin, "/api/overview?version=0&wait=20").json()
     assert doc["backends"][0]["name"] == "a" and doc["backends"][0]["memory"] == 1 << 20
     assert doc["counters"]["passes"] == 3 and doc["parts"] == {"control": True}
-    answered: list[dict] = []
-    waiter = threading.Thread(
-        target=lambda: answered.append(get(admin, f"/api/overview?version={doc['version']}&wait=20").json())
-    )
-    began = time.monotonic()
+    entered = waiting(admin.feed)
+    answered: list[tuple[float, dict]] = []
+
+    def ask() -> None:
+        answer = get(admin, f"/api/overview?version={doc['version']}&wait=20", timeout=30).json()
+        answered.append((time.monotonic(), answer))
+
+    waiter = threading.Thread(target=ask)
     waiter.start()
+    assert entered.wait(10), "the request never waited"
+    assert not answered, "answered before anything changed"
     admin.feed.on_event(event("b", "starting"))
+    changed = time.monotonic()
     admin.feed.on_pass(PassReport(Snapshot()))
-    waiter.join(15)
-    assert answered and answered[0]["version"] > doc["version"]
-    assert [e["name"] for e in answered[0]["events"]] == ["b"]
-    assert time.monotonic() - began < 15
+    waiter.join(30)
+    assert answered, "no answer within the wait"
+    at, new = answered[0]
+    assert new["version"] > doc["version"]
+    assert [e["name"] for e in new["events"]] == ["b"]
+    # Woken by the change, not by the end of its 20 s wait.
+    assert changed <= at < changed + 5, f"answered {at - changed:.2f} s after the change"
 
 
-def test_overview_without_news_answers_after_the_wait(admin):
+def test_overview_without_news_answers_after_the_full_wait(admin):
     version = get(admin, "/api/overview").json()["version"]
+    entered = waiting(admin.feed)
     began = time.monotonic()
-    assert get(admin, f"/api/overview?version={version}&wait=0.2").json()["version"] == version
-    assert time.monotonic() - began >= 0.2
+    assert get(admin, f"/api/overview?version={version}&wait=1").json()["version"] == version
+    took = time.monotonic() - began
+    assert entered.is_set(), "the request never waited"
+    assert 1.0 <= took < 3.0, f"answered after {took:.2f} s for wait=1"
 
 
 def test_unknown_paths_are_a_json_404(admin):
