@@ -45,11 +45,12 @@ def versions_md(system: dict | None) -> str:
     if not system:
         return ""
     v = system.get("versions", {})
+    names = (("nginx", "nginx"), ("uWSGI", "uwsgi"), ("Python", "python"), ("Flask", "flask"))
+    names += (("gunicorn", "gunicorn"), ("granian", "granian"), ("wrk", "wrk"))
     return (
         f"Linux {system.get('kernel', '?')} ({system.get('os', '?')}); "
-        f"nginx {v.get('nginx', '?')}, uWSGI {v.get('uwsgi', '?')}, Python {v.get('python', '?')}, "
-        f"Flask {v.get('flask', '?')}, gunicorn {v.get('gunicorn', '?')}, granian {v.get('granian', '?')}, "
-        f"wrk {v.get('wrk', '?')}."
+        + ", ".join(f"{label} {v.get(key) or 'not installed'}" for label, key in names)
+        + "."
     )
 
 
