@@ -6,7 +6,8 @@ One cluster in a copy of the tree (2 processes per vassal, the shipped default),
 admin listener off (FLEET_ADMIN_PORT=0) and on. For each: the control plane's CPU over `--idle` quiet
 seconds, `--rounds` times (median). With it on, also: the same while a status page is open (a client
 long-polling /api/overview as app.js does), and `--scrapes` sequential GET /metrics timed by the client.
-Not part of `make bench`.
+Not part of `make bench`. Writes its stamped results file, bench/results/admin/<ended, UTC>.json
+(harness/evidence.py), and results.md again, whose "operator's view" section is generated from it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from bench import report
 from bench.scale import idle_cpu
 from fleet import uwsgi
 from fleet.control.metrics import Metrics
@@ -29,6 +31,7 @@ from fleet.control.usage import memory_of
 from fleet.proxy.nginxstats import NginxView
 from fleet.published.parts import running_parts
 from fleet.published.snapshot import Snapshot
+from harness import evidence
 from harness.cluster import Cluster, copy_tree
 from harness.ports import free_port
 
@@ -108,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=30.0, help="seconds per CPU sample")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--scrapes", type=int, default=100)
+    p.add_argument("--out", type=Path, default=evidence.RESULTS, help="results folder (default: bench/results)")
     args = p.parse_args(argv)
+    stamp = evidence.start(REPO)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-admin-") as tmp:
         root = copy_tree(REPO, Path(tmp) / "fleet")
         os.chmod(tmp, 0o755)
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("FLEET_ADMIN_PORT", None)
     for what, value in results.items():
         print(f"{what}: {value}")
+    config = {"vassals": args.vassals, "idle_seconds": args.idle, "rounds": args.rounds, "scrapes": args.scrapes}
+    path = evidence.write("admin", evidence.finish(stamp), {"config": config, "rows": results}, out=args.out)
+    print(f"{path}\n{report.write(args.out, plot=False)}")
     return 0
 
 

@@ -10,6 +10,7 @@ import subprocess
 
 from bench.nginx import NGINX
 from bench.wrk import WRK
+from harness.evidence import cpu_model, memory_gib
 
 
 def _out(argv: list[str]) -> str:
@@ -18,28 +19,6 @@ def _out(argv: list[str]) -> str:
         return (p.stdout + p.stderr).strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def memory_gib() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
 
 
 def describe(uwsgi: str, gunicorn: str | None) -> dict:
@@ -65,8 +44,8 @@ def describe(uwsgi: str, gunicorn: str | None) -> dict:
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "memory_gib": memory_gib(),
+        "cpu_model": cpu_model() or "unknown",
+        "memory_gib": memory_gib() or 0.0,
         "kernel": platform.release(),
         "os": _os_name(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],

@@ -1,67 +1,126 @@
-"""Turn results.json into results.md (tables, targets met or not) and PNG plots next to it.
+"""results.md (tables, targets met or not) and PNG plots, generated from the latest results file of each
+section (harness/evidence.py): never edit results.md by hand, run `python -m bench.report` to regenerate it.
 
 The tables are in report_speed (throughput, the hop, tuning) and report_changes (hot add, keep-alive
-churn, reloads, scale); the plots in report_plots.
+churn, reloads, scale); the plots in report_plots. Each section says which run it comes from.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from bench.report_changes import hotadd_md, reload_md, scale_md
 from bench.report_plots import plot_all
 from bench.report_speed import targets_md, throughput_md, tuning_md
+from harness import evidence
+
+TIMELINES = ".timelines.json"  # bench/cli.py writes a reload run's per-request points beside its file
 
 
-def machine_md(m: dict) -> str:
-    v = m.get("versions", {})
+def admin_md(ad: dict) -> list[str]:
+    c = ad.get("config", {})
+    return [
+        f"{c.get('vassals', '?')} vassals of 2 processes; control-plane CPU over {c.get('idle_seconds', '?')} s, "
+        f"{c.get('rounds', '?')} times; {c.get('scrapes', '?')} scrapes of /metrics.",
+        "",
+        "| what | measured |",
+        "| --- | --- |",
+        *[f"| {what} | {value} |" for what, value in ad.get("rows", {}).items()],
+    ]
+
+
+SECTIONS = [
+    ("throughput", "Throughput and latency, GET / (same app, 2 workers in all)", throughput_md),
+    ("tuning", "Tuning: where the hop goes, one change at a time", tuning_md),
+    ("hotadd", "Hot add and removal", hotadd_md),
+    ("reload", "Reloads, crashes and changes under load", reload_md),
+    ("scale", "Cost as vassals grow", scale_md),
+    ("admin", "The operator's view (`python -m bench.admin`, not part of `make bench`)", admin_md),
+]
+
+
+def versions_md(system: dict | None) -> str:
+    if not system:
+        return ""
+    v = system.get("versions", {})
+    names = (("nginx", "nginx"), ("uWSGI", "uwsgi"), ("Python", "python"), ("Flask", "flask"))
+    names += (("gunicorn", "gunicorn"), ("granian", "granian"), ("wrk", "wrk"))
     return (
-        f"Measured {m.get('date', '?')} on {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
-        f"{m.get('memory_gib', '?')} GiB, Linux {m.get('kernel', '?')} ({m.get('os', '?')}); "
-        f"nginx {v.get('nginx', '?')}, uWSGI {v.get('uwsgi', '?')}, Python {v.get('python', '?')}, "
-        f"Flask {v.get('flask', '?')}, gunicorn {v.get('gunicorn', '?')}, granian {v.get('granian', '?')}, "
-        f"wrk {v.get('wrk', '?')}. Load average at start: {', '.join(str(x) for x in m.get('loadavg_at_start', []))}."
+        f"Linux {system.get('kernel', '?')} ({system.get('os', '?')}); "
+        + ", ".join(f"{label} {v.get(key) or 'not installed'}" for label, key in names)
+        + "."
     )
 
 
-def busy_md(data: dict) -> str:
-    """How busy the machine was around a section (other engineers' work shares the cores)."""
-    load = data.get("loadavg_1min")
-    when = data.get("measured_at", "?")
-    took = data.get("seconds", "?")
-    return f"_Ran {when}, {took} s; 1-minute load average before/after: {load or '?'}._"
+def provenance(doc: dict) -> list[str]:
+    """The lines that say which run a section's tables come from."""
+    lines = [evidence.provenance_md(doc, doc.get("_path"))]
+    if versions_md(doc["run"].get("system")):
+        lines += ["", versions_md(doc["run"]["system"])]
+    return lines
 
 
-def markdown(results: dict, plots: list[str]) -> str:
-    out = ["# fleet benchmarks", ""]
-    if results.get("quick"):
-        out += ["**Quick run (smoke test): too short to quote.**", ""]
-    if "machine" in results:
-        out += [machine_md(results["machine"]), ""]
-    sections = [
-        ("throughput", "Throughput and latency, GET / (same app, 2 workers in all)", throughput_md),
-        ("tuning", "Tuning: where the hop goes, one change at a time", tuning_md),
-        ("hotadd", "Hot add and removal", hotadd_md),
-        ("reload", "Reloads, crashes and changes under load", reload_md),
-        ("scale", "Cost as vassals grow", scale_md),
+def load(out: Path) -> dict[str, dict]:
+    """The latest results file of each section under `out`, its reload timelines put back in."""
+    docs = {}
+    for key, _, _ in SECTIONS:
+        found = evidence.runs(key, out)
+        if not found:
+            continue
+        doc = json.loads(found[-1].read_text())
+        doc["_path"] = str(found[-1].relative_to(out))
+        side = found[-1].parent / f"{found[-1].stem}{TIMELINES}"
+        if key == "reload" and side.exists():
+            timelines = json.loads(side.read_text())
+            for group, kinds in doc["data"].items():
+                for kind, scenario in kinds.items() if isinstance(kinds, dict) else ():
+                    if isinstance(scenario, dict) and f"{group}/{kind}" in timelines:
+                        scenario["timeline"] = timelines[f"{group}/{kind}"]
+        docs[key] = doc
+    return docs
+
+
+def markdown(docs: dict[str, dict], plots: list[str]) -> str:
+    lines = [
+        "# fleet benchmarks",
+        "",
+        "Generated by `python -m bench.report` from the latest results file of each section "
+        "(`<section>/<ended>.json` beside this file): do not edit. Each section is its own run; "
+        "the line under its heading says which (commit, start and end, machine, load); "
+        "what was not recorded says so.",
+        "",
     ]
-    if isinstance(results.get("throughput"), dict) and results["throughput"].get("rows"):
-        out += ["## Targets", "", *targets_md(results["throughput"]), ""]
-    for key, title, render in sections:
-        data = results.get(key)
-        if not isinstance(data, dict):
+    tp = docs.get("throughput")
+    if tp and isinstance(tp["data"], dict) and tp["data"].get("rows"):
+        lines += ["## Targets", "", *provenance(tp), "", *targets_md(tp["data"]), ""]
+    for key, title, render in SECTIONS:
+        doc = docs.get(key)
+        if doc is None:
             continue
-        out += [f"## {title}", ""]
+        data = doc["data"]
+        lines += [f"## {title}", "", *provenance(doc), ""]
         if "error" in data or "skipped" in data:
-            out += [f"Not measured: {data.get('error') or data.get('skipped')}", ""]
+            lines += [f"Not measured: {data.get('error') or data.get('skipped')}", ""]
             continue
-        out += [busy_md(data), "", *render(data), ""]
-        png = f"{key}.png"
-        if png in plots:
-            out += [f"![{title}]({png})", ""]
-    return "\n".join(out)
+        lines += [*render(data), ""]
+        if f"{key}.png" in plots:
+            lines += [f"![{title}]({key}.png)", ""]
+    return "\n".join(lines)
 
 
-def write(results: dict, out: Path) -> None:
-    plots = plot_all(results, out)
-    (out / "results.md").write_text(markdown(results, plots) + "\n")
+def write(out: Path = evidence.RESULTS, plot: bool = True) -> Path:
+    """results.md (and the plots) in `out`, from the latest results file of each section there."""
+    docs = load(out)
+    if plot:
+        plot_all({k: d["data"] for k, d in docs.items()}, out)
+    # Without matplotlib (or with plot=False) the plots already there, drawn from the same files, stay linked.
+    plots = [p.name for p in out.glob("*.png")]
+    path = out / "results.md"
+    path.write_text(markdown(docs, plots) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write(Path(sys.argv[1]) if len(sys.argv) > 1 else evidence.RESULTS))

@@ -1,13 +1,17 @@
-"""The soak's report: soak.json (everything, with the time series), soak.md (the tables) and soak.png
-(memory, open files and answered requests over time, the changes marked), in one folder."""
+"""The soak's report, in one folder: `<ended, UTC>.json` (a run's results file, stamped: everything, with the
+time series; harness/evidence.py), and, generated from the latest of those, soak.md (the tables, under the
+line that says which run) and soak.png (memory, open files and answered requests over time, the changes
+marked). `python -m soak.report [FOLDER]` generates soak.md and soak.png again."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import evidence
 from soak.churn import Step
 from soak.sampler import Reading
 from soak.verdict import Checkpoint, Failure, Verdict, explained
@@ -29,6 +33,8 @@ class Report:
     figures: dict[str, dict]
     leftovers: list[str]
     files: dict[str, str] = field(default_factory=dict)
+    # p50, p99 and max of a report read back from its file (which keeps no latency histogram).
+    latency_summary: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -50,6 +56,13 @@ class Report:
         lines += [f"  [{'ok' if v.ok else 'FAIL'}] {v.name}: {v.detail}" for v in self.verdicts]
         return "\n".join(lines)
 
+    def latency(self) -> dict[str, int]:
+        return {
+            "p50_ms": percentile(self.latency_ms, 0.5),
+            "p99_ms": percentile(self.latency_ms, 0.99),
+            "max_ms": max(self.latency_ms, default=0),
+        }
+
     def to_dict(self) -> dict:
         why = self.explained()
         return {
@@ -61,9 +74,7 @@ class Report:
                 "ok_by_client": self.ok_by_client,
                 "failed": len(self.failures),
                 "failed_by_cause": self.failed_by_cause(),
-                "p50_ms": percentile(self.latency_ms, 0.5),
-                "p99_ms": percentile(self.latency_ms, 0.99),
-                "max_ms": max(self.latency_ms, default=0),
+                **(self.latency_summary or self.latency()),
                 "by_backend": self.backends,
             },
             "verdicts": [v.__dict__ for v in self.verdicts],
@@ -78,8 +89,8 @@ class Report:
 
 
 def load(path: Path) -> Report:
-    """A report back from its soak.json, enough to draw it again (soak.json keeps no latency histogram)."""
-    doc = json.loads(path.read_text())
+    """A report back from its results file, enough to write its tables and draw it again."""
+    doc = json.loads(path.read_text())["data"]
     readings = [Reading(t, role, None, count, pss, anon, fds) for t, role, count, pss, anon, fds in doc["readings"]]
     return Report(
         config=doc["config"],
@@ -97,29 +108,44 @@ def load(path: Path) -> Report:
         verdicts=[Verdict(**v) for v in doc["verdicts"]],
         figures=doc["processes"],
         leftovers=doc["leftovers"],
+        latency_summary={k: doc["requests"][k] for k in ("p50_ms", "p99_ms", "max_ms")},
     )
 
 
-def write(report: Report, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-    report.files["json"] = str(out / "soak.json")
-    (out / "soak.md").write_text(markdown(report))
-    report.files["markdown"] = str(out / "soak.md")
+def write(report: Report, out: Path, stamp: dict) -> None:
+    """The run's own results file in `out`, then soak.md and soak.png from it."""
+    path = evidence.write("soak", stamp, report.to_dict(), folder=out)
+    report.files["json"] = str(path)
+    report.files.update(regenerate(out, report))
+
+
+def regenerate(out: Path, report: Report | None = None) -> dict[str, str]:
+    """soak.md and soak.png in `out` from its latest results file (`report`: that file's, already read)."""
+    latest = evidence.runs("soak", folder=out)[-1]
+    doc = json.loads(latest.read_text())
+    report = report or load(latest)
+    files = {}
+    (out / "soak.md").write_text(markdown(report, evidence.provenance_md(doc, latest.name)))
+    files["markdown"] = str(out / "soak.md")
     try:
         plot(report, out / "soak.png")
-        report.files["plot"] = str(out / "soak.png")
+        files["plot"] = str(out / "soak.png")
     except ImportError:
-        report.files["plot"] = "not drawn: matplotlib is not installed (it is in the bench extras)"
+        files["plot"] = "not drawn: matplotlib is not installed (it is in the bench extras)"
+    return files
 
 
-def markdown(report: Report) -> str:
+def markdown(report: Report, provenance: str = "") -> str:
+    """soak.md: the verdicts and tables, under `provenance` (which run: evidence.provenance_md)."""
     doc = report.to_dict()
     req = doc["requests"]
     kinds = Counter(s.kind for s in report.steps)
     lines = [
         f"# Soak: {'passed' if report.ok else 'FAILED'}",
         "",
+        "Generated from the soak's latest results file (beside this one): do not edit.",
+        "",
+        *([provenance, ""] if provenance else []),
         f"{report.duration:.0f} s of churn (seed {report.config['seed']}, {len(report.steps)} changes: "
         + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
         + f") while {sum(report.config['clients'].values())} clients ran "
@@ -209,3 +235,8 @@ def percentile(histogram: Counter[int], fraction: float) -> int:
         if seen >= fraction * total:
             return value
     return 0
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else evidence.RESULTS / "soak"
+    print(regenerate(folder))

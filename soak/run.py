@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleet.processes import cmdline
+from harness import evidence
 from harness.cluster import Cluster, copy_tree
 from harness.load import Kind, Load, Request
 from harness.ports import free_port
@@ -43,6 +44,7 @@ def soak(
     sample_every: float = 2.0,
 ) -> Report:
     """Churn a fresh two-backend cluster for `minutes`; write the report to `out` (if given) and return it."""
+    stamp = evidence.start(REPO)
     with tempfile.TemporaryDirectory(prefix="fleet-soak-", dir="/tmp") as tmp:
         Path(tmp).chmod(0o755)  # nginx's unprivileged workers walk down to run/sockets
         cluster = Cluster(copy_tree(REPO, Path(tmp) / "fleet"), free_port())
@@ -98,7 +100,7 @@ def soak(
     report.verdicts, report.figures = judge(*args)
     report.verdicts.insert(0, Verdict("the soak ran to its end", not aborted, aborted or f"{duration:.0f} s"))
     if out is not None:
-        write(report, out)
+        write(report, out, evidence.finish(stamp))
     return report
 
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from harness import evidence
 from harness.cluster import REPO
 
 pytestmark = pytest.mark.integration
@@ -19,8 +20,11 @@ def test_a_90_second_soak_passes_every_verdict(tmp_path):
     argv = [sys.executable, "-m", "soak", "--minutes", "1.5", "--seed", "1", "--out", str(tmp_path)]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
     output = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert (tmp_path / "soak.json").exists(), output
-    doc = json.loads((tmp_path / "soak.json").read_text())
+    files = evidence.runs("soak", folder=tmp_path)
+    assert len(files) == 1, output
+    results = json.loads(files[0].read_text())
+    assert evidence.missing(results["run"]) == [] and results["run"]["commit"], results["run"]
+    doc = results["data"]
     failed = [v for v in doc["verdicts"] if not v["ok"]]
     assert not failed and proc.returncode == 0, output + "\n" + (tmp_path / "soak.md").read_text()
     assert {s["kind"] for s in doc["steps"]} == set(doc["config"]["kinds"])

@@ -3,7 +3,9 @@
 Which figures are checked: every number outside code in `docs/numbers.md` and in the README's
 `## Numbers` section, in tables and prose alike, except the cells of a table's `goal` column (goals
 come from the issues, not from a measurement). Each must be a number of a results file under
-`bench/results/` (`*.md`, `*.json`), compared by value after removing thousands separators (`30,546`
+`bench/results/` (`*.md`, `*.json`: the stamped per-run files `<section>/<ended>.json` and the tables
+generated from them; not `bench/results/quick/`, smoke runs too short to quote; not a commit's hash),
+compared by value after removing thousands separators (`30,546`
 is `30546`, `12.0%` is `12`); a float in a JSON file also counts rounded to 0, 1 or 2 decimals, and a
 share (below 10) also as a percentage; lists in a JSON file are raw samples and do not count.
 A figure is matched by value only: the check finds a figure that is in no results file, not a small
@@ -24,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 RESULTS = REPO / "bench" / "results"
+QUICK = RESULTS / "quick"  # smoke runs (`python -m bench --quick`): too short to quote
 
 # A number: thousands separated (1,234,567) or not, with an optional fraction; not part of a word
 # (`p99`, `x2`, `-c64` are names, not figures) nor the tail of a version (`1.22.1`).
@@ -98,6 +101,8 @@ def without_goals(text: str) -> str:
 def _json_numbers(value: object, into: set[Decimal]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
+            if k == "commit":  # a hash: its digits are no figure
+                continue
             into.update(recorded(str(k)))
             _json_numbers(v, into)
     elif isinstance(value, list):
@@ -115,15 +120,22 @@ def _json_numbers(value: object, into: set[Decimal]) -> None:
                     into.add(Decimal(str(round(abs(v), places))).normalize())
 
 
+# A commit's hash as a generated table names it (`4f2442e`): hex with a letter and a digit in it.
+HASH = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b")
+
+
 def recorded(text: str) -> list[Decimal]:
-    """The numbers of a results file's text, names included (`http_502`, `x78`)."""
+    """The numbers of a results file's text, names included (`http_502`, `x78`), commits' hashes not."""
+    text = HASH.sub("", text)
     return [Decimal(whole.replace(",", "") + (frac or "")).normalize() for whole, frac in RECORDED.findall(text)]
 
 
 def evidence() -> set[Decimal]:
-    """Every number of every results file under bench/results/ (in JSON files, but for lists)."""
+    """Every number of every results file under bench/results/ (in JSON files, but for lists), quick runs not."""
     found: set[Decimal] = set()
     for path in sorted(RESULTS.rglob("*")):
+        if QUICK in path.parents:
+            continue
         if path.suffix == ".md":
             found.update(recorded(path.read_text()))
         elif path.suffix == ".json":
@@ -250,3 +262,6 @@ def test_the_number_check_catches_an_unbacked_figure():
     assert unbacked("the edge served 42,982 requests", known) == ["42982"]
     assert unbacked("| what | goal | measured |\n| --- | --- | --- |\n| x | <= 15 ms | 12 |", known) == []
     assert unbacked("p99 and x2 and `wrk -c64` and [a](b/3.png)", known) == []
+    assert recorded("commit `4f2442e`; 2026-11-26T1457Z.json, 1,316 ms") == [
+        Decimal(n).normalize() for n in ("2026", "11", "26", "1457", "1316")
+    ]
