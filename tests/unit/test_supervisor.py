@@ -72,7 +72,9 @@ def test_wait_without_a_limit_returns_when_the_restart_is_due(supervisor):
     began = time.monotonic()
     supervisor.wait()  # no limit: only the backoff's deadline (or an exit) ends it
     waited = time.monotonic() - began
-    assert BACKOFF_FIRST - 0.05 <= waited < 5
+    # The restart was due BACKOFF_FIRST after the part died, which was before `began` (by as much as the
+    # machine's load makes it): the check below restarting it is what proves the wait did not end early.
+    assert waited < 5
     assert supervisor.check() == [f"control started again (pid {supervisor.procs['control'].pid})"]
     assert supervisor.restarts == 1
 
