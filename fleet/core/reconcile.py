@@ -30,9 +30,11 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     _apply_files(p, wanted)
     for name in list(p.backends):
         _progress(p, p.backends[name], wanted)
-    _outliers(p)
+    suspects = _outliers(p)
     routes = wanted_routes(observed.routed, p.backends, now, s.batch_window)
     wake_after = s.busy_interval if _in_flight(p.backends, routes, now) else s.tick
+    if suspects:
+        wake_after = min(wake_after, s.outlier_recheck)
     retries = [b.retry_at - now for b in p.backends.values() if b.retry_at is not None]
     retries += [until - now for b in p.backends.values() if _held(b, now) and (until := b.outlier.ejected_until)]
     wake_after = max(0.0, min([wake_after, *retries]))
@@ -68,8 +70,9 @@ def _held(b: Backend, now: float) -> bool:
     return b.state == S.EJECTED and outliers.held(b.outlier, now)
 
 
-def _outliers(p: Pass) -> None:
-    """Note the answers of the routed healthy backends and eject the outliers among them (passive health)."""
+def _outliers(p: Pass) -> bool:
+    """Note the answers of the routed healthy backends and eject the outliers among them (passive health).
+    True if one that stays routed answered 5xx since the last pass: look again soon."""
     s, now = p.s, p.now
     judged: dict[str, outliers.Record] = {}
     for name, b in p.backends.items():
@@ -88,6 +91,10 @@ def _outliers(p: Pass) -> None:
             # The panic note stays while the verdict holds, and goes with it.
             error = kept.get(name, "" if b.error.startswith(outliers.PREFIX) else b.error)
             p.backends[name] = replace(b, outlier=record, error=error)
+    return any(
+        name not in eject and name not in kept and any(x >= 500 for x in p.observed.answers.get(name, ()))
+        for name in judged
+    )
 
 
 def _apply_files(p: Pass, wanted: Wanted) -> None:

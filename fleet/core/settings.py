@@ -36,6 +36,9 @@ class Settings:
     outlier_interval: float = 1.0  # or over this many seconds ...
     outlier_rate_points: float = 20.0  # ... its 5xx rate this many points above the other routed backends'
     outlier_min_answers: int = 5  # (each side with at least this many answers in the interval)
-    outlier_ejection: float = 3.0  # out at least this long, doubled per ejection within outlier_memory
-    outlier_ejection_max: float = 60.0
-    outlier_memory: float = 300.0
+    # Out at least this long (Envoy's base_ejection_time is 30 s), doubled per ejection within outlier_memory:
+    # a backend still broken when it comes back costs another burst of 5xx, ever more rarely.
+    outlier_ejection: float = 10.0
+    outlier_ejection_max: float = 300.0
+    outlier_memory: float = 600.0
+    outlier_recheck: float = 0.1  # while a routed backend answers some 5xx, read its answers this often

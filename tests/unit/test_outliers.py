@@ -16,6 +16,7 @@ SETTINGS = Settings()
 T0 = 1000.0
 V1 = 1_700_000_000 * 10**9
 OK = Probe(True, "GET /healthz -> 200")
+BASE = SETTINGS.outlier_ejection
 
 
 def seen(*statuses: int, now: float = T0) -> Record:
@@ -101,7 +102,8 @@ def test_the_ejection_time_doubles_on_repeat_ejections_and_is_capped():
         record = outliers.eject(record, T0 + i, SETTINGS)
         assert record.ejected_until is not None
         times.append(record.ejected_until - (T0 + i))
-    assert times == [3.0, 6.0, 12.0, 24.0, 48.0, 60.0, 60.0, 60.0]
+    assert times == [min(SETTINGS.outlier_ejection_max, BASE * 2**i) for i in range(8)]
+    assert times[1] == 2 * BASE and times[-1] == SETTINGS.outlier_ejection_max
 
 
 def test_ejections_older_than_the_memory_are_forgotten():
@@ -109,13 +111,13 @@ def test_ejections_older_than_the_memory_are_forgotten():
     now = T0 + SETTINGS.outlier_memory + 1  # the first is forgotten, the second is not
     later = outliers.eject(record, now, SETTINGS)
     assert later.ejections == (T0 + 10, now)
-    assert later.ejected_until == now + 6.0
+    assert later.ejected_until == now + 2 * BASE
 
 
 def test_an_ejection_forgets_the_answers_that_caused_it():
     record = outliers.eject(seen(*[500] * 10), T0, SETTINGS)
     assert record.recent == () and record.interval == ()
-    assert outliers.held(record, T0 + 2.9) and not outliers.held(record, T0 + 3.0)
+    assert outliers.held(record, T0 + BASE - 0.1) and not outliers.held(record, T0 + BASE)
 
 
 def test_probe_ejections_have_their_own_kind():
@@ -163,33 +165,33 @@ def test_an_ejected_outlier_is_neither_probed_nor_routed_within_its_ejection_tim
     m = d.model
     assert "a" not in what_to_observe(m, WANTED, T0 + 1, SETTINGS).probe  # its probe would answer
     assert d.wake_after == SETTINGS.tick  # nothing in flight: the idle tick, not busy polling
-    d = step(m, T0 + 2.9, {"b"}, probes={"a": OK})
+    d = step(m, T0 + BASE - 0.1, {"b"}, probes={"a": OK})
     assert d.transitions == () and d.model.backends["a"].state == S.EJECTED
-    assert "a" in what_to_observe(d.model, WANTED, T0 + 3, SETTINGS).probe
-    d = step(d.model, T0 + 3, {"b"})
+    assert "a" in what_to_observe(d.model, WANTED, T0 + BASE, SETTINGS).probe
+    d = step(d.model, T0 + BASE, {"b"})
     assert [(t.name, t.new, t.reason) for t in d.transitions] == [("a", S.HEALTHY, "answers its health probe again")]
     assert d.model.backends["a"].error == ""
 
 
 def test_an_outlier_whose_probe_fails_after_its_ejection_time_stays_ejected():
     m = step(healthy("a", "b"), T0, {"a", "b"}, answers={"a": (500,) * 5}).model
-    d = step(m, T0 + 3.5, {"b"}, probes={"a": Probe(False, "GET /healthz -> 500, expected 2xx")})
+    d = step(m, T0 + BASE + 0.5, {"b"}, probes={"a": Probe(False, "GET /healthz -> 500, expected 2xx")})
     assert d.transitions == () and d.model.backends["a"].state == S.EJECTED
 
 
 def test_a_readmitted_outlier_that_fails_again_is_ejected_twice_as_long():
     m = step(healthy("a", "b"), T0, {"a", "b"}, answers={"a": (500,) * 5}).model
-    m = step(m, T0 + 3, {"b"}).model
+    m = step(m, T0 + BASE, {"b"}).model
     assert m.backends["a"].state == S.HEALTHY
-    d = step(m, T0 + 4, {"a", "b"}, answers={"a": (500,) * 5})
+    d = step(m, T0 + BASE + 1, {"a", "b"}, answers={"a": (500,) * 5})
     assert d.model.backends["a"].state == S.EJECTED
-    assert d.model.backends["a"].outlier.ejected_until == T0 + 4 + 6.0
+    assert d.model.backends["a"].outlier.ejected_until == T0 + BASE + 1 + 2 * BASE
 
 
 def test_an_outlier_is_judged_on_new_answers_only_once_back():
     m = step(healthy("a", "b"), T0, {"a", "b"}, answers={"a": (500,) * 5}).model
-    m = step(m, T0 + 3, {"b"}).model
-    d = step(m, T0 + 3.1, {"a", "b"}, answers={"a": (500,) * 4 + (200,)})
+    m = step(m, T0 + BASE, {"b"}).model
+    d = step(m, T0 + BASE + 0.1, {"a", "b"}, answers={"a": (500,) * 4 + (200,)})
     assert d.transitions == ()
 
 
@@ -215,3 +217,23 @@ def test_answers_of_backends_not_routed_and_healthy_are_not_judged():
     d = step(m, T0, {"a", "b"}, answers={"a": (500,) * 10})
     assert all(t.new != S.EJECTED for t in d.transitions)
     assert d.model.backends["a"].outlier.recent == ()
+
+
+def test_a_few_5xx_make_the_control_plane_look_again_soon():
+    d = step(healthy("a", "b"), T0, {"a", "b"}, answers={"a": (500, 200), "b": (200,)})
+    assert d.transitions == () and d.wake_after == SETTINGS.outlier_recheck
+    d = step(d.model, T0 + 0.1, {"a", "b"}, answers={"a": (200,), "b": (200,)})
+    assert d.wake_after == SETTINGS.tick
+
+
+def test_an_outlier_s_start_timeout_counts_from_the_end_of_its_ejection_time():
+    long = Record(ejections=(T0,), ejected_until=T0 + 200)
+    m = Model(
+        backends={"a": Backend("a", S.EJECTED, T0, V1, V1, outlier=long), "b": Backend("b", S.HEALTHY, T0, V1, V1)}
+    )
+    bad = {"a": Probe(False, "GET /healthz -> 500, expected 2xx")}
+    d = step(m, T0 + 200 + 1, {"b"}, probes=bad)
+    assert d.transitions == ()
+    d = step(d.model, T0 + 200 + SETTINGS.start_timeout + 1, {"b"}, probes=bad)
+    assert [(t.name, t.new) for t in d.transitions] == [("a", S.FAILED)]
+    assert "after it was ejected" in d.transitions[0].reason
