@@ -5,8 +5,10 @@ notes them per backend here, and ejects a healthy, routed backend when
 - `outlier_5xx` of its last `outlier_window` answers were 5xx (504: nginx timed out waiting for it), or
 - over the last `outlier_interval` seconds its 5xx rate is `outlier_rate_points` points above the rest
   of the routed backends' (each side with at least `outlier_min_answers` answers),
-as Envoy's `consecutive_5xx` and `success_rate` detectors do. Never the last healthy routed backend (the
-panic threshold): it is kept, and its error says why. An ejected backend stays out at least its ejection
+as Envoy's `consecutive_5xx` and `success_rate` detectors do. An outlier differs from the others: when the
+others' last answers are as bad (the app fails everywhere), nobody is ejected. Never the last healthy
+routed backend (the panic threshold), nor more than `outlier_max_share` of them at once (at least one):
+the others are kept, and their error says why. An ejected backend stays out at least its ejection
 time (`outlier_ejection`, doubled for each ejection within `outlier_memory`, capped at
 `outlier_ejection_max`, like Envoy's base_ejection_time), then is routed again once its health probe
 answers.
@@ -21,6 +23,7 @@ from fleet.core.settings import Settings
 
 PREFIX = "answers 5xx"  # every outlier reason starts with it (events, status, the metrics' reason label)
 PANIC = "kept routed: the last healthy backend (panic threshold)"
+TOO_MANY = "kept routed: enough backends are ejected already"
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def verdict(name: str, records: Mapping[str, Record], s: Settings) -> str:
     """Why backend `name` is an outlier among the routed healthy `records` ("" if it is not)."""
     r = records[name]
     bad = [x for x in r.recent if x >= 500]
-    if len(bad) >= s.outlier_5xx:
+    if len(bad) >= s.outlier_5xx and not _others_as_bad(name, records, 100.0 * len(bad) / len(r.recent), s):
         timeouts = sum(1 for x in bad if x == 504)
         what = "timed out" if timeouts * 2 >= len(bad) else "5xx"
         codes = ", ".join(str(c) for c in sorted(set(bad)))
@@ -72,6 +75,15 @@ def verdict(name: str, records: Mapping[str, Record], s: Settings) -> str:
     if own - others >= s.outlier_rate_points:
         return f"{PREFIX}: {own:.0f}% 5xx rate in the last {s.outlier_interval:g} s, the others {others:.0f}%"
     return ""
+
+
+def _others_as_bad(name: str, records: Mapping[str, Record], share: float, s: Settings) -> bool:
+    """Whether the other backends' last answers are about as bad as `share` percent 5xx (the app fails
+    everywhere: ejecting would only load the rest). False with too few answers to compare."""
+    others = [x for n, o in records.items() if n != name for x in o.recent]
+    if len(others) < s.outlier_min_answers:
+        return False
+    return share - 100.0 * sum(1 for x in others if x >= 500) / len(others) < s.outlier_rate_points
 
 
 def ejection_time(r: Record, s: Settings) -> float:
@@ -91,9 +103,10 @@ def held(r: Record, now: float) -> bool:
     return r.ejected_until is not None and now < r.ejected_until
 
 
-def decide(records: Mapping[str, Record], s: Settings) -> tuple[dict[str, str], dict[str, str]]:
-    """Among the routed healthy backends' `records`: (to eject: name -> reason, kept by the panic threshold:
-    name -> reason). The worst go first; the last healthy backend is never ejected."""
+def decide(records: Mapping[str, Record], s: Settings, ejected: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+    """Among the routed healthy backends' `records`, with `ejected` outliers already out: (to eject:
+    name -> reason, outliers kept: name -> reason). The worst go first; the last healthy backend is never
+    ejected, nor more than `outlier_max_share` of them all (but always one, if it is not the last)."""
     reasons = {name: why for name in records if (why := verdict(name, records, s))}
 
     def badness(name: str) -> tuple[float, str]:
@@ -102,13 +115,16 @@ def decide(records: Mapping[str, Record], s: Settings) -> tuple[dict[str, str], 
         share = sum(1 for x in recent if x >= 500) / len(recent) if recent else 0.0
         return (-max(share, errors / answers if answers else 0.0), name)
 
+    limit = max(1, int((len(records) + ejected) * s.outlier_max_share))
     eject_now: dict[str, str] = {}
     kept: dict[str, str] = {}
     for name in sorted(reasons, key=badness):
-        if len(records) - len(eject_now) > 1:
-            eject_now[name] = reasons[name]
-        else:
+        if len(records) - len(eject_now) <= 1:
             kept[name] = f"{reasons[name]}; {PANIC}"
+        elif ejected + len(eject_now) >= limit:
+            kept[name] = f"{reasons[name]}; {TOO_MANY} ({ejected + len(eject_now)} of {len(records) + ejected})"
+        else:
+            eject_now[name] = reasons[name]
     return eject_now, kept
 
 

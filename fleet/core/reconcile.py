@@ -80,7 +80,8 @@ def _outliers(p: Pass) -> bool:
             judged[name] = outliers.note(b.outlier, p.observed.answers.get(name, ()), now, s)
         elif b.outlier.recent or b.outlier.interval:
             p.backends[name] = replace(b, outlier=outliers.forget_answers(b.outlier))
-    eject, kept = outliers.decide(judged, s)
+    out = sum(1 for b in p.backends.values() if b.state == S.EJECTED and outliers.held(b.outlier, now))
+    eject, kept = outliers.decide(judged, s, out)
     for name, record in judged.items():
         b = p.backends[name]
         if name in eject:

@@ -41,4 +41,5 @@ class Settings:
     outlier_ejection: float = 10.0
     outlier_ejection_max: float = 300.0
     outlier_memory: float = 600.0
+    outlier_max_share: float = 0.5  # at most this share of the backends ejected as outliers at once (at least 1)
     outlier_recheck: float = 0.1  # while a routed backend answers some 5xx, read its answers this often

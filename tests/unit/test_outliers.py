@@ -90,10 +90,29 @@ def test_the_last_healthy_backend_is_kept_and_the_reason_says_so():
     assert kept == {"a": "answers 5xx: 10 of its last 10 answers 5xx (500); " + outliers.PANIC}
 
 
-def test_of_two_outliers_the_worse_goes_and_the_other_is_kept():
+def test_when_the_others_answer_as_badly_nobody_is_ejected():
+    records = {"a": seen(*[500] * 6, *[200] * 4), "b": seen(*[500] * 5, *[200] * 5), "c": seen(*[500] * 7, *[200] * 3)}
+    assert outliers.decide(records, SETTINGS) == ({}, {})
+
+
+def test_of_two_bad_backends_the_worse_is_the_outlier():
     eject, kept = outliers.decide({"a": seen(*[500] * 6, *[200] * 4), "b": seen(*[500] * 10)}, SETTINGS)
-    assert list(eject) == ["b"]
-    assert list(kept) == ["a"] and kept["a"].endswith(outliers.PANIC)
+    assert list(eject) == ["b"] and kept == {}
+
+
+def test_at_most_half_of_the_backends_are_ejected_at_once():
+    records = {
+        "a": seen(*[500] * 10),
+        "b": seen(*[500] * 9, 200),
+        "c": seen(*[500] * 8, 200, 200),
+        "d": seen(*[200] * 20),
+    }
+    eject, kept = outliers.decide(records, SETTINGS)
+    assert list(eject) == ["a", "b"]
+    assert kept == {"c": outliers.verdict("c", records, SETTINGS) + "; " + outliers.TOO_MANY + " (2 of 4)"}
+    # With one out already, only one more goes.
+    eject, kept = outliers.decide({n: records[n] for n in "bcd"}, SETTINGS, ejected=1)
+    assert list(eject) == ["b"] and list(kept) == ["c"]
 
 
 def test_the_ejection_time_doubles_on_repeat_ejections_and_is_capped():
