@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fleet.control.subscribers import PassReport
+from fleet.core import outliers
 from fleet.core.states import State
 from fleet.core.stats import EmperorStats, VassalStats
 from fleet.proxy.nginxstats import Connections
@@ -69,6 +70,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.transitions = Counter("fleet_transitions", "Backend state transitions.", ["from", "to"], registry=r)
+        self.ejections = Counter(
+            "fleet_ejections",
+            "Backends taken out of routing while healthy, by reason: 5xx, timeouts, 5xx_rate (outliers), probes.",
+            ["reason"],
+            registry=r,
+        )
         self.hot_add = Histogram(
             "fleet_hot_add_seconds",
             "From a new vassal file seen to the backend healthy.",
@@ -93,6 +100,8 @@ class Metrics:
     def on_event(self, e: Event) -> None:
         """A transition: count it, and time hot adds and reloads."""
         self.transitions.labels(e.old or "new", e.new or "gone").inc()
+        if e.new == State.EJECTED:
+            self.ejections.labels(outliers.kind(e.reason)).inc()
         with self._lock:
             if e.old is None and e.new == State.STARTING:
                 self._added[e.name] = e.at

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from fleet import uwsgi
 from fleet.control.effects import Effects
@@ -21,6 +22,8 @@ from fleet.core.model import Model
 from fleet.core.reconcile import decide
 from fleet.core.settings import Settings
 from fleet.layout import Layout
+from fleet.proxy import nginx
+from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
@@ -41,6 +44,8 @@ class Runtime:
         self.cluster = ClusterObserver(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
+        # What each backend answered, for outlier ejection (passive health): read every pass.
+        self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # The publisher reads each vassal's stats socket about once a second for the published usage;
         # the subscribers get those reads with the pass report instead of reading again.
         self.publisher = Publisher(layout, self.settings, self.cluster.stats, clock)
@@ -62,6 +67,7 @@ class Runtime:
         look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
         observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
+        observed = replace(observed, answers=self.answers.read(router.slot_names()))
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
         wall = time.time()

@@ -6,6 +6,7 @@ must first leave nginx), and probing 50 vassals every 20 ms would cost a core.
 
 from __future__ import annotations
 
+from fleet.core import outliers
 from fleet.core.model import Model
 from fleet.core.observations import Look, Wanted
 from fleet.core.settings import Settings
@@ -50,6 +51,8 @@ def what_to_observe(model: Model, wanted: Wanted, now: float, s: Settings) -> Lo
     probe = {n for n in new if not wanted.files[n].problem}
     stats, reasons = set(changed), set()
     for name, b in backends.items():
+        if b.state == S.EJECTED and outliers.held(b.outlier, now):
+            continue  # an outlier within its ejection time: not routed again yet, whatever it answers
         if b.state in (S.STARTING, S.EJECTED, S.RELOADING):
             probe.add(name)
             timeout = s.reload_timeout if b.state == S.RELOADING else s.start_timeout

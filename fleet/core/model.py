@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from fleet.core.outliers import Record
 from fleet.core.states import State, check_transition
 from fleet.core.stats import EmperorStats
 
@@ -36,6 +37,7 @@ class Backend:
     reload: Reload | None = None
     crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)
     retry_at: float | None = None  # failed for flapping: not started again before then
+    outlier: Record = Record()  # its recent answers and outlier ejections (see fleet.core.outliers)
 
 
 @dataclass(frozen=True)

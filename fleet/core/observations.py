@@ -53,3 +53,5 @@ class Observed:
     reasons: dict[str, str] = field(default_factory=dict)
     routing_error: str = ""  # the last routing change nginx refused ("" when the last one worked)
     routing_failed_at: float | None = None
+    # The upstream status of each answer nginx got from a backend since the last pass, oldest first.
+    answers: dict[str, tuple[int, ...]] = field(default_factory=dict)

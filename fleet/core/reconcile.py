@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleet.core import flapping, handoff
+from fleet.core import flapping, handoff, outliers
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route
 from fleet.core.decision import Decision, Pass
 from fleet.core.looking import health_round
@@ -30,9 +30,13 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     _apply_files(p, wanted)
     for name in list(p.backends):
         _progress(p, p.backends[name], wanted)
+    suspects = _outliers(p)
     routes = wanted_routes(observed.routed, p.backends, now, s.batch_window)
-    wake_after = s.busy_interval if _in_flight(p.backends, routes) else s.tick
+    wake_after = s.busy_interval if _in_flight(p.backends, routes, now) else s.tick
+    if suspects:
+        wake_after = min(wake_after, s.outlier_recheck)
     retries = [b.retry_at - now for b in p.backends.values() if b.retry_at is not None]
+    retries += [until - now for b in p.backends.values() if _held(b, now) and (until := b.outlier.ejected_until)]
     wake_after = max(0.0, min([wake_after, *retries]))
     if routes != observed.routed:
         failed_at = observed.routing_failed_at if observed.routing_failed_at is not None else now
@@ -54,8 +58,44 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     return Decision(new_model, tuple(p.transitions), tuple(p.actions), wake_after)
 
 
-def _in_flight(backends: dict[str, Backend], routes: frozenset[str]) -> bool:
-    return any(b.state in IN_FLIGHT or (b.state == S.HEALTHY and b.name not in routes) for b in backends.values())
+def _in_flight(backends: dict[str, Backend], routes: frozenset[str], now: float) -> bool:
+    return any(
+        (b.state in IN_FLIGHT and not _held(b, now)) or (b.state == S.HEALTHY and b.name not in routes)
+        for b in backends.values()
+    )
+
+
+def _held(b: Backend, now: float) -> bool:
+    """An outlier within its ejection time: nothing to look at until it ends."""
+    return b.state == S.EJECTED and outliers.held(b.outlier, now)
+
+
+def _outliers(p: Pass) -> bool:
+    """Note the answers of the routed healthy backends and eject the outliers among them (passive health).
+    True if one that stays routed answered 5xx since the last pass: look again soon."""
+    s, now = p.s, p.now
+    judged: dict[str, outliers.Record] = {}
+    for name, b in p.backends.items():
+        if b.state == S.HEALTHY and name in p.observed.routed:
+            judged[name] = outliers.note(b.outlier, p.observed.answers.get(name, ()), now, s)
+        elif b.outlier.recent or b.outlier.interval:
+            p.backends[name] = replace(b, outlier=outliers.forget_answers(b.outlier))
+    out = sum(1 for b in p.backends.values() if b.state == S.EJECTED and outliers.held(b.outlier, now))
+    eject, kept = outliers.decide(judged, s, out)
+    for name, record in judged.items():
+        b = p.backends[name]
+        if name in eject:
+            why = eject[name]
+            record = outliers.eject(record, now, s)
+            p.move(b, S.EJECTED, why, error=why, outlier=record, probe_failures=0, ready_at=None)
+        else:
+            # The panic note stays while the verdict holds, and goes with it.
+            error = kept.get(name, "" if b.error.startswith(outliers.PREFIX) else b.error)
+            p.backends[name] = replace(b, outlier=record, error=error)
+    return any(
+        name not in eject and name not in kept and any(x >= 500 for x in p.observed.answers.get(name, ()))
+        for name in judged
+    )
 
 
 def _apply_files(p: Pass, wanted: Wanted) -> None:
@@ -132,6 +172,8 @@ def _progress(p: Pass, b: Backend, wanted: Wanted) -> None:
             return
     probe = p.observed.probes.get(name)
     accepting = p.emperor is not None and name in p.emperor.vassals and p.emperor.vassals[name].accepting
+    if _held(b, now):
+        return  # an outlier stays out for its ejection time, whatever its probe says
     if b.state in (S.STARTING, S.EJECTED):
         if p.blacklisted(name) and not accepting:
             p.fail(b, f"keeps exiting at start; see {name}.log")
@@ -151,7 +193,7 @@ def _progress(p: Pass, b: Backend, wanted: Wanted) -> None:
                     # The old version still runs and the Emperor missed the change (same second).
                     p.actions.append(ReloadThroughFifo(name))
                     b = p.backends[name] = replace(b, reload=replace(b.reload, nudged=True))
-            if now - b.since > s.start_timeout:
+            if now - max(b.since, b.outlier.ejected_until or b.since) > s.start_timeout:
                 got = f"; last probe: {b.last_probe}" if b.last_probe else ""
                 if "expected" in b.last_probe:
                     got += "; set health_path or health_status in a [fleet] section of its file"

@@ -30,3 +30,16 @@ class Settings:
     flap_window: float = 60.0  # ... within this many seconds make it failed (flapping)
     flap_backoff: float = 10.0  # then it waits this long before it starts again, doubled per crash
     flap_backoff_max: float = 300.0
+    # Outlier ejection (fleet/core/outliers.py): a routed backend whose answers turn to 5xx is taken out.
+    outlier_window: int = 10  # its last this many answers ...
+    outlier_5xx: int = 5  # ... with this many 5xx (or timeouts) eject it
+    outlier_interval: float = 1.0  # or over this many seconds ...
+    outlier_rate_points: float = 20.0  # ... its 5xx rate this many points above the other routed backends'
+    outlier_min_answers: int = 5  # (each side with at least this many answers in the interval)
+    # Out at least this long (Envoy's base_ejection_time is 30 s), doubled per ejection within outlier_memory:
+    # a backend still broken when it comes back costs another burst of 5xx, ever more rarely.
+    outlier_ejection: float = 10.0
+    outlier_ejection_max: float = 300.0
+    outlier_memory: float = 600.0
+    outlier_max_share: float = 0.5  # at most this share of the backends ejected as outliers at once (at least 1)
+    outlier_recheck: float = 0.1  # while a routed backend answers some 5xx, read its answers this often

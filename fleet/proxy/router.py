@@ -59,6 +59,10 @@ class NginxRouter:
         )
         self.routed = names
 
+    def slot_names(self) -> list[str]:
+        """The backend each slot points at now (index: the slot number)."""
+        return assign(self.routed, self.slots)
+
     def _point(self, index: int, name: str) -> None:
         """Re-point one slot at `name`'s socket: a new symlink renamed over the old one (atomic)."""
         slot = slot_path(self.layout.slots, index)

@@ -249,3 +249,19 @@ def test_the_tally_starts_from_nothing_when_nginx_has_not_written_yet(tmp_path):
     assert tally.read()["2xx"] == 0
     path.write_text("2\n1\n")
     assert tally.read()["2xx"] == 1 and tally.read()["1xx"] == 1
+
+
+def test_ejections_are_counted_by_reason(metrics):
+    for reason in (
+        "answers 5xx: 5 of its last 10 answers 5xx (500)",
+        "answers 5xx: 5 of its last 5 answers 5xx (500)",
+        "answers 5xx: 6 of its last 10 answers timed out (504)",
+        "answers 5xx: 40% 5xx rate in the last 1 s, the others 0%",
+        "stopped answering health probes (GET /healthz: connection refused)",
+    ):
+        metrics.on_event(Event("a", "healthy", "ejected", reason, 1.0))
+    metrics.on_event(Event("a", "ejected", "healthy", "answers its health probe again", 2.0))
+    assert value(metrics, "fleet_ejections_total", reason="5xx") == 2
+    assert value(metrics, "fleet_ejections_total", reason="timeouts") == 1
+    assert value(metrics, "fleet_ejections_total", reason="5xx_rate") == 1
+    assert value(metrics, "fleet_ejections_total", reason="probes") == 1

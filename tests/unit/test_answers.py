@@ -1,0 +1,74 @@
+"""fleet.proxy.answers: each backend's answers from the lines nginx writes, by vassal name or by slot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fleet.layout import Layout
+from fleet.proxy import nginx
+from fleet.proxy.answers import AnswerLog
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_answers_are_read_per_backend_by_name_or_by_slot(tmp_path):
+    path = tmp_path / "answers.log"
+    path.write_text("200 0 a\n")  # written before the reader: not its to count
+    log = AnswerLog(path, reopen=lambda: None)
+    with open(path, "a") as f:
+        f.write("200 0 a\n500 1 b\n504 1 \n502 3\n200 9\n")  # a timeout names no vassal: its slot does
+    assert log.read(["a", "b", "a", "b"]) == {"a": (200,), "b": (500, 504, 502)}
+    assert log.read(["a", "b"]) == {}
+    log.close()
+
+
+def test_an_unfinished_line_waits_for_its_end(tmp_path):
+    path = tmp_path / "answers.log"
+    log = AnswerLog(path, reopen=lambda: None)
+    path.write_text("500 0 a\n50")
+    assert log.read(["a"]) == {"a": (500,)}
+    with open(path, "a") as f:
+        f.write("3 0 a\n")
+    assert log.read(["a"]) == {"a": (503,)}
+    log.close()
+
+
+def test_the_log_rotates_and_drains_the_old_file(tmp_path):
+    path = tmp_path / "answers.log"
+    path.write_text("")
+    reopened = []
+
+    def reopen() -> None:  # what nginx does on SIGUSR1: a new file at the same path
+        reopened.append(True)
+        path.write_text("")
+
+    log = AnswerLog(path, reopen, max_bytes=16)
+    with open(path, "a") as f:
+        f.write("200 0 a\n" * 3)
+    assert log.read(["a"]) == {"a": (200, 200, 200)} and reopened == [True]
+    with open(tmp_path / "answers.log.1", "a") as old, open(path, "a") as new:
+        old.write("500 0 a\n")  # a worker flushing its buffer to the old file before it reopened
+        new.write("502 0 a\n")
+    assert log.read(["a"]) == {"a": (500, 502)}
+    log.close()
+
+
+@pytest.mark.parametrize("line", ["", "- 0 a", "200", "200 x"])
+def test_lines_without_a_backend_or_a_status_are_skipped(tmp_path, line):
+    path = tmp_path / "answers.log"
+    log = AnswerLog(path, reopen=lambda: None)
+    path.write_text(line + "\n")
+    assert log.read(["a"]) == {}
+    log.close()
+
+
+def test_the_shipped_template_writes_the_answers_log_and_nginx_accepts_it(tmp_path):
+    shutil.copytree(REPO / "nginx", tmp_path / "nginx")
+    layout = Layout(tmp_path)
+    nginx.write_config(layout, 18080, "127.0.0.1")
+    assert "access_log " + str(layout.nginx_dir / "answers.log") + " fleet_answers" in layout.nginx_conf.read_text()
+    ok, output = nginx.test_config(layout)
+    assert ok, output
