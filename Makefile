@@ -39,7 +39,7 @@ soak: install
 	$(BIN)/python -m soak --minutes $(MINUTES)
 
 # Chaos (chaos/): every part killed -9 under GET and POST load (under 10 minutes; QUICK=1: one kill each);
-# writes bench/results/chaos/<UTC start>.json and the table chaos.md generated from it.
+# writes bench/results/chaos/<UTC start>.json and the table generated from it (chaos.md; chaos-quick.md).
 chaos: install
 	$(BIN)/python -m chaos $(if $(QUICK),--quick)
 

@@ -1,5 +1,6 @@
 """`python -m chaos [--quick] [--only PART ...] [--no-docker] [--out DIR]` (`make chaos`): kill every part of
-fleet under load and write bench/results/chaos/<UTC start>.json and chaos.md. Exit 0 when every part was
+fleet under load and write bench/results/chaos/<UTC start>.json and its table, chaos.md (chaos-quick.md with
+--quick). Exit 0 when every part was
 measured (a row's numbers are findings, not verdicts)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from chaos.parts import BY_KEY
-from chaos.run import FULL, OUT, QUICK, chaos
+from chaos.run import FULL, OUT, QUICK, chaos, table_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # so the cluster is stopped on the way out
 
     signal.signal(signal.SIGTERM, interrupted)
+    profile = QUICK if args.quick else FULL
     try:
         path = chaos(
-            QUICK if args.quick else FULL,
+            profile,
             args.out,
             args.only,
             not args.no_docker,
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chaos: interrupted; the clusters were stopped", file=sys.stderr)
         return 130
-    print((args.out / "chaos.md").read_text())
+    print((args.out / table_name(profile)).read_text())
     print(f"results: {path}")
     rows = json.loads(path.read_text())["parts"]
     return 1 if any("error" in row for row in rows) else 0

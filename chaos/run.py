@@ -50,6 +50,11 @@ FULL = Profile("full", get_clients=8, post_clients=2, kills=3, settle=3.0)
 QUICK = Profile("quick", get_clients=4, post_clients=1, kills=1, settle=1.5)
 
 
+def table_name(profile: Profile) -> str:
+    """chaos.md for the full run (the README's table), chaos-<mode>.md for the others."""
+    return "chaos.md" if profile is FULL else f"chaos-{profile.name}.md"
+
+
 def all_routed(c: Cluster, backends: tuple[str, ...]) -> bool:
     """state.json says every backend is healthy and routed, with no routing error."""
     state = c.state()
@@ -191,7 +196,7 @@ def chaos(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Every part (or those in `only`), then the compose container if an engine and the images are there;
-    the stamped results file written under `out` and the table (chaos.md) generated from it."""
+    the stamped results file written under `out` and the table (`table_name`) generated from it."""
     from chaos import compose, report
 
     head = stamp.begin()
@@ -220,5 +225,5 @@ def chaos(
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{doc['stamp']['start_utc'].replace(':', '')}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
-    report.write(path, out / "chaos.md")
+    report.write(path, out / table_name(profile))
     return path
