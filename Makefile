@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 
-.PHONY: install run test test-unit images bench soak lint format clean
+.PHONY: install run test test-unit images bench soak chaos lint format clean
 
 install: $(VENV)/.installed
 	@bin/ensure-nginx
@@ -37,6 +37,11 @@ MINUTES ?= 10
 soak: install
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m soak --minutes $(MINUTES)
+
+# Chaos (chaos/): every part killed -9 under GET and POST load (under 10 minutes; QUICK=1: one kill each);
+# writes bench/results/chaos/<UTC start>.json and the table generated from it (chaos.md; chaos-quick.md).
+chaos: install
+	$(BIN)/python -m chaos $(if $(QUICK),--quick)
 
 # The linter, the formatter's check, the import contracts (pyproject.toml [tool.importlinter]) and the type checker.
 lint: install
