@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from fleet import limits
-from fleet.errors import FleetError
+from fleet.errors import FleetError, describe
 from fleet.layout import Layout
 from fleet.ops import commands, lifecycle
 from fleet.published import status
 from fleet.published.parts import statuses
 from fleet.swarm import edge
+from fleet.vassalfile import vassals
 
 
 def command_up(layout: Layout, args: argparse.Namespace) -> int:
@@ -80,7 +81,9 @@ def command_reload(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_check(layout: Layout, args: argparse.Namespace) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
-    return commands.check(layout, [Path(p) for p in args.files])
+    chosen = limits.resolve({x.name: getattr(args, x.name, None) for x in limits.LIMITS})
+    caps = vassals.Caps(processes=chosen.max_processes, threads=chosen.max_threads)
+    return commands.check(layout, [Path(p) for p in args.files], caps=caps)
 
 
 def command_edge(layout: Layout, args: argparse.Namespace) -> int:
@@ -192,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     rl.add_argument("--timeout", type=float, default=60.0)
     ck = add("check", command_check)
     ck.add_argument("files", nargs="*", metavar="FILE")
+    for cap in (x for x in limits.LIMITS if x.name in ("max_processes", "max_threads")):
+        ck.add_argument(cap.flag, dest=cap.name, metavar="VALUE", help=f"{cap.help} (${cap.env})")
     sv = sub.add_parser("supervise", help=argparse.SUPPRESS)
     sv.add_argument("--component", choices=sorted(lifecycle.COMPONENTS), default="all")
     sv.set_defaults(func=command_supervise)
@@ -230,5 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     except FleetError as e:
         print(f"fleet: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a read-only folder, a full disk, a file where a folder belongs: an answer
+        print(f"fleet: {describe(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,8 @@
 """Request limits and timeouts: each declared once, with its flag, environment variable, default and help.
 
 Precedence: the `fleet up` flag, then the environment variable, then the default. The values reach
-nginx (its config template) and the vassals (uWSGI's harakiri, through the Emperor's environment).
+nginx (its config template) and the vassals (uWSGI's harakiri, through the Emperor's environment); the
+caps on processes and threads reach the vassal launcher and the control plane the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleet.errors import FleetError
 
@@ -49,6 +50,33 @@ def seconds(text: str) -> int:
     return value
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_max_processes() -> int:
+    # uWSGI workers are processes: past a few per core they only queue for the CPU and cost memory
+    # (each is a copy of the app); 16 at least, so a small machine can still run a few multi-worker vassals.
+    return max(16, 4 * cores())
+
+
+def max_processes(text: str) -> int:
+    if text.strip() == "auto":
+        return default_max_processes()
+    return count(text)
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r}: a limit is a whole number, at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Limit:
     name: str
@@ -84,6 +112,21 @@ LIMITS = (
         seconds,
         "seconds a backend may take to answer; then the client gets a JSON 504 and the worker is recycled",
     ),
+    Limit(
+        "max_processes",
+        "FLEET_MAX_PROCESSES",
+        "auto",
+        max_processes,
+        "the most `processes` (or `workers`) a vassal file may ask for; more is refused by the file check. "
+        "auto: 4 per core, at least 16",
+    ),
+    Limit(
+        "max_threads",
+        "FLEET_MAX_THREADS",
+        "64",
+        count,
+        "the most `threads` per worker a vassal file may ask for; more is refused by the file check",
+    ),
 )
 
 
@@ -92,6 +135,8 @@ class Limits:
     max_body: int = 100 << 20
     header_buffer: int = 16 << 10
     read_timeout: int = 60
+    max_processes: int = field(default_factory=default_max_processes)
+    max_threads: int = 64
 
     @property
     def harakiri(self) -> int:
@@ -100,7 +145,12 @@ class Limits:
 
     def environment(self) -> dict[str, str]:
         """What the Emperor passes on to the vassals (emperor.ini reads these)."""
-        return {"FLEET_HARAKIRI": str(self.harakiri)}
+        return {
+            "FLEET_HARAKIRI": str(self.harakiri),
+            # The vassal launcher and the control plane check vassal files against these.
+            "FLEET_MAX_PROCESSES": str(self.max_processes),
+            "FLEET_MAX_THREADS": str(self.max_threads),
+        }
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

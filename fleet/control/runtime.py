@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fleet import uwsgi
+from fleet import limits, uwsgi
 from fleet.control.admin import AdminServer, Feed
 from fleet.control.effects import Effects
 from fleet.control.metrics import Metrics
@@ -24,6 +24,7 @@ from fleet.layout import Layout
 from fleet.proxy.router import NginxRouter
 from fleet.published.events import Bus, Event, EventFile, log_event, read_events
 from fleet.published.snapshot import Counters, Snapshot
+from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
 
@@ -31,7 +32,10 @@ log = logging.getLogger("fleet.control")
 class Runtime:
     def __init__(self, layout: Layout, settings: Settings | None = None, clock: Callable[[], float] = time.monotonic):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
-        self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary()))
+        # The caps `fleet up` chose reach this process through its environment (Limits.environment).
+        chosen = limits.resolve({})
+        caps = vassals.Caps(processes=chosen.max_processes, threads=chosen.max_threads)
+        self.observer = Observer(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary()), caps)
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
         # Every counter lives in the metrics, fed by the bus and by each pass; they share the once-a-second

@@ -15,6 +15,7 @@ from fleet.layout import Layout
 from fleet.limits import Limits
 from fleet.ops import privileges
 from fleet.ops.foreground import follow
+from fleet.ops.lock import ClusterLock
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
 from fleet.ops.shutdown import down
@@ -91,11 +92,12 @@ def _plan(
     return Plan(component, specs, env, port, listen)
 
 
-def _detach(layout: Layout, plan: Plan) -> subprocess.Popen:
-    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
+def _detach(layout: Layout, plan: Plan, lock: ClusterLock) -> subprocess.Popen:
+    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts; it
+    inherits the cluster's locks and holds them until it stops."""
     plan.write(layout.supervisor_plan(plan.component))
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", plan.component]
-    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root)
+    return processes.spawn(argv, layout.log("supervisor"), plan.env, layout.root, keep_fds=tuple(lock.fds))
 
 
 def present_vassals(layout: Layout) -> list[str]:
@@ -163,6 +165,28 @@ def up(
 ) -> int:
     parts = COMPONENTS[component]
     limits = limits or Limits()
+    # Before anything is touched: a second `fleet up` here must leave the first's files alone.
+    lock = ClusterLock(layout, parts)
+    lock.acquire()
+    try:
+        return _up(layout, port, listen, detach, component, timeout, out, limits, user, lock)
+    finally:
+        lock.release()  # a detached supervisor keeps its inherited copies
+
+
+def _up(
+    layout: Layout,
+    port: int,
+    listen: str,
+    detach: bool,
+    component: str,
+    timeout: float,
+    out: TextIO,
+    limits: Limits,
+    user: str | None,
+    lock: ClusterLock,
+) -> int:
+    parts = COMPONENTS[component]
     already = {name: pid for name, pid in running(layout).items() if name in parts}
     if already:
         raise AlreadyRunning(
@@ -175,8 +199,10 @@ def up(
     plan = _plan(layout, component, emperor_args, limits, port, listen, drop)
     supervisor = None
     if detach:
-        watch = {"supervisor": _detach(layout, plan)}
+        watch = {"supervisor": _detach(layout, plan, lock)}
+        lock.record(watch["supervisor"].pid, port, listen)
     else:
+        lock.record(os.getpid(), port, listen)
         supervisor = Supervisor(layout, plan)
         watch = supervisor.start()
     names = present_vassals(layout)
