@@ -40,8 +40,8 @@ class ClusterLock:
                 os.close(fd)
                 self.release()
                 raise AlreadyRunning(
-                    f"another `fleet up` runs this cluster's {part} ({holder}; it holds {path}): "
-                    "use `fleet status`, or `fleet down` first"
+                    f"this cluster is already up: its {part} is held by {holder} (lock {path}). "
+                    "Use `fleet status`, or `fleet down` first."
                 ) from None
             self.fds.append(fd)
 
@@ -64,4 +64,4 @@ def _holder(fd: int) -> str:
         doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
         return f"pid {int(doc['pid'])}, port {int(doc['port'])} on {doc.get('listen', '?')}"
     except (OSError, ValueError, KeyError, TypeError):
-        return "its pid is not recorded yet"
+        return "a `fleet up` that is starting (no pid recorded yet)"
