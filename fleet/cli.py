@@ -14,6 +14,7 @@ from fleet.layout import Layout
 from fleet.ops import commands, lifecycle
 from fleet.published import status
 from fleet.published.parts import statuses
+from fleet.published.records import recorded_caps
 from fleet.swarm import edge
 from fleet.vassalfile import vassals
 
@@ -81,7 +82,9 @@ def command_reload(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_check(layout: Layout, args: argparse.Namespace) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
-    chosen = limits.resolve({x.name: getattr(args, x.name, None) for x in limits.LIMITS})
+    # A running cluster's caps come before the environment's: check gives the control plane's verdict.
+    env = {**os.environ, **recorded_caps(layout)}
+    chosen = limits.resolve({x: getattr(args, x) for x in limits.VASSAL_CAPS}, env)
     caps = vassals.Caps(processes=chosen.max_processes, threads=chosen.max_threads)
     return commands.check(layout, [Path(p) for p in args.files], caps=caps)
 
@@ -91,7 +94,7 @@ def command_edge(layout: Layout, args: argparse.Namespace) -> int:
     from fleet.swarm import edge_runtime
 
     settings = edge.EdgeSettings(cells_name=args.cells, cell_port=args.cell_port, health_port=args.health_port)
-    chosen = limits.resolve({x.name: getattr(args, x.name) for x in limits.LIMITS})
+    chosen = limits.resolve({x.name: getattr(args, x.name, None) for x in limits.LIMITS})
     return edge_runtime.main(layout, args.port, args.listen, settings, chosen)
 
 
@@ -195,8 +198,7 @@ def parser() -> argparse.ArgumentParser:
     rl.add_argument("--timeout", type=float, default=60.0)
     ck = add("check", command_check)
     ck.add_argument("files", nargs="*", metavar="FILE")
-    for cap in (x for x in limits.LIMITS if x.name in ("max_processes", "max_threads")):
-        ck.add_argument(cap.flag, dest=cap.name, metavar="VALUE", help=f"{cap.help} (${cap.env})")
+    limits.add_flags(ck, limits.VASSAL_CAPS)
     sv = sub.add_parser("supervise", help=argparse.SUPPRESS)
     sv.add_argument("--component", choices=sorted(lifecycle.COMPONENTS), default="all")
     sv.set_defaults(func=command_supervise)
@@ -210,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     cells = edge.EdgeSettings()
     ed.add_argument("--cell-port", type=_port, default=cells.cell_port, help="the cells' fleet (%(default)s)")
     ed.add_argument("--health-port", type=_port, default=cells.health_port, help="the cells' health (%(default)s)")
-    limits.add_flags(ed)
+    limits.add_flags(ed, tuple(x.name for x in limits.LIMITS if x.name not in limits.VASSAL_CAPS))
     ce = add("cell", command_cell)
     ce.add_argument("--port", type=_port, default=up.get_default("port"), help="default: $FLEET_PORT or 8080")
     ce.add_argument("--health-port", type=_port, default=cells.health_port, help="for the edge (%(default)s)")

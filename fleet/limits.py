@@ -153,8 +153,14 @@ class Limits:
         }
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    for limit in LIMITS:
+# The bounds on what a vassal file may ask for (the rest bound requests): `fleet check` takes only these,
+# `fleet edge` (no vassals) all but these.
+VASSAL_CAPS = ("max_processes", "max_threads")
+
+
+def add_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """The flags of the limits in `names` (default: all)."""
+    for limit in (x for x in LIMITS if names is None or x.name in names):
         parser.add_argument(limit.flag, dest=limit.name, metavar="VALUE", help=f"{limit.help} (${limit.env})")
 
 

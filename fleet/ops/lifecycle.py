@@ -89,7 +89,9 @@ def _plan(
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane"],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return Plan(component, specs, env, port, listen)
+    caps = {k: v for k, v in limits.environment().items() if k in ("FLEET_MAX_PROCESSES", "FLEET_MAX_THREADS")}
+    # Recorded with the pids: `fleet check` applies the caps the running control plane applies.
+    return Plan(component, specs, env, port, listen, {"caps": caps} if "control" in parts else {})
 
 
 def _detach(layout: Layout, plan: Plan, lock: ClusterLock) -> subprocess.Popen:
