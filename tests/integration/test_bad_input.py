@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,6 +101,29 @@ def test_a_second_up_in_the_folder_is_refused_and_the_first_serves_on(cluster):
     assert (cluster.run_dir / "state.json").exists()
     assert cluster.pids()["control"] == recorded_control
     assert cluster.backends_answering(20) == {"backend-1", "backend-2"}
+
+
+def test_a_foreground_up_holds_the_lock_itself(make_cluster):
+    c = make_cluster({"b1.ini": "[uwsgi]\nprocesses = 1\n"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet", "--root", str(c.root), "up", "--port", str(c.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        c.wait_for(lambda: b"fleet: serving on" in proc.stdout.readline(), "up says it serves", 60)
+        c.groups.update(c.pids().values())
+        second = c.up(check=False)
+        assert second.returncode == 4
+        assert f"pid {proc.pid}, port {c.port}" in one_line(second.stderr)
+        assert "b1" in c.backends_answering(10)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
 
 
 def test_the_lock_ends_with_the_cluster(make_cluster):
