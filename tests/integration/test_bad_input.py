@@ -247,10 +247,7 @@ def test_greedy_huge_and_nul_files_are_failed_with_their_reason_while_the_others
     for name, (_, reason) in files.items():
         assert reason in backends[name]["error"], backends[name]
     assert "--max-processes" in backends["greedy"]["error"]
-    # The launcher refuses it too: uWSGI never gets to fork 100000 workers.
-    log = cluster.run_dir / "logs" / "greedy.log"
-    if log.exists():
-        assert "fork" not in log.read_text().lower()
+    # The launcher refuses it too, should the Emperor start it (tests/unit/test_fuzz_vassals.py).
     # `fleet check` gives the running control plane's verdict, whatever this shell's environment says;
     # a flag asks about another bound.
     monkeypatch.setenv("FLEET_MAX_PROCESSES", "100000")
