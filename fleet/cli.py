@@ -67,7 +67,7 @@ def command_events(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_add(layout: Layout, args: argparse.Namespace) -> int:
     """Write vassals/NAME.ini and wait until nginx routes to it."""
-    return commands.add(layout, args.name, args.processes, args.timeout)
+    return commands.add(layout, args.name, args.processes, args.timeout, caps=_caps(layout, args))
 
 
 def command_rm(layout: Layout, args: argparse.Namespace) -> int:
@@ -82,11 +82,15 @@ def command_reload(layout: Layout, args: argparse.Namespace) -> int:
 
 def command_check(layout: Layout, args: argparse.Namespace) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
-    # A running cluster's caps come before the environment's: check gives the control plane's verdict.
+    return commands.check(layout, [Path(p) for p in args.files], caps=_caps(layout, args))
+
+
+def _caps(layout: Layout, args: argparse.Namespace) -> vassals.Caps:
+    """The vassal caps: the flags, then a running cluster's (check and add give the control plane's
+    verdict, whatever this shell's environment says), then the environment, then the defaults."""
     env = {**os.environ, **recorded_caps(layout)}
-    chosen = limits.resolve({x: getattr(args, x) for x in limits.VASSAL_CAPS}, env)
-    caps = vassals.Caps(processes=chosen.max_processes, threads=chosen.max_threads)
-    return commands.check(layout, [Path(p) for p in args.files], caps=caps)
+    chosen = limits.resolve({x: getattr(args, x, None) for x in limits.VASSAL_CAPS}, env)
+    return vassals.Caps(processes=chosen.max_processes, threads=chosen.max_threads)
 
 
 def command_edge(layout: Layout, args: argparse.Namespace) -> int:

@@ -70,13 +70,24 @@ def existing_vassal(layout: Layout, name: str) -> Path:
     return path
 
 
-def add(layout: Layout, name: str, processes_count: int | None, timeout: float, out: TextIO = sys.stdout) -> int:
-    """Write vassals/NAME.ini atomically, then wait until nginx routes to it."""
+def add(
+    layout: Layout,
+    name: str,
+    processes_count: int | None,
+    timeout: float,
+    out: TextIO = sys.stdout,
+    caps: vassals.Caps | None = None,
+) -> int:
+    """Write vassals/NAME.ini atomically, then wait until nginx routes to it. The file is checked
+    first (its --processes against `caps`): a file fleet would refuse is never written."""
     path = layout.vassal_file(checked_name(name))
+    text = vassals.new_vassal_text(name, processes_count)
+    if problems := vassals.parse(path, text.encode(), caps=caps).problems:
+        raise InvalidVassal(f"{problems[0].message}; {problems[0].fix}")
     if path.exists():
         raise InvalidVassal(f"{path} already exists; `fleet reload {name}` reloads it")
     _require_running(layout)
-    write_atomically(path, vassals.new_vassal_text(name, processes_count))
+    write_atomically(path, text)
     out.write(f"wrote {os.path.relpath(path)}\n")
 
     def routed(snap: Snapshot) -> str | None:

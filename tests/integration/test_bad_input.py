@@ -256,3 +256,6 @@ def test_greedy_huge_and_nul_files_are_failed_with_their_reason_while_the_others
     assert check.returncode == 1 and f"above the limit of {cap} processes" in check.stdout, check.stdout
     check = cluster.fleet("check", greedy, "--max-processes", "100000", check=False)
     assert check.returncode == 0, check.stdout
+    added = cluster.fleet("add", "greedy-2", "--processes", "100000", check=False)
+    assert added.returncode == 1 and f"above the limit of {cap} processes" in one_line(added.stderr)
+    assert not (cluster.vassals / "greedy-2.ini").exists()

@@ -201,3 +201,10 @@ def test_a_write_that_fails_leaves_no_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         layout_module.write_atomically(tmp_path / "web-3.ini", "[uwsgi]\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_add_refuses_processes_above_the_cap_before_writing(layout, monkeypatch):
+    monkeypatch.setattr(commands, "_require_running", lambda _layout: pytest.fail("got past the file check"))
+    with pytest.raises(InvalidVassal, match="above the limit of 16 processes"):
+        commands.add(layout, "web-3", 100000, 1, caps=commands.vassals.Caps(processes=16, threads=64))
+    assert not layout.vassal_file("web-3").exists()
