@@ -10,12 +10,14 @@ from pathlib import Path
 
 from fleet import config
 from fleet.config import Values
-from fleet.errors import FleetError
+from fleet.errors import FleetError, describe
 from fleet.layout import Layout
 from fleet.ops import commands, lifecycle, shutdown
 from fleet.published import status
 from fleet.published.parts import statuses
+from fleet.published.records import recorded_caps
 from fleet.swarm import edge
+from fleet.vassalfile import vassals
 
 
 def command_up(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -60,7 +62,7 @@ def command_events(layout: Layout, args: argparse.Namespace, values: Values) -> 
 
 def command_add(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Write vassals/NAME.ini and wait until nginx routes to it."""
-    return commands.add(layout, args.name, args.processes, values.timeout)
+    return commands.add(layout, args.name, args.processes, values.timeout, caps=_caps(layout, values))
 
 
 def command_rm(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -75,7 +77,13 @@ def command_reload(layout: Layout, args: argparse.Namespace, values: Values) -> 
 
 def command_check(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
-    return commands.check(layout, [Path(p) for p in args.files], values.uwsgi)
+    return commands.check(layout, [Path(p) for p in args.files], values.uwsgi, caps=_caps(layout, values))
+
+
+def _caps(layout: Layout, values: Values) -> vassals.Caps:
+    """The vassal caps: the flags, then a running cluster's (check and add give the control plane's
+    verdict, whatever this shell's environment says), then the environment, then the defaults."""
+    return values.under(recorded_caps(layout)).caps
 
 
 def command_edge(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -100,7 +108,8 @@ def command_control_plane(layout: Layout, args: argparse.Namespace, values: Valu
     from fleet.control.main import main
 
     admin = (values.admin_listen, values.admin_port) if values.admin_port else None
-    return main(layout, values.control, admin, polling=values.file_watch == "poll", uwsgi_bin=values.uwsgi)
+    polling = values.file_watch == "poll"
+    return main(layout, values.control, admin, polling=polling, uwsgi_bin=values.uwsgi, caps=values.caps)
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -177,5 +186,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except FleetError as e:
         print(f"fleet: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a read-only folder, a full disk, a file where a folder belongs: an answer
+        print(f"fleet: {describe(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -21,6 +21,7 @@ from typing import Any
 
 from fleet.core.settings import Settings
 from fleet.errors import FleetError
+from fleet.vassalfile.vassals import Caps
 
 _SIZE_RE = re.compile(r"(\d+)([kmg]?)\Z", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -63,6 +64,36 @@ def whole_seconds(text: str) -> int:
     if value < 1:
         raise ValueError("not a whole number of seconds, at least 1")
     return value
+
+
+def count(text: str) -> int:
+    """A whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("not a whole number, at least 1")
+    return value
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_max_processes() -> int:
+    # uWSGI workers are processes: past a few per core they only queue for the CPU and cost memory
+    # (each is a copy of the app); 16 at least, so a small machine can still run a few multi-worker vassals.
+    return max(16, 4 * cores())
+
+
+def max_processes(text: str) -> int:
+    """`auto` (4 per usable core, at least 16) or a whole number."""
+    return default_max_processes() if text.strip() == "auto" else count(text)
 
 
 def _number(text: str) -> float:
@@ -192,6 +223,10 @@ _LIMITS, _CONTROL = Limits(), Settings()
 UP = ("up", "cell")  # `fleet cell` runs `fleet up` and hands it every setting of up's
 CONTROL = ("up", "cell", "control-plane")  # `fleet up` hands the control plane its settings on its command line
 WAIT = ("add", "rm", "reload")
+# The bounds on what a vassal file may ask for: the file check applies them wherever it runs (`fleet check`
+# and `fleet add` before writing, the control plane before routing, the vassal launcher before starting).
+CAPPED = (*UP, "check", "add", "control-plane")
+VASSAL_CAPS = ("max_processes", "max_threads")
 
 
 def _admin_port(values: Mapping[str, Any]) -> int:
@@ -249,6 +284,25 @@ SETTINGS: tuple[Setting, ...] = (
         whole_seconds,
         "seconds a backend may take to answer; then the client gets a JSON 504 and the worker is recycled",
         (*UP, "edge"),
+    ),
+    Setting(
+        "max_processes",
+        "--max-processes",
+        "FLEET_MAX_PROCESSES",
+        "auto",
+        max_processes,
+        "the most `processes` (or `workers`) a vassal file may ask for; more is refused by the file check."
+        " auto: 4 per usable core, at least 16",
+        CAPPED,
+    ),
+    Setting(
+        "max_threads",
+        "--max-threads",
+        "FLEET_MAX_THREADS",
+        "64",
+        count,
+        "the most `threads` per worker a vassal file may ask for; more is refused by the file check",
+        CAPPED,
     ),
     Setting(
         "user",
@@ -384,8 +438,16 @@ class Values:
     """The resolved settings of one command: `values.port`; `texts` keeps what was written, for children;
     `sources` where each came from (`--port=9000`, `FLEET_PORT=9000`, `--port=8080 (the default)`), for messages."""
 
-    def __init__(self, command: str, values: Mapping[str, Any], texts: Mapping[str, str], sources: Mapping[str, str]):
+    def __init__(
+        self,
+        command: str,
+        values: Mapping[str, Any],
+        texts: Mapping[str, str],
+        sources: Mapping[str, str],
+        flagged: frozenset[str] = frozenset(),  # the settings given by their flag
+    ):
         self.command, self._values, self.texts, self.sources = command, dict(values), dict(texts), dict(sources)
+        self.flagged = flagged
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -405,6 +467,27 @@ class Values:
     @property
     def limits(self) -> Limits:
         return Limits(self.max_body, self.header_buffer, self.read_timeout)
+
+    @property
+    def caps(self) -> Caps:
+        """The bounds the vassal-file check applies."""
+        return Caps(processes=self.max_processes, threads=self.max_threads)
+
+    def caps_environment(self) -> dict[str, str]:
+        """The caps as the variables fleet sets for the vassal launcher (bin/fleet-vassal, through the
+        Emperor's environment) and records with the pids (for `fleet check` and `fleet add`)."""
+        return {BY_NAME[name].env: str(getattr(self, name)) for name in VASSAL_CAPS}
+
+    def under(self, recorded: Mapping[str, str]) -> Values:
+        """These values with a running cluster's recorded variables in place of the environment's and the
+        defaults (a flag still wins): `fleet check` and `fleet add` give the running control plane's verdict."""
+        values, texts, sources = dict(self._values), dict(self.texts), dict(self.sources)
+        for s in of(self.command):
+            if s.env in recorded and s.name not in self.flagged:
+                source = f"{s.env}={recorded[s.env]} (recorded by the running cluster)"
+                values[s.name], texts[s.name] = _parse(s, recorded[s.env], source), recorded[s.env]
+                sources[s.name] = source
+        return Values(self.command, values, texts, sources, self.flagged)
 
     @property
     def control(self) -> Settings:
@@ -454,7 +537,8 @@ def resolve(command: str, flags: Mapping[str, Any], env: Mapping[str, str] | Non
             continue
         values[s.name], texts[s.name] = _parse(s, str(text), source), str(text)
         sources[s.name] = source
-    return Values(command, values, texts, sources)
+    flagged = frozenset(s.name for s in of(command) if flags.get(s.name) is not None)
+    return Values(command, values, texts, sources, flagged)
 
 
 _METAVARS: dict[Callable[[str], Any], str] = {
@@ -467,6 +551,8 @@ _METAVARS: dict[Callable[[str], Any], str] = {
     whole_seconds: "SECONDS",
     seconds: "SECONDS",
     seconds_or_zero: "SECONDS",
+    count: "N",
+    max_processes: "N",
     user_name: "USER",
     executable: "PATH",
 }

@@ -157,8 +157,15 @@ def write_atomically(path: Path, content: str) -> None:
     as a vassal.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # a full disk or an interruption leaves no half-written temp file behind
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 
 
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`."""
+def spawn(
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    keep_fds: tuple[int, ...] = (),
+) -> subprocess.Popen:
+    """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`.
+    `keep_fds` are inherited (every other descriptor is closed in the child)."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             argv,
@@ -22,6 +29,7 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Pa
             start_new_session=True,
             env=env,
             cwd=cwd,
+            pass_fds=keep_fds,
         )
 
 

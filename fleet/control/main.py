@@ -13,6 +13,7 @@ from fleet.layout import Layout
 from fleet.proxy.nginxstats import NginxView
 from fleet.published.events import read_events
 from fleet.published.parts import running_parts
+from fleet.vassalfile.vassals import Caps
 
 log = logging.getLogger("fleet.control")
 
@@ -23,6 +24,7 @@ def main(
     admin: tuple[str, int] | None = None,
     polling: bool = False,
     uwsgi_bin: str | None = None,
+    caps: Caps | None = None,
 ) -> int:
     """The control plane; with `admin` (address, port), also the admin listener (status page, /metrics)."""
     logging.basicConfig(
@@ -30,12 +32,12 @@ def main(
     )
     layout.make_run_dirs()
     if admin is None:
-        Runtime(layout, settings, uwsgi_bin=uwsgi_bin).run(polling)
+        Runtime(layout, settings, uwsgi_bin=uwsgi_bin, caps=caps).run(polling)
         return 0
     # Every counter lives in the metrics; the feed tells the status page what changed.
     metrics = Metrics(parts=lambda: running_parts(layout, asking="control"), nginx_view=NginxView(layout))
     feed = Feed(seed=read_events(layout.events_file))
-    runtime = Runtime(layout, settings, subscribers=(metrics, feed), uwsgi_bin=uwsgi_bin)
+    runtime = Runtime(layout, settings, subscribers=(metrics, feed), uwsgi_bin=uwsgi_bin, caps=caps)
     listener = AdminServer(layout, metrics, feed, runtime.snapshot, *admin)
     server: AdminServer | None = listener
     try:

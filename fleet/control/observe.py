@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
+from fleet.errors import describe
 from fleet.layout import Layout
 from fleet.logs import failure_reason
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
 
+log = logging.getLogger("fleet.control")
 NO_SOCKET = Probe(False, "its socket does not exist yet")
 
 
@@ -20,36 +24,70 @@ class ClusterObserver:
     """Reads the cluster for the control plane (files, probes, stats sockets, logs). Validates each vassal
     file once per version."""
 
-    def __init__(self, layout: Layout, settings: Settings, known_options: Callable[[], frozenset[str]]):
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings,
+        known_options: Callable[[], frozenset[str]],
+        caps: vassals.Caps | None = None,
+    ):
         self.layout, self.settings = layout, settings
-        self.known_options = known_options
+        self.known_options, self.caps = known_options, caps
         self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
+        self._last_scan: dict[str, int] = {}
+        self._last_drains: list[str] = []
+        self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
 
     # ---- what is wanted ----------------------------------------------------------------------------
 
     def wanted(self) -> Wanted:
-        files = {
-            name: FileInfo(mtime_ns, self._problem(name, mtime_ns))
-            for name, mtime_ns in vassals.present(self.layout.vassals).items()
-        }
+        files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
         for name in set(self._checked) - set(files):
             del self._checked[name]
         return Wanted(files, frozenset(self._drain_requests()))
+
+    def _scan(self) -> dict[str, int]:
+        """The vassal files present (vassals.present): {name: mtime_ns}.
+
+        A vassals/ that cannot be listed (missing, unreadable, replaced by a file) is no instruction to
+        stop anything: what was wanted stays wanted, and the outage is logged once, as is its end.
+        """
+        try:
+            found = vassals.present(self.layout.vassals, missing_ok=False)
+        except OSError as e:
+            error = describe(e)
+            if error != self.scan_error:
+                log.error(
+                    "cannot list the vassal files: %s; keeping the %d backend(s) as they are until it can",
+                    error,
+                    len(self._last_scan),
+                )
+                self.scan_error = error
+            return dict(self._last_scan)
+        if self.scan_error:
+            log.info("%s can be listed again", self.layout.vassals)
+            self.scan_error = ""
+        self._last_scan = found
+        return found
 
     def _problem(self, name: str, mtime_ns: int) -> str:
         cached = self._checked.get(name)
         if cached and cached[0] == mtime_ns:
             return cached[1]
-        checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app)
+        checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
         self._checked[name] = (mtime_ns, problem, checked.health)
         return problem
 
     def _drain_requests(self) -> list[str]:
         try:
-            return [p.name for p in self.layout.drain_dir.iterdir() if vassals.is_valid_name(p.name)]
+            names = [n for n in os.listdir(self.layout.drain_dir) if vassals.is_valid_name(n)]
         except FileNotFoundError:
-            return []
+            names = []
+        except OSError:
+            return self._last_drains  # unreadable: the drains asked for stay asked for
+        self._last_drains = names
+        return names
 
     # ---- what runs ---------------------------------------------------------------------------------
 

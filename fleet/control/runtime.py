@@ -27,6 +27,7 @@ from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
+from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
 
@@ -39,9 +40,13 @@ class Runtime:
         clock: Callable[[], float] = time.monotonic,
         subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
+        caps: vassals.Caps | None = None,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
-        self.cluster = ClusterObserver(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
+        # The caps `fleet up` chose reach this process on its command line, as its other settings do.
+        self.cluster = ClusterObserver(
+            layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
+        )
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
         # What each backend answered, for outlier ejection (passive health): read every pass.

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from fleet import processes, uwsgi
 from fleet.core.states import State
-from fleet.errors import FleetError, InvalidVassal, NotRunning
+from fleet.errors import FleetError, InvalidVassal, NotRunning, describe
 from fleet.layout import Layout, write_atomically
 from fleet.ops.progress import wait_until
 from fleet.published.records import running
@@ -36,14 +36,20 @@ def _wait(layout: Layout, what: str, done: Callable[[Snapshot], str | None], tim
     wait_until(what, check, timeout, out, interval=0.02, hint=f"see `fleet status` and {layout.logs}")
 
 
-def check(layout: Layout, paths: list[Path], uwsgi_bin: str | None = None, out: TextIO = sys.stdout) -> int:
+def check(
+    layout: Layout,
+    paths: list[Path],
+    uwsgi_bin: str | None = None,
+    out: TextIO = sys.stdout,
+    caps: vassals.Caps | None = None,
+) -> int:
     """Validate vassal files without starting them. Exit 1 if any has a problem."""
     if not paths:
         paths = [layout.vassal_file(name) for name in vassals.present(layout.vassals)]
     options = uwsgi.known_options(uwsgi.binary(uwsgi_bin))
     bad = 0
     for path in paths:
-        checked = vassals.read(path, options, layout.app)
+        checked = vassals.read(path, options, layout.app, caps)
         shown = os.path.relpath(path)
         if checked.valid:
             out.write(f"{shown}: ok\n")
@@ -56,15 +62,39 @@ def check(layout: Layout, paths: list[Path], uwsgi_bin: str | None = None, out: 
     return 1 if bad else 0
 
 
-def add(layout: Layout, name: str, processes_count: int | None, timeout: float, out: TextIO = sys.stdout) -> int:
-    """Write vassals/NAME.ini atomically, then wait until nginx routes to it."""
+def checked_name(name: str) -> str:
+    """`name` if it can be a backend's name (every command that takes one checks it here), else one line."""
     if problem := vassals.name_problem(name):
-        raise InvalidVassal(f"{problem.message}; {problem.fix}")
-    path = layout.vassal_file(name)
+        raise InvalidVassal(problem.message)
+    return name
+
+
+def existing_vassal(layout: Layout, name: str) -> Path:
+    """The file of backend `name`, which must be a valid name with a vassal file: nothing else is touched."""
+    path = layout.vassal_file(checked_name(name))
+    if not path.is_file():
+        raise InvalidVassal(f"there is no backend {name} ({path} does not exist); `fleet status` lists them")
+    return path
+
+
+def add(
+    layout: Layout,
+    name: str,
+    processes_count: int | None,
+    timeout: float,
+    out: TextIO = sys.stdout,
+    caps: vassals.Caps | None = None,
+) -> int:
+    """Write vassals/NAME.ini atomically, then wait until nginx routes to it. The file is checked
+    first (its --processes against `caps`): a file fleet would refuse is never written."""
+    path = layout.vassal_file(checked_name(name))
+    text = vassals.new_vassal_text(name, processes_count)
+    if problems := vassals.parse(path, text.encode(), caps=caps).problems:
+        raise InvalidVassal(f"{problems[0].message}; {problems[0].fix}")
     if path.exists():
         raise InvalidVassal(f"{path} already exists; `fleet reload {name}` reloads it")
     _require_running(layout)
-    write_atomically(path, vassals.new_vassal_text(name, processes_count))
+    write_atomically(path, text)
     out.write(f"wrote {os.path.relpath(path)}\n")
 
     def routed(snap: Snapshot) -> str | None:
@@ -78,21 +108,31 @@ def add(layout: Layout, name: str, processes_count: int | None, timeout: float, 
 
 
 def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> int:
-    """Take NAME out of nginx first, then delete its file, then wait until its processes are gone."""
-    path = layout.vassal_file(name)
-    if not path.exists():
-        raise InvalidVassal(f"there is no backend {name} ({path} does not exist)")
+    """Take NAME out of nginx first, then delete its file, then wait until its processes are gone.
+
+    If it stops before the file is deleted (a timeout, Ctrl-C, a file it cannot delete), the drain
+    request is withdrawn: the backend goes back into nginx rather than staying out of it for good.
+    """
+    path = existing_vassal(layout, name)
     _require_running(layout)
     pids = _vassal_pids(layout, name)
+    marker = layout.drain_dir / name
     layout.drain_dir.mkdir(parents=True, exist_ok=True)
-    (layout.drain_dir / name).touch()
+    marker.touch()
 
     def unrouted(snap: Snapshot) -> str | None:
         b = snap.backend(name)
         return "ok" if name not in snap.routed and (b is None or b.state in (State.DRAINING, State.REMOVING)) else None
 
-    _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
-    path.unlink()
+    try:
+        _wait(layout, f"taking {name} out of nginx", unrouted, timeout, out)
+        path.unlink()
+    except OSError as e:
+        marker.unlink(missing_ok=True)
+        raise FleetError(f"cannot delete {path}: {describe(e)}; {name} goes back into nginx") from None
+    except BaseException:
+        marker.unlink(missing_ok=True)
+        raise
     out.write(f"deleted {os.path.relpath(path)}\n")
 
     def gone(snap: Snapshot) -> str | None:
@@ -114,16 +154,15 @@ def reload(layout: Layout, names: list[str], all_: bool, timeout: float, out: Te
 
     Stops at the first backend that does not come back, leaving the rest on their old code.
     """
+    paths = [existing_vassal(layout, name) for name in names]  # every name checked before anything is touched
     _require_running(layout)
     if all_:
-        names = [n for n in sorted(Snapshot.read(layout).backends) if layout.vassal_file(n).exists()]
+        names = [n for n in sorted(Snapshot.read(layout).backends) if vassals.is_valid_name(n)]
+        names = [n for n in names if layout.vassal_file(n).is_file()]
+        paths = [layout.vassal_file(n) for n in names]
     if not names:
         raise FleetError("nothing to reload: name backends, or use --all")
-    for name in names:
-        if not layout.vassal_file(name).exists():
-            raise InvalidVassal(f"there is no backend {name} ({layout.vassal_file(name)} does not exist)")
-    for index, name in enumerate(names, start=1):
-        path = layout.vassal_file(name)
+    for index, (name, path) in enumerate(zip(names, paths, strict=True), start=1):
         os.utime(path)
         touched_ns = path.stat().st_mtime_ns
 

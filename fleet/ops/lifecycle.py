@@ -16,6 +16,7 @@ from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
 from fleet.ops import privileges
 from fleet.ops.foreground import supervise_in_foreground
+from fleet.ops.lock import ClusterLock
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
 from fleet.ops.shutdown import down
@@ -95,10 +96,13 @@ def _supervisor_spec(
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
     env = dict(os.environ) | values.limits.environment() | privileges.environment(drop)
+    if "emperor" in parts:  # the vassal launcher (bin/fleet-vassal) checks each file against the caps too
+        env |= values.caps_environment()
     uwsgi_bin = uwsgi.binary(values.uwsgi)
     env["FLEET_UWSGI"] = uwsgi_bin  # for the vassal launcher (bin/fleet-vassal)
     # The control plane gets its settings on its command line, not through this environment.
-    control = values.argv("control-plane", uwsgi=uwsgi_bin)
+    # The caps as numbers (not `auto`): what the control plane applies is what is recorded for `fleet check`.
+    control = values.argv("control-plane", uwsgi=uwsgi_bin, max_processes=str(values.max_processes))
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
@@ -107,14 +111,17 @@ def _supervisor_spec(
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return SupervisorSpec(component, specs, env, values.port, values.listen)
+    # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
+    extra = {"caps": values.caps_environment()} if "control" in parts else {}
+    return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
 
 
-def _detach(layout: Layout, setup: SupervisorSpec) -> subprocess.Popen:
-    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts."""
+def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subprocess.Popen:
+    """Start a `fleet supervise` process of its own (a new session) that runs and keeps the parts; it
+    inherits the cluster's locks and holds them until it stops."""
     setup.write(layout.supervisor_spec(setup.component))
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", setup.component]
-    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root)
+    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root, keep_fds=tuple(lock.fds))
 
 
 def wait_healthy(
@@ -164,6 +171,17 @@ def report_failed(layout: Layout, failed: list[str], out: TextIO) -> None:
 def up(layout: Layout, values: Values, detach: bool, component: str = "all", out: TextIO = sys.stdout) -> int:
     """`fleet up` with its resolved settings (fleet.config)."""
     parts = COMPONENTS[component]
+    # Before anything is touched: a second `fleet up` here must leave the first's files alone.
+    lock = ClusterLock(layout, parts)
+    lock.acquire()
+    try:
+        return _up(layout, values, detach, component, out, lock)
+    finally:
+        lock.release()  # a detached supervisor keeps its inherited copies
+
+
+def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextIO, lock: ClusterLock) -> int:
+    parts = COMPONENTS[component]
     port, listen, timeout = values.port, values.listen, values.up_timeout
     already = {name: pid for name, pid in records.running(layout).items() if name in parts}
     if already:
@@ -177,8 +195,10 @@ def up(layout: Layout, values: Values, detach: bool, component: str = "all", out
     setup = _supervisor_spec(layout, component, emperor_args, values, drop)
     supervisor = None
     if detach:
-        watch = {"supervisor": _detach(layout, setup)}
+        watch = {"supervisor": _detach(layout, setup, lock)}
+        lock.record(watch["supervisor"].pid, port, listen)
     else:
+        lock.record(os.getpid(), port, listen)
         supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = list(vassals.present(layout.vassals))

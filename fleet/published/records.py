@@ -45,3 +45,18 @@ def orphaned_groups(layout: Layout) -> dict[str, int]:
         for e in entries(layout)
         if e.local and not processes.is_alive(e.pid) and processes.group_members(e.pid)
     }
+
+
+def recorded_caps(layout: Layout) -> dict[str, str]:
+    """The vassal caps a running cluster's control plane applies, as environment variables
+    (FLEET_MAX_PROCESSES...): {} if none runs here."""
+    if "control" not in running(layout):
+        return {}
+    for path in layout.processes_files():
+        try:
+            caps = json.loads(path.read_text()).get("caps", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(caps, dict) and caps:
+            return {str(k): str(v) for k, v in caps.items()}
+    return {}

@@ -47,7 +47,41 @@ FLEET_OWNED = {
 _POSITIVE_INT_OPTIONS = ("processes", "workers", "threads", "listen")
 
 
-def check_options(options: list[Option], known: frozenset[str] | None, app_dir: Path | None) -> list[Problem]:
+@dataclass(frozen=True)
+class Caps:
+    """The most a vassal may ask for (the caller's setting; None: no bound). `setting` maps each counted
+    option to how the operator raises its bound, for the fix."""
+
+    processes: int | None = None  # `processes` and its alias `workers`
+    threads: int | None = None  # per worker
+    setting: tuple[tuple[str, str], ...] = (
+        ("processes", "fleet up --max-processes N (FLEET_MAX_PROCESSES)"),
+        ("threads", "fleet up --max-threads N (FLEET_MAX_THREADS)"),
+    )
+
+    def bound(self, key: str) -> tuple[str, int] | None:
+        """(the capped option, its limit) for an option key, or None if it is not capped."""
+        capped = "processes" if key in ("processes", "workers") else key
+        limit = {"processes": self.processes, "threads": self.threads}.get(capped)
+        return (capped, limit) if limit is not None else None
+
+
+def _over_cap(option: Option, key: str, caps: Caps) -> Problem | None:
+    bound = caps.bound(key)
+    if bound is None or int(option.value) <= bound[1]:
+        return None
+    capped, limit = bound
+    how = dict(caps.setting).get(capped, "its setting")
+    return Problem(
+        f"`{option.key} = {option.value}` is above the limit of {limit} {capped} for a vassal",
+        f"ask for at most {limit}, or raise the limit with `{how}`",
+        option.line,
+    )
+
+
+def check_options(
+    options: list[Option], known: frozenset[str] | None, app_dir: Path | None, caps: Caps | None = None
+) -> list[Problem]:
     problems: list[Problem] = []
     for option in options:
         key = option.key.replace("_", "-")
@@ -73,6 +107,8 @@ def check_options(options: list[Option], known: frozenset[str] | None, app_dir: 
                     option.line,
                 )
             )
+        elif key in _POSITIVE_INT_OPTIONS and caps is not None and (over := _over_cap(option, key, caps)):
+            problems.append(over)
     if app_dir is not None:
         problems.extend(_check_module(options, app_dir))
     return problems

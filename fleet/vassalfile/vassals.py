@@ -17,9 +17,9 @@ from pathlib import Path
 
 from fleet.vassalfile import health
 from fleet.vassalfile.health import HealthCheck
-from fleet.vassalfile.vassal_checks import FLEET_OWNED, Option, Problem, check_options
+from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
 
-__all__ = ["FLEET_OWNED", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
+__all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 # fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
@@ -69,14 +69,18 @@ def vassal_name(filename: str) -> str:
     return filename[: -len(".ini")]
 
 
-def present(folder: Path) -> dict[str, int]:
+def present(folder: Path, missing_ok: bool = True) -> dict[str, int]:
     """The vassal files in `folder` (vassals/), the one listing of them: {name: mtime_ns}, sorted by name.
     Hidden, editor and temporary files are not vassals; a dangling symlink is (reading it says what is
-    wrong); a file deleted while this looks is left out; no folder, no vassals."""
+    wrong); a file deleted while this looks is left out; no folder, no vassals (unless not `missing_ok`:
+    then FileNotFoundError, like any other folder that cannot be listed)."""
     found: dict[str, int] = {}
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as listing:  # closed at once: a control plane lists it every pass
+            entries = list(listing)
     except FileNotFoundError:
+        if not missing_ok:
+            raise
         return found
     for entry in entries:
         if is_vassal_filename(entry.name):
@@ -117,11 +121,13 @@ def parse(
     content: bytes,
     known_options: Iterable[str] | None = None,
     app_dir: Path | None = None,
+    caps: Caps | None = None,
 ) -> VassalFile:
     """Parse and validate one vassal file's content.
 
     `known_options` (uWSGI's option names) enables the unknown-option check; `app_dir` (the default
-    chdir) enables the check that the app module exists. Both are optional so the core stays pure.
+    chdir) enables the check that the app module exists; `caps` bounds processes and threads (the
+    caller's setting: this module reads no environment). All are optional so the core stays pure.
     """
     name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
     problems: list[Problem] = []
@@ -130,6 +136,9 @@ def parse(
 
     if len(content) > MAX_FILE_BYTES:  # read() reads no more than one byte past the limit
         problems.append(Problem(f"file is over {MAX_FILE_BYTES} bytes", "a vassal file is a few lines of ini"))
+        return VassalFile(name, path, (), tuple(problems))
+    if b"\0" in content and not content.strip(b"\0\r\n"):  # a file cut short by a crash or a full disk
+        problems.append(Problem("not a text file: only NUL bytes", "write key = value lines under [uwsgi]"))
         return VassalFile(name, path, (), tuple(problems))
     try:
         text = content.decode("utf-8")
@@ -146,7 +155,7 @@ def parse(
     check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
     problems.extend(Problem(*p) for p in health_problems)
     known = frozenset(known_options) if known_options is not None else None
-    problems.extend(check_options(options, known, app_dir))
+    problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
     return VassalFile(name, path, tuple(options), tuple(problems), check)
 
@@ -210,26 +219,55 @@ _UNREADABLE = {  # why a vassal file cannot be read, and the fix, by errno
     errno.ENOENT: ("it is a symlink to nothing", "point it at a vassal file, or remove it"),
     errno.ELOOP: ("it is a symlink loop", "point it at a vassal file, or remove it"),
     errno.EISDIR: ("it is a folder", "remove it, or rename it so it does not end in .ini"),
+    errno.ENXIO: ("it is a socket", "remove it: a vassal file is a few lines of ini"),
+    errno.EACCES: ("permission denied", "make it readable: chmod a+r FILE"),
 }
 
 
-def read(path: Path, known_options: Iterable[str] | None = None, app_dir: Path | None = None) -> VassalFile:
+def read(
+    path: Path,
+    known_options: Iterable[str] | None = None,
+    app_dir: Path | None = None,
+    caps: Caps | None = None,
+) -> VassalFile:
     """Read and parse one vassal file (the only function here that touches the disk).
 
     Only a regular file is read, and no more of it than a vassal file may hold: a FIFO or a device
     (`ln -s /dev/zero vassals/x.ini`) must neither block nor exhaust the control plane or the launcher.
+    Whatever the path is, the descriptor opened here is closed before returning (a folder opens fine
+    with O_RDONLY: wrapping it in a file object is what fails, so the raw descriptor is closed here).
     """
     name = vassal_name(path.name) if path.name.endswith(".ini") else path.name
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-            content = f.read(MAX_FILE_BYTES + 1) if regular else b""
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
-        what, fix = _UNREADABLE.get(e.errno or 0, (e.strerror or str(e), "check its permissions"))
-        return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
-    if not regular:
-        return VassalFile(name, path, (), (Problem("not a file but a FIFO, socket or device", "remove it"),))
-    return parse(path, content, known_options, app_dir)
+        return _unreadable(name, path, e)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return _unreadable(name, path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+        if not stat.S_ISREG(mode):
+            return VassalFile(name, path, (), (Problem("not a file but a FIFO, socket or device", "remove it"),))
+        content = _read_at_most(fd, MAX_FILE_BYTES + 1)
+    except OSError as e:
+        return _unreadable(name, path, e)
+    finally:
+        os.close(fd)
+    return parse(path, content, known_options, app_dir, caps)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := os.read(fd, left)):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _unreadable(name: str, path: Path, e: OSError) -> VassalFile:
+    what, fix = _UNREADABLE.get(e.errno or 0, ((e.strerror or str(e)).lower(), "check its permissions"))
+    return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
 
 
 def new_vassal_text(name: str, processes: int | None = None) -> str:

@@ -41,6 +41,8 @@ GOOD = {
     "max_body": ("10m", 10 << 20),
     "header_buffer": ("4k", 4 << 10),
     "read_timeout": ("5", 5),
+    "max_processes": ("200", 200),
+    "max_threads": ("8", 8),
     "user": ("nobody", "nobody"),
     "access_log": ("json", "json"),
     "file_watch": ("poll", "poll"),
@@ -66,6 +68,8 @@ BAD = {
     "max_body": "lots",
     "header_buffer": "64k",
     "read_timeout": "0",
+    "max_processes": "many",
+    "max_threads": "0",
     "user": "no body",
     "access_log": "xml",
     "file_watch": "fsevents",
@@ -128,6 +132,8 @@ OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "max_body": "0",
     "header_buffer": "1k",
     "read_timeout": "7",
+    "max_processes": "201",
+    "max_threads": "9",
     "user": "root",
     "access_log": "combined",
     "file_watch": "inotify",
@@ -239,6 +245,8 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--reload-timeout": "60",
         "--drain-wait": "2",
         "--health-interval": "1",
+        "--max-processes": "auto",
+        "--max-threads": "64",
     }
     assert config.resolve("control-plane", pairs_to_flags(pairs), {}).control.start_timeout == 90.0
 

@@ -248,3 +248,27 @@ def test_launcher_as_a_process_on_a_few_seeded_cases(launcher_root):
     """A handful here; tests/integration/test_fuzz_cluster.py runs it on a few hundred."""
     kinds = ("odd-but-valid", "unknown-option", "garbage", "bad-name", "huge", "fifo", "dev-zero", "loop")
     fc.check_launcher(launcher_root, fc.corpus(seed=6, count=len(kinds), only=kinds))
+
+
+@pytest.mark.parametrize(("environ", "refused"), [({"FLEET_MAX_PROCESSES": "16"}, True), ({}, False)])
+def test_launcher_applies_the_caps_fleet_up_passed_down(launcher, launcher_root, environ, refused):
+    path = launcher_root / "vassals" / "greedy.ini"
+    path.write_text("[uwsgi]\nprocesses = 100000\n")
+    environ = {"FLEET_UWSGI": "/bin/true", **environ}
+
+    def execv(binary: str, argv: list[str]) -> None:
+        raise Exec(binary, argv)
+
+    launcher.os = FakeOs(environ=environ, execv=execv)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            if refused:
+                assert launcher.main(["--ini", str(path)]) == 1
+                assert "`processes = 100000` is above the limit of 16 processes" in err.getvalue()
+            else:
+                with pytest.raises(Exec):
+                    launcher.main(["--ini", str(path)])
+    finally:
+        launcher.os = os
+        path.unlink()

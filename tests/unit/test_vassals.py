@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -369,3 +372,157 @@ def test_present_lists_visible_ini_files_by_name_with_their_mtime(tmp_path):
 
 def test_present_of_no_folder_is_no_vassals(tmp_path):
     assert vassals.present(tmp_path / "missing") == {}
+
+
+def test_present_can_say_the_folder_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        vassals.present(tmp_path / "missing", missing_ok=False)
+
+
+def test_present_leaves_no_descriptor_open(tmp_path):
+    before = open_fds()
+    for _ in range(40):
+        vassals.present(tmp_path)
+    assert open_fds() == before
+
+
+# ---- whatever is in vassals/: each kind its reason, no descriptor left open -------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def make_odd(kind: str, path: Path) -> socket.socket | None:
+    """Put a thing of `kind` at `path`; a socket must stay bound while it is read, so it is returned."""
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        return sock
+    elif kind == "symlink-loop":
+        path.symlink_to(path.name)
+    elif kind == "dangling":
+        path.symlink_to("nowhere.ini")
+    elif kind == "huge":
+        path.write_bytes(b"; padding\n" * (1 << 20))  # 10 MiB
+    elif kind == "nul-filled":
+        path.write_bytes(b"\0" * 4096)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    return None
+
+
+ODD_KINDS = {
+    "folder": "cannot read the file: it is a folder",
+    "fifo": "not a file but a FIFO, socket or device",
+    "socket": "cannot read the file: it is a socket",
+    "symlink-loop": "cannot read the file: it is a symlink loop",
+    "dangling": "cannot read the file: it is a symlink to nothing",
+    "huge": "file is over 65536 bytes",
+    "nul-filled": "not a text file: only NUL bytes",
+    "device": "not a file but a FIFO, socket or device",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_KINDS))
+def test_each_odd_kind_has_its_reason_and_leaves_no_descriptor_open(tmp_path, kind):
+    path = tmp_path / "x.ini"
+    sock = make_odd(kind, path)
+    try:
+        before = open_fds()
+        for _ in range(40):
+            problem = only_problem(vassals.read(path, KNOWN))
+            assert problem.message == ODD_KINDS[kind]
+            assert problem.fix
+        assert open_fds() == before
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
+    # As root, chmod 000 stops no read: the open is made to fail as it does for any other user.
+    path = tmp_path / "x.ini"
+    path.write_text("[uwsgi]\n")
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(vassals.os, "open", denied)
+    problem = only_problem(vassals.read(path))
+    assert problem.message == "cannot read the file: permission denied"
+    assert "chmod" in problem.fix
+
+
+def test_a_file_that_fails_while_read_leaves_no_descriptor_open(tmp_path, monkeypatch):
+    path = tmp_path / "x.ini"
+    path.write_text("[uwsgi]\n")
+
+    def failing(*_args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(vassals.os, "read", failing)
+    before = open_fds()
+    assert only_problem(vassals.read(path)).message == "cannot read the file: input/output error"
+    assert open_fds() == before
+
+
+def test_a_huge_file_is_read_no_further_than_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "x.ini"
+    path.write_bytes(b"; padding\n" * (1 << 20))
+    asked: list[int] = []
+    real = os.read
+    monkeypatch.setattr(vassals.os, "read", lambda fd, n: asked.append(n) or real(fd, n))
+    vassals.read(path)
+    assert sum(asked) <= vassals.MAX_FILE_BYTES + 1
+
+
+def test_nul_bytes_inside_text_are_still_named_by_line():
+    problem = only_problem(parse("[uwsgi]\nprocesses = 2\n\0\0\n"))
+    assert problem.line == 3 and "control characters" in problem.message
+
+
+# ---- resource caps ------------------------------------------------------------------------------------
+
+CAPS = vassals.Caps(processes=16, threads=64)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("processes = 100000", "`processes = 100000` is above the limit of 16 processes"),
+        ("workers = 17", "`workers = 17` is above the limit of 16 processes"),
+        ("threads = 65", "`threads = 65` is above the limit of 64 threads"),
+    ],
+)
+def test_counts_above_the_caps_are_refused_naming_option_and_limit(text, named):
+    problem = only_problem(parse(f"[uwsgi]\n{text}\n", caps=CAPS))
+    assert problem.message.startswith(named), problem.message
+    assert problem.line == 2
+    assert "--max-processes" in problem.fix or "--max-threads" in problem.fix
+
+
+@pytest.mark.parametrize("text", ["processes = 16", "workers = 1", "threads = 64", "listen = 100000"])
+def test_counts_within_the_caps_pass(text):
+    assert parse(f"[uwsgi]\n{text}\n", caps=CAPS).valid
+
+
+def test_without_caps_nothing_is_bounded():
+    assert parse("[uwsgi]\nprocesses = 100000\nthreads = 100000\n").valid
+    assert parse("[uwsgi]\nprocesses = 100000\n", caps=vassals.Caps()).valid
+
+
+def test_a_bad_count_is_named_as_such_not_as_over_the_cap():
+    problem = only_problem(parse("[uwsgi]\nprocesses = lots\n", caps=CAPS))
+    assert "positive whole number" in problem.message
+
+
+def test_read_applies_the_caps(tmp_path):
+    path = tmp_path / "greedy.ini"
+    path.write_text("[uwsgi]\nprocesses = 100000\n")
+    assert "above the limit of 16" in only_problem(vassals.read(path, caps=CAPS)).message
+    assert vassals.read(path).valid
