@@ -41,16 +41,17 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _check_port(listen: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((listen, port))
-        except OSError as e:
-            raise FleetError(
-                f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
-                f"stop it, or choose another port with --port N (or FLEET_PORT)."
-            ) from None
+def _check_ports(listeners: list[tuple[str, int]]) -> None:
+    """Before anything starts: every listener of nginx's config is free (the supervisor binds them)."""
+    try:
+        for sock in processes.bind_listeners(listeners):
+            sock.close()
+    except OSError as e:
+        where = ", ".join(f"{host}:{port}" for host, port in listeners)
+        raise FleetError(
+            f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
+            f"stop it, or choose another port with --port N (or FLEET_PORT)."
+        ) from None
 
 
 def _prepare(
@@ -81,8 +82,8 @@ def _prepare(
             leftover.unlink()
     extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)
     if "nginx" in parts:
-        _check_port(listen, port)
         nginx.write_config(layout, port, listen, limits, access_log)
+        _check_ports(nginx.listen_addresses(layout.nginx_conf.read_text()))
         ok, output = nginx.test_config(layout)
         if not ok:
             raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
@@ -106,7 +107,9 @@ def _supervisor_spec(
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
-    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
+    # The supervisor binds nginx's listeners and keeps them for the life of the cluster (fleet.ops.supervisor).
+    listeners = {"nginx": nginx.listen_addresses(layout.nginx_conf.read_text())} if "nginx" in parts else {}
+    specs = [PartSpec(name, commands[name](), *STOPPING[name], listeners.get(name, [])) for name in parts]
     return SupervisorSpec(component, specs, env, values.port, values.listen)
 
 

@@ -42,7 +42,7 @@ def test_shipped_template_renders_completely(tmp_path):
     # The header comment mentions "{{...}}" itself; what nginx reads must have no token left.
     directives = [line.split("#", 1)[0] for line in conf.splitlines()]
     assert not [d for d in directives if "{{" in d or "}}" in d]
-    assert "listen 127.0.0.1:8080 reuseport;" in conf
+    assert "listen 127.0.0.1:8080;" in conf
     assert "client_max_body_size 100m;" in conf and "large_client_header_buffers 4 16k;" in conf
     assert f"pid {layout.run}/nginx.pid;" in conf
     assert f"include {layout.run}/nginx/upstreams.conf;" in conf

@@ -34,7 +34,7 @@ def test_backoff_starts_small_doubles_and_is_capped():
 def test_a_supervisor_spec_survives_the_round_trip_through_its_file(tmp_path):
     setup = SupervisorSpec(
         "gateway",
-        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
+        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, [("127.0.0.1", 8080)])],
         {"FLEET_HARAKIRI": "62"},
         8080,
         "127.0.0.1",
