@@ -143,7 +143,7 @@ class Edge:
             [*argv, "-g", "daemon off;"],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=os.environ | nginx.inherited(fds),
+            env={**os.environ, **nginx.inherited(fds)},  # its environment passed on whole, plus the sockets
             pass_fds=fds,
         )
 

@@ -103,17 +103,21 @@ def test_nginx_killed_9_with_its_whole_group_refuses_nothing_and_cuts_only_what_
     assert all(la == 0 for _, la, _ in measured), (measured, lost)
 
 
-def test_a_graceful_nginx_reload_under_load_fails_nothing(cluster):
-    layout = Layout(cluster.root)
+def test_a_graceful_nginx_reload_under_load_fails_no_new_connection(cluster):
+    # The listeners the new workers inherit are the old ones': nothing queued is lost. The old workers
+    # close their idle keep-alive connections (nginx's graceful stop: a request sent at that instant finds
+    # its connection closed, which clients answer by retrying): at most one per keep-alive client.
+    layout, reloads = Layout(cluster.root), 3
     with Load(cluster.url, clients=8, keepalive=True) as keepalive, Load(cluster.url, clients=8) as fresh:
         keepalive.wait_requests(100)
-        for _ in range(3):
+        for _ in range(reloads):
             nginx.reload(layout)  # SIGHUP; returns once the old workers stopped accepting
             keepalive.wait_requests(100)
             fresh.wait_requests(100)
-    print(f"\nthree nginx reloads under 8+8 clients: {keepalive.result.summary()}; {fresh.result.summary()}")
+    print(f"\n{reloads} nginx reloads under 8+8 clients: {keepalive.result.summary()}; {fresh.result.summary()}")
     assert fresh.result.failures == [], fresh.result.summary()
-    assert keepalive.result.failures == [], keepalive.result.summary()
+    cut = keepalive.result.failures
+    assert len(cut) <= 8 * reloads and all("RemoteDisconnected" in f for f in cut), keepalive.result.summary()
 
 
 def test_down_frees_every_listener_the_supervisor_held(cluster):
