@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +33,19 @@ COMPONENTS = {
 
 
 def _answers(host: str, port: int) -> bool:
-    """Something accepts TCP connections at host:port (0.0.0.0 is reached through loopback)."""
+    """nginx answers HTTP at host:port (a wildcard is reached through loopback). A connection alone proves
+    nothing: the supervisor holds the listener, so it is accepted into the queue before nginx runs.
+    The path is one of nginx.conf's internal locations: nginx answers it itself (404), no backend does."""
+    loopback = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    conn = http.client.HTTPConnection(loopback, port, timeout=1)
     try:
-        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
-            return True
-    except OSError:
+        conn.request("HEAD", "/.fleet/bad-request")
+        conn.getresponse()
+        return True
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        conn.close()
 
 
 def _check_ports(listeners: list[tuple[str, int]]) -> None:
@@ -141,7 +148,7 @@ def wait_healthy(
         if not snap.control_pid:
             return None, "waiting for the control plane"
         if listening is not None and not _answers(*listening):
-            return None, "waiting for nginx to listen"
+            return None, "waiting for nginx to answer"
         states = {n: snap.state_of(n) or State.STARTING for n in names}
         healthy = [n for n in names if states[n] == State.HEALTHY and n in snap.routed]
         failed[:] = [n for n in names if states[n] == State.FAILED]
