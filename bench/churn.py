@@ -13,12 +13,13 @@ import os
 import time
 from collections.abc import Callable
 
+from bench.background import background_load
 from bench.wrk import Wrk
 from fleet.layout import write_atomically
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
 from harness.cluster import Cluster
-from harness.load import Kind, Load, describe
+from harness.load import describe
 from harness.wait import wait_for
 
 Log = Callable[[str], None]
@@ -61,14 +62,7 @@ def run(cluster: Cluster, log: Log, changes: int = 18, connections: int = 32, se
     log_from = error_log.stat().st_size if error_log.exists() else 0
     reloads_before = _snapshot(cluster).counters.nginx_reloads
     wrk = Wrk(threads=1, connections=connections)
-    gen = Load(
-        f"http://127.0.0.1:{cluster.port}",
-        mix={Kind(): 4, Kind(keepalive=True): 0},
-        raw=True,
-        timeout=5.0,
-        max_seconds=600,
-        pause_after_failure=0.001,
-    ).start()
+    gen = background_load(cluster, new=4, keepalive=0, max_seconds=600)
     running = wrk.start(cluster.url + "/")
     done: list[dict] = []
     try:

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import client, stats
+from bench.background import background_load
 from bench.servers import tool
 from fleet.layout import write_atomically
 from harness.cluster import Cluster
-from harness.load import Kind, Load, Request, describe
+from harness.load import Load, Request, describe
 from harness.procs import Procs
 from harness.wait import WaitTimeout, wait_for
 
@@ -41,14 +42,7 @@ def fleet_trials(cluster: Cluster, trials: int, log: Log, settle: float = 2.0) -
     for i in range(1, trials + 1):
         name = f"hot-{i:02d}"
         path = cluster.vassals / f"{name}.ini"
-        gen = Load(
-            f"http://127.0.0.1:{cluster.port}",
-            mix={Kind(): 2, Kind(keepalive=True): 2},
-            raw=True,
-            timeout=5.0,
-            max_seconds=120,
-            pause_after_failure=0.001,
-        ).start()
+        gen = background_load(cluster, new=2, keepalive=2, max_seconds=120)
         time.sleep(0.2)
         write_atomically(path, body)
         dropped = gen.now()  # the file appeared at the rename, write_atomically's last step (after an fsync)

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.background import background_load
 from fleet.processes import cmdline
 from harness.cluster import Cluster
-from harness.load import Kind, Load, Request, describe, window
+from harness.load import Request, describe, window
 
 Log = Callable[[str], None]
 
@@ -53,14 +54,7 @@ def run_scenario(
     post: float = 2.5,
 ) -> dict:
     """Run one scenario under load; returns the summary plus per-event windows and the raw timeline."""
-    gen = Load(
-        f"http://127.0.0.1:{cluster.port}",
-        mix={Kind(): concurrency, Kind(keepalive=True): keepalive},
-        raw=True,
-        timeout=5.0,
-        max_seconds=180,
-        pause_after_failure=0.001,
-    ).start()
+    gen = background_load(cluster, new=concurrency, keepalive=keepalive, max_seconds=180)
     events: list[dict] = []
     try:
         time.sleep(pre)

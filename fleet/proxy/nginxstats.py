@@ -10,7 +10,6 @@ cost follows the traffic, not the number of scrapes, and nothing runs between lo
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -18,13 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from fleet.layout import Layout
 from fleet.proxy import nginx
+from fleet.proxy.appended import AppendedLog
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,8 @@ def stub_status(address: tuple[str, int], timeout: float = 0.5) -> Connections |
 
 
 class Tally:
-    """Answers by status class counted from `path` since this object was made.
-
-    When the file passes `max_bytes` it is renamed aside and `reopen()` asks nginx to open a new one
-    (SIGUSR1); the renamed file is still read to its end for a while, so no answer is lost or counted twice.
+    """Answers by status class counted from `path` since this object was made (answers before the control
+    plane started are not ours to count); rotated past `max_bytes` (see AppendedLog).
     Not thread-safe: one reader at a time.
     """
 
@@ -88,63 +84,21 @@ class Tally:
         max_bytes: int = 4 << 20,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.path, self.reopen, self.max_bytes, self.clock = path, reopen, max_bytes, clock
+        self.path = path
         self.counts = dict.fromkeys(CLASSES, 0)
-        self._file: BinaryIO | None = None
-        self._ino = 0
-        self._draining: list[tuple[float, BinaryIO]] = []  # files rotated away: (since, file)
-        try:
-            self._open(seek_end=True)  # answers before the control plane started are not ours to count
-        except FileNotFoundError:
-            pass
+        self._log = AppendedLog(path, reopen, max_bytes, clock)
 
     def read(self) -> dict[str, int]:
         """Count what was appended since the last read; returns the totals by class."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            st = None
-        if self._file is not None and (st is None or st.st_ino != self._ino):
-            self._draining.append((self.clock(), self._file))  # rotated: nginx may still finish writing it
-            self._file = None
-        if self._file is None and st is not None:
-            try:
-                self._open(seek_end=False)
-            except FileNotFoundError:
-                pass
-        for since, old in list(self._draining):
-            self._count(old)
-            if self.clock() - since > 10.0:
-                old.close()
-                self._draining.remove((since, old))
-        if self._file is not None:
-            if st is not None and st.st_size < self._file.tell():
-                self._file.seek(0)  # truncated in place (copytruncate)
-            self._count(self._file)
-            if self._file.tell() > self.max_bytes:
-                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-                self.reopen()
+        self._log.read(self._count)
         return dict(self.counts)
 
-    def _open(self, seek_end: bool) -> None:
-        f = open(self.path, "rb")  # noqa: SIM115 (kept open between reads)
-        self._ino = os.fstat(f.fileno()).st_ino
-        if seek_end:
-            f.seek(0, os.SEEK_END)
-        self._file = f
-
-    def _count(self, f) -> None:
-        while chunk := f.read(CHUNK):
-            for index, name in enumerate(CLASSES, start=1):
-                self.counts[name] += chunk.count(b"%d" % index)
+    def _count(self, chunk: bytes) -> None:
+        for index, name in enumerate(CLASSES, start=1):
+            self.counts[name] += chunk.count(b"%d" % index)
 
     def close(self) -> None:
-        for _, f in self._draining:
-            f.close()
-        self._draining = []
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._log.close()
 
 
 class NginxView:
