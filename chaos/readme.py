@@ -26,11 +26,11 @@ def section(results: Path) -> str:
     rows = ["| part killed | kills | GETs failed | POSTs failed | routed again | max latency |"]
     rows += ["|---|---:|---:|---:|---:|---:|"]
     rows += ["| " + " | ".join(_cell(row)[:6]) + " |" for row in doc["parts"]]
-    before, after = s["loadavg_before"][0], s["loadavg_after"][0]
+    before, after = s["load_before"][0], s["load_after"][0]
     intro = (
         f"Every part killed -9 under load ({doc['profile']}; `make chaos`, table in `bench/results/chaos/chaos.md` "
         f"from `{results.relative_to(REPO)}`, commit `{s['commit'][:12]}`, load average {before} before and "
-        f"{after} after on {s['cores']} cores):"
+        f"{after} after on {s['machine']['cores']} cores):"
     )
     return f"{BEGIN}\n{intro}\n\n" + "\n".join(rows) + f"\n{END}"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from chaos import stamp
 from chaos.parts import PARTS, PROCESSES, Part
+from harness import evidence
 from harness.cluster import Cluster, base_dir, vassal_text
 from harness.load import Kind, Load, Request
 from harness.wait import WaitTimeout
@@ -199,7 +199,7 @@ def chaos(
     the stamped results file written under `out` and the table (`table_name`) generated from it."""
     from chaos import compose, report
 
-    head = stamp.begin()
+    head = evidence.start()
     started = time.monotonic()
     rows = []
     parent = base_dir()
@@ -216,14 +216,14 @@ def chaos(
         shutil.rmtree(parent, ignore_errors=True)
     doc = {
         "kind": "chaos",
-        "stamp": stamp.end(head),
+        "stamp": evidence.finish(head),
         "mode": profile.name,
         "profile": profile.describe(),
         "seconds": round(time.monotonic() - started, 1),
         "parts": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{doc['stamp']['start_utc'].replace(':', '')}.json"
+    path = out / f"{doc['stamp']['started'].replace(':', '')}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
     report.write(path, out / table_name(profile))
     return path

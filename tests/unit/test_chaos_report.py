@@ -16,12 +16,12 @@ def doc(parts: list[dict]) -> dict:
         "stamp": {
             "commit": "0123456789abcdef",
             "dirty": False,
-            "start_utc": "2026-12-06T02:00:00Z",
-            "end_utc": "2026-12-06T02:01:01Z",
-            "cpu_model": "CPU",
-            "cores": 2,
-            "loadavg_before": [1.0, 2.0, 3.0],
-            "loadavg_after": [1.5, 2.0, 3.0],
+            "started": "2026-12-06T02:00:00Z",
+            "ended": "2026-12-06T02:01:01Z",
+            "seconds": 61.0,
+            "machine": {"cpu_model": "CPU", "cores": 2, "memory_gib": 8.0},
+            "load_before": [1.0, 2.0, 3.0],
+            "load_after": [1.5, 2.0, 3.0],
         },
         "parts": parts,
     }
