@@ -10,26 +10,20 @@ is rotated like the tally (renamed aside past `max_bytes`, nginx reopens it on S
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Unpack
 
-from fleet.proxy.appended import AppendedLog
+from fleet.proxy.appended import AppendedLog, Rotation
 
 
 class AnswerLog:
     """Reads the answers appended to `path` since the last read (those before this object: not ours).
     Not thread-safe: the control-plane loop is its one reader."""
 
-    def __init__(
-        self,
-        path: Path,
-        reopen: Callable[[], None],
-        max_bytes: int = 4 << 20,
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, path: Path, reopen: Callable[[], None], **rotation: Unpack[Rotation]):
         self.path = path
-        self._log = AppendedLog(path, reopen, max_bytes, clock, whole_lines=True)
+        self._log = AppendedLog(path, reopen, whole_lines=True, **rotation)
 
     def read(self, slots: Sequence[str]) -> dict[str, tuple[int, ...]]:
         """The statuses each backend answered since the last read, oldest first; `slots[i]` is the backend

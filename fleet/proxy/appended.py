@@ -13,10 +13,18 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 
 CHUNK = 1 << 20
 DRAIN_SECONDS = 10.0  # how long a rotated-away file is still read
+
+
+class Rotation(TypedDict, total=False):
+    """How a log is rotated: renamed aside past `max_bytes` (4 MiB unless given); `clock` (monotonic
+    seconds unless given) times how long the renamed file is still read."""
+
+    max_bytes: int
+    clock: Callable[[], float]
 
 
 class _Source:
@@ -32,16 +40,10 @@ class AppendedLog:
     ours), in order, in chunks of at most about CHUNK bytes. With `whole_lines`, only complete lines: an
     unfinished last line waits for the next read. Not thread-safe: one reader at a time."""
 
-    def __init__(
-        self,
-        path: Path,
-        reopen: Callable[[], None],
-        max_bytes: int = 4 << 20,
-        clock: Callable[[], float] = time.monotonic,
-        whole_lines: bool = False,
-    ):
-        self.path, self.reopen, self.max_bytes, self.clock = path, reopen, max_bytes, clock
-        self.whole_lines = whole_lines
+    def __init__(self, path: Path, reopen: Callable[[], None], whole_lines: bool = False, **rotation: Unpack[Rotation]):
+        self.path, self.reopen, self.whole_lines = path, reopen, whole_lines
+        self.max_bytes = rotation.get("max_bytes", 4 << 20)
+        self.clock = rotation.get("clock", time.monotonic)
         self._current: _Source | None = None
         self._ino = 0
         self._draining: list[tuple[float, _Source]] = []  # rotated away: (since, source)

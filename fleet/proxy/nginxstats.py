@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 from fleet.layout import Layout
 from fleet.proxy import nginx
-from fleet.proxy.appended import AppendedLog
+from fleet.proxy.appended import AppendedLog, Rotation
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -77,16 +77,10 @@ class Tally:
     Not thread-safe: one reader at a time.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        reopen: Callable[[], None],
-        max_bytes: int = 4 << 20,
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, path: Path, reopen: Callable[[], None], **rotation: Unpack[Rotation]):
         self.path = path
         self.counts = dict.fromkeys(CLASSES, 0)
-        self._log = AppendedLog(path, reopen, max_bytes, clock)
+        self._log = AppendedLog(path, reopen, **rotation)
 
     def read(self) -> dict[str, int]:
         """Count what was appended since the last read; returns the totals by class."""

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from fleet import config
 from harness.cluster import Cluster
 from harness.load import Load
 from harness.ports import free_port
+from tests.integration.foreground import foreground_up
 
 pytestmark = pytest.mark.integration
 
@@ -106,25 +105,13 @@ def test_a_second_up_in_the_folder_is_refused_and_the_first_serves_on(cluster):
 
 def test_a_foreground_up_holds_the_lock_itself(make_cluster):
     c = make_cluster({"b1.ini": "[uwsgi]\nprocesses = 1\n"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet", "--root", str(c.root), "up", "--port", str(c.port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        c.wait(lambda: b"fleet: serving on" in proc.stdout.readline(), "up says it serves", 60)
-        c.groups.update(c.pids().values())
+    with foreground_up(c) as proc:
         second = c.up(check=False)
         assert second.returncode == 4
         assert f"pid {proc.pid}, port {c.port}" in one_line(second.stderr)
         assert "b1" in c.backends_answering(10)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=90) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.stdout.close()
 
 
 def test_the_lock_ends_with_the_cluster(make_cluster):

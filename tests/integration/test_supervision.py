@@ -8,7 +8,6 @@ import pwd
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from fleet.processes import bind_listeners, is_alive
 from fleet.proxy import nginx
 from harness.cluster import Cluster
 from harness.load import Load
+from tests.integration.foreground import foreground_up
 
 pytestmark = pytest.mark.integration
 
@@ -249,16 +249,8 @@ def test_a_backend_that_stops_answering_is_ejected_and_routed_again_when_it_answ
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_foreground_up_whose_output_goes_away_keeps_serving_and_stops_cleanly(make_cluster, stop_signal):
     c = make_cluster({"b1.ini": "[uwsgi]\nprocesses = 1\n"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet", "--root", str(c.root), "up", "--port", str(c.port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        c.wait(lambda: b"fleet: serving on" in proc.stdout.readline(), "up says it serves", 60)
+    with foreground_up(c, stderr=subprocess.PIPE) as proc:
         proc.stdout.close()  # `fleet up | head`: the reader goes away
-        c.groups.update(c.pids().values())
         c.write_vassal("b2.ini")  # something to log into the closed pipe
         c.wait(lambda: "b2" in routed(c), "b2 routed", 30)
         assert proc.poll() is None, "up must not die with its output"
@@ -266,6 +258,3 @@ def test_foreground_up_whose_output_goes_away_keeps_serving_and_stops_cleanly(ma
         assert proc.wait(timeout=90) == 0
         assert b"Traceback" not in proc.stderr.read()
         assert c.processes() == []
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)

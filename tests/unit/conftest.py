@@ -1,11 +1,14 @@
-"""Unit-tier fixtures: a fake uwsgi-protocol server on a unix socket (a thread, not a process)."""
+"""Unit-tier fixtures and helpers: a fake uwsgi-protocol server on a unix socket (a thread, not a process), a
+unix socket that sends one answer, and nginx reopening a rotated log."""
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,36 @@ def fake_uwsgi(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def sending_once(path: Path, *chunks: bytes) -> Iterator[None]:
+    """A unix socket listening at `path` (like a uWSGI stats socket) while the block runs: the one
+    connection it accepts is sent `chunks`, one `sendall` each, then closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+
+        def send_once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                for chunk in chunks:
+                    conn.sendall(chunk)
+
+        thread = threading.Thread(target=send_once, daemon=True)  # daemon: a failed test never connects
+        thread.start()
+        yield
+        thread.join()
+
+
+class NginxReopen:
+    """The `reopen` given to a reader of an nginx log, doing what nginx does on SIGUSR1: a new empty file at
+    the same path. `calls` counts them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.path.write_text("")

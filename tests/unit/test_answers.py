@@ -10,6 +10,7 @@ import pytest
 from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
+from tests.unit.conftest import NginxReopen
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,16 +40,11 @@ def test_an_unfinished_line_waits_for_its_end(tmp_path):
 def test_the_log_rotates_and_drains_the_old_file(tmp_path):
     path = tmp_path / "answers.log"
     path.write_text("")
-    reopened = []
-
-    def reopen() -> None:  # what nginx does on SIGUSR1: a new file at the same path
-        reopened.append(True)
-        path.write_text("")
-
+    reopen = NginxReopen(path)
     log = AnswerLog(path, reopen, max_bytes=16)
     with open(path, "a") as f:
         f.write("200 0 a\n" * 3)
-    assert log.read(["a"]) == {"a": (200, 200, 200)} and reopened == [True]
+    assert log.read(["a"]) == {"a": (200, 200, 200)} and reopen.calls == 1
     with open(tmp_path / "answers.log.1", "a") as old, open(path, "a") as new:
         old.write("500 0 a\n")  # a worker flushing its buffer to the old file before it reopened
         new.write("502 0 a\n")

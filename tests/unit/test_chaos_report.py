@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from chaos import report
+from tests.unit.test_evidence import stamped
 
 
 def doc(parts: list[dict]) -> dict:
@@ -13,16 +14,7 @@ def doc(parts: list[dict]) -> dict:
         "mode": "quick",
         "profile": "some load",
         "seconds": 61.2,
-        "stamp": {
-            "commit": "0123456789abcdef",
-            "dirty": False,
-            "started": "2026-12-06T02:00:00Z",
-            "ended": "2026-12-06T02:01:01Z",
-            "seconds": 61.0,
-            "machine": {"cpu_model": "CPU", "cores": 2, "memory_gib": 8.0},
-            "load_before": [1.0, 2.0, 3.0],
-            "load_after": [1.5, 2.0, 3.0],
-        },
+        "stamp": stamped(load_before=[1.0, 2.0, 3.0]),  # harness/evidence.py's stamp
         "parts": parts,
     }
 

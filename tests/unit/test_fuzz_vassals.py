@@ -190,7 +190,12 @@ class Exec(Exception):
 
 
 class FakeOs(types.SimpleNamespace):
-    """The launcher's `os`: our environ and execv, the real module for the rest."""
+    """The launcher's `os`: our environ, an execv that raises Exec instead of becoming uwsgi, the real
+    module for the rest."""
+
+    @staticmethod
+    def execv(binary: str, argv: list[str]) -> None:
+        raise Exec(binary, argv)
 
     def __getattr__(self, name: str):
         return getattr(os, name)
@@ -221,10 +226,7 @@ def test_launcher_refuses_with_a_reason_or_becomes_uwsgi(launcher, launcher_root
     path = fc.materialize(fc.Case(filename, "hypothesis", content, special), folder, launcher_root / "outside")
     environ: dict[str, str] = {"FLEET_UWSGI": "/bin/true"}
 
-    def execv(binary: str, argv: list[str]) -> None:
-        raise Exec(binary, argv)
-
-    launcher.os = FakeOs(environ=environ, execv=execv)
+    launcher.os = FakeOs(environ=environ)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -256,10 +258,7 @@ def test_launcher_applies_the_caps_fleet_up_passed_down(launcher, launcher_root,
     path.write_text("[uwsgi]\nprocesses = 100000\n")
     environ = {"FLEET_UWSGI": "/bin/true", **environ}
 
-    def execv(binary: str, argv: list[str]) -> None:
-        raise Exec(binary, argv)
-
-    launcher.os = FakeOs(environ=environ, execv=execv)
+    launcher.os = FakeOs(environ=environ)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):

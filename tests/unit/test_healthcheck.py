@@ -13,6 +13,7 @@ import time
 import pytest
 
 from fleet import healthcheck
+from tests.unit.conftest import sending_once
 
 
 @pytest.fixture
@@ -91,19 +92,8 @@ def test_a_gateway_whose_control_plane_stopped_publishing_is_unhealthy(http_answ
 def test_the_emperor_is_healthy_when_its_stats_socket_answers(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     path = tmp_path / "run" / "emperor.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen(1)
-
-        def answer() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(b'{"vassals": [{"id": "a.ini"}, {"id": "b.ini"}]}')
-
-        thread = threading.Thread(target=answer)
-        thread.start()
+    with sending_once(path, b'{"vassals": [{"id": "a.ini"}, {"id": "b.ini"}]}'):
         assert healthcheck.main(["--root", str(tmp_path), "emperor"]) == 0
-        thread.join()
     assert capsys.readouterr().out == "emperor answers, 2 vassals\n"
 
 

@@ -15,6 +15,7 @@ from fleet.layout import Layout
 from fleet.proxy import nginx, nginxstats
 from fleet.published.events import Event
 from fleet.published.snapshot import BackendView, Counters, Snapshot
+from tests.unit.conftest import NginxReopen
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -225,16 +226,11 @@ def test_the_tally_counts_classes_appended_since_it_was_made(tmp_path):
 def test_the_tally_rotates_and_drains_the_old_file(tmp_path):
     path = tmp_path / "answers.tally"
     path.write_text("")
-    reopened = []
-
-    def reopen() -> None:  # what nginx does on SIGUSR1: a new file at the same path
-        reopened.append(True)
-        path.write_text("")
-
+    reopen = NginxReopen(path)
     tally = nginxstats.Tally(path, reopen, max_bytes=8)
     with open(path, "a") as f:
         f.write("2\n" * 5)
-    assert tally.read()["2xx"] == 5 and reopened == [True]
+    assert tally.read()["2xx"] == 5 and reopen.calls == 1
     assert (tmp_path / "answers.tally.1").exists()
     with open(tmp_path / "answers.tally.1", "a") as old, open(path, "a") as new:
         old.write("5\n")  # a worker flushing its buffer to the old file before it reopened

@@ -7,7 +7,7 @@ import threading
 
 from fleet import uwsgi
 from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
-from tests.unit.conftest import http_response
+from tests.unit.conftest import http_response, sending_once
 
 EMPEROR_DOC = {
     "version": "2.0.31",
@@ -84,20 +84,8 @@ def test_a_request_to_a_socket_nobody_listens_on_is_refused(tmp_path):
 def test_read_json_socket_reads_until_close(tmp_path):
     path = tmp_path / "stats.sock"
     doc = b'{"pid": 7, "workers": [{"pid": 8, "accepting": 1, "requests": 3}]}'
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen(1)
-
-        def send_once() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(doc[:10])
-                conn.sendall(doc[10:])
-
-        thread = threading.Thread(target=send_once)
-        thread.start()
+    with sending_once(path, doc[:10], doc[10:]):
         assert uwsgi.read_json_socket(path)["workers"][0]["requests"] == 3
-        thread.join()
 
 
 # ---- request_many: the control plane's probes, all at once -----------------------------------------
