@@ -101,13 +101,15 @@ def _supervisor_spec(
     control = values.argv("control-plane", uwsgi=uwsgi_bin)
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    if "emperor" in parts:  # the launcher receives its vassal's socket from the supervisor
+        env["FLEET_SOCKET_HOLDER"] = str(layout.socket_holder)
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
         "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
     specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
-    return SupervisorSpec(component, specs, env, values.port, values.listen)
+    return SupervisorSpec(component, specs, env, values.port, values.listen, socket_group=drop.group)
 
 
 def _detach(layout: Layout, setup: SupervisorSpec) -> subprocess.Popen:
