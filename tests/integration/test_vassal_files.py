@@ -142,9 +142,8 @@ def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
     row = next(r for r in status if r["name"] == name)
     assert row["state"] == "failed" and reason in row["error"]
 
-    # The Emperor does not spin on it: either it never starts it (an on-demand vassal starts at its
-    # first connection, and fleet never probes or routes a file it rejected), or it retries it with a
-    # growing delay (its throttled blacklist).
+    # The Emperor does not spin on it: the launcher refuses it, and the Emperor either leaves it alone
+    # or retries it with a growing delay (its throttled blacklist).
     def not_spinning() -> bool:
         stats = emperor_stats(cluster)
         if any(name in b["id"] for b in stats.get("blacklist", [])):
