@@ -128,8 +128,7 @@ class SocketHolder:
             ready, _, _ = select.select([self.control.fileno(), self.wake_r, *watched], [], [], SWEEP_EVERY)
             if self.stopping:
                 return
-            if self.control.fileno() in ready:
-                self._answer()
+            # Exits first: answering a launcher may close a pidfd and get its number again for the new one.
             with self.lock:
                 for fd, name in watched.items():
                     held = self.held.get(name)
@@ -137,6 +136,11 @@ class SocketHolder:
                         os.close(fd)
                         held.pidfd = None  # its vassal exited: the Emperor starts another, or not
                 self.sweep()
+            if self.control.fileno() in ready:
+                try:
+                    self._answer()
+                except Exception:  # one launcher's bad luck must not end the holder: the Emperor retries it
+                    log.exception("socket holder: could not answer a launcher")
 
     def sweep(self) -> list[str]:
         """Release the sockets whose vassal file is gone and whose vassal has exited; returns their names.
