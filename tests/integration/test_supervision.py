@@ -1,4 +1,4 @@
-"""fleet looks after itself: a dead part is restarted, the only backend's crash loses (almost) nothing,
+"""fleet looks after itself: a dead part is restarted, the only backend's crash loses only what it executed,
 the app does not run as root, `fleet down` always cleans up, and the foreground `up` stops cleanly."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -192,19 +193,28 @@ def test_down_after_the_supervisor_and_nginx_were_killed_leaves_nothing_and_free
 def test_the_only_backend_killed_9_under_load_fails_at_most_what_it_was_executing(make_cluster):
     c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
     c.up()
-    with Load(c.url, clients=4, keepalive=True) as keepalive, Load(c.url, clients=4) as fresh:
-        keepalive.wait_requests(200)
-        for _ in range(2):
-            master = c.stats("solo")["pid"]
-            os.kill(master, signal.SIGKILL)
-            c.wait(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
-            keepalive.wait_requests(100)
-    failures = keepalive.result.failures + fresh.result.failures
-    # Only during the ~0.5 s respawn do requests fail, each with fleet's JSON 502, never a bare page
-    # or a refused connection; how many depends on how fast the clients send (README: numbers).
-    print(f"\nthe only backend killed -9 twice under 8 clients: {len(failures)} failed")
+    # The machine's other core busy: a slow respawn must cost time, not requests (the supervisor holds
+    # the socket, so what waits in its backlog is served by the next workers).
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    per_kill = []
+    try:
+        with Load(c.url, clients=8) as fresh:
+            fresh.wait_requests(200)
+            for _ in range(2):
+                master, before = c.stats("solo")["pid"], len(fresh.result.failures)
+                os.kill(master, signal.SIGKILL)
+                c.wait(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
+                fresh.wait_requests(100)
+                per_kill.append(len(fresh.result.failures) - before)
+    finally:
+        burner.kill()
+        burner.wait()
+    failures = fresh.result.failures
+    print(f"\nthe only backend killed -9 twice under 8 new-connection clients, a core busy: {per_kill} failed")
+    # At most what its 2 workers were executing at each kill, each with fleet's JSON 502 (never a bare
+    # page or a refused connection).
+    assert all(n <= 2 for n in per_kill), (per_kill, failures)
     assert all("HTTP 502" in f and "backend failed" in f for f in failures), failures
-    assert keepalive.result.ok + fresh.result.ok > 10 * len(failures), keepalive.result.summary()
 
 
 def test_the_vassals_run_unprivileged_and_stay_so_across_a_reload(cluster):
