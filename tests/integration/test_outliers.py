@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cluster import Cluster, free_port
+from harness.cluster import Cluster
+from harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def flaky_cluster(make_cluster, monkeypatch, *names: str) -> Cluster:
     monkeypatch.setenv("FLEET_ADMIN_PORT", str(port))
     c.up()
     c.admin = f"http://127.0.0.1:{port}"
-    c.wait_for(lambda: set(c.state()["routed"]) == set(names), "every backend routed")
+    c.wait(lambda: set(c.state()["routed"]) == set(names), "every backend routed")
     return c
 
 
@@ -87,16 +88,16 @@ def load(url: str, clients: int = 4) -> Iterator[list[tuple[float, int, str]]]:
 def test_a_backend_turned_to_500s_is_ejected_within_2_s_and_routed_again_when_fixed(make_cluster, monkeypatch):
     c = flaky_cluster(make_cluster, monkeypatch, "good", "bad")
     with load(c.url + "/") as answers:
-        c.wait_for(lambda: {b for _, s, b in answers if s == 200} == {"good", "bad"}, "both backends answer")
+        c.wait(lambda: {b for _, s, b in answers if s == 200} == {"good", "bad"}, "both backends answer")
         switched = time.monotonic()
         toggle(c, "bad").touch()
-        c.wait_for(lambda: "bad" not in c.state()["routed"], "the broken backend out of routing", timeout=10)
+        c.wait(lambda: "bad" not in c.state()["routed"], "the broken backend out of routing", timeout=10)
         out = time.monotonic()
         assert c.backend_state("bad") == "ejected"
         status = c.fleet("status").stdout  # within its ejection time (10 s)
         # Ejected for 10 s: the clients' 5xx stop half a second after it left routing.
         quiet_from, quiet_to = out + 0.5, out + 2.0
-        c.wait_for(lambda: time.monotonic() > quiet_to, "the quiet window to pass", timeout=5)
+        c.wait(lambda: time.monotonic() > quiet_to, "the quiet window to pass", timeout=5)
         assert c.backend_state("bad") == "ejected"
         failed = [s for at, s, _ in answers if at >= switched and s != 200]
         late = [(at - out, s) for at, s, _ in answers if quiet_from <= at <= quiet_to and s != 200]
@@ -116,23 +117,23 @@ def test_a_backend_turned_to_500s_is_ejected_within_2_s_and_routed_again_when_fi
         assert 'fleet_ejections_total{reason="5xx"} 1.0' in metrics
 
         toggle(c, "bad").unlink()
-        c.wait_for(lambda: "bad" in c.state()["routed"], "the fixed backend routed again", timeout=20)
+        c.wait(lambda: "bad" in c.state()["routed"], "the fixed backend routed again", timeout=20)
         assert c.backend_state("bad") == "healthy" and c.state()["backends"]["bad"]["error"] == ""
         back = time.monotonic()
-        c.wait_for(lambda: any(b == "bad" for at, _, b in answers if at > back), "the fixed backend answers")
+        c.wait(lambda: any(b == "bad" for at, _, b in answers if at > back), "the fixed backend answers")
     assert [s for at, s, _ in answers if at > back and s != 200] == []
 
 
 def test_the_only_backend_answering_500s_is_kept_and_status_says_why(make_cluster, monkeypatch):
     c = flaky_cluster(make_cluster, monkeypatch, "alone")
     with load(c.url + "/", clients=2) as answers:
-        c.wait_for(lambda: any(s == 200 for _, s, _ in answers), "it answers")
+        c.wait(lambda: any(s == 200 for _, s, _ in answers), "it answers")
         toggle(c, "alone").touch()
-        c.wait_for(lambda: "panic threshold" in c.state()["backends"]["alone"]["error"], "the panic note", timeout=10)
+        c.wait(lambda: "panic threshold" in c.state()["backends"]["alone"]["error"], "the panic note", timeout=10)
         assert c.backend_state("alone") == "healthy" and c.state()["routed"] == ["alone"]
         status = c.fleet("status", check=False).stdout
         assert "answers 5xx" in status and "panic threshold" in status
         assert answers[-1][1] == 500  # the app's own answer: nothing is ejected, nginx does not say 503
         toggle(c, "alone").unlink()
-        c.wait_for(lambda: c.state()["backends"]["alone"]["error"] == "", "the note gone once it answers again")
+        c.wait(lambda: c.state()["backends"]["alone"]["error"] == "", "the note gone once it answers again")
     assert "ejected" not in (c.run_dir / "logs" / "events.jsonl").read_text()
