@@ -76,8 +76,8 @@ def request_many(targets: Mapping[str, tuple[Path, str]], timeout: float) -> dic
     within one `timeout`. Each result is (status, body), or the exception that request met (OSError,
     ConnectionError for an answer that is not HTTP, TimeoutError).
 
-    At once, so that one slow vassal (starting, or its held socket's backlog waiting for respawned
-    workers) does not delay the answers of the others by a probe timeout each.
+    At once, because with on-demand sockets a probe's connect is what starts a vassal: probing one after
+    the other would start 50 vassals one probe timeout apart.
     """
     results: dict[str, tuple[int, bytes] | Exception] = {}
     received: dict[str, list[bytes]] = {}

@@ -11,6 +11,7 @@ from dataclasses import replace
 from fleet.control.usage import memory_of
 from fleet.core.model import Model
 from fleet.core.settings import Settings
+from fleet.core.states import State
 from fleet.core.stats import VassalStats
 from fleet.layout import Layout
 from fleet.published.events import Event
@@ -33,6 +34,7 @@ class Publisher:
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.usage: dict[str, tuple[int | None, int, int, int]] = {}  # name -> pid, workers, requests, memory
         self.usage_at = float("-inf")
+        self.usage_states: dict[str, State] = {}  # each backend's state when its usage was last read
         self.last: Snapshot | None = None
         self.last_written = float("-inf")
         # PSS costs ~2 ms per process to read (/proc/PID/smaps_rollup): 150 processes every second would
@@ -54,6 +56,16 @@ class Publisher:
             read = {name: self.read_stats(name) for name in model.backends}
             self.usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
             self.memory = {name: m for name, m in self.memory.items() if name in model.backends}
+            self.usage_states = {name: b.state for name, b in model.backends.items()}
+        else:
+            # A backend whose state moved since its usage was read (e.g. it just became healthy) is read
+            # now, so that the snapshot a transition writes (and `fleet status` right after `fleet up`)
+            # shows its pid and workers, not the usage of what it was.
+            moved = [n for n, b in model.backends.items() if self.usage_states.get(n) != b.state]
+            # (Not returned: the subscribers' rates need every backend read at one time, `usage_at`.)
+            for name in moved:
+                self.usage[name] = self._usage(name, self.read_stats(name), now)
+                self.usage_states[name] = model.backends[name].state
         wall = time.time()
         views = {}
         for name, b in sorted(model.backends.items()):

@@ -113,8 +113,6 @@ def _supervisor_spec(
     control = values.argv("control-plane", uwsgi=uwsgi_bin, max_processes=str(values.max_processes))
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    if "emperor" in parts:  # the launcher receives its vassal's socket from the supervisor
-        env["FLEET_SOCKET_HOLDER"] = str(layout.socket_holder)
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
         "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
         "nginx": lambda: nginx.start_command(layout),
@@ -125,7 +123,7 @@ def _supervisor_spec(
     specs = [PartSpec(name, commands[name](), *STOPPING[name], listeners.get(name, [])) for name in parts]
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
-    return SupervisorSpec(component, specs, env, values.port, values.listen, extra, socket_group=drop.group)
+    return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
 
 
 def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subprocess.Popen:

@@ -60,8 +60,7 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
 
 
 def tidy(layout: Layout) -> None:
-    """A supervisor that did not stop cleanly leaves the vassals' sockets behind: remove them once the
-    Emperor is gone."""
+    """The Emperor leaves the vassals' on-demand sockets behind when it stops: remove them once it is gone."""
     if "emperor" in running(layout):
         return
     for leftover in layout.sockets.glob("*.socket"):
