@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,32 +34,24 @@ COMPONENTS = {
 
 
 def _answers(host: str, port: int) -> bool:
-    """nginx answers HTTP at host:port (a wildcard is reached through loopback). A connection alone proves
-    nothing: the supervisor holds the listener, so it is accepted into the queue before nginx runs.
-    The path is one of nginx.conf's internal locations: nginx answers it itself (404), no backend does."""
-    loopback = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    conn = http.client.HTTPConnection(loopback, port, timeout=1)
+    """Something accepts TCP connections at host:port (0.0.0.0 is reached through loopback)."""
     try:
-        conn.request("HEAD", "/.fleet/bad-request")
-        conn.getresponse()
-        return True
-    except (OSError, http.client.HTTPException):
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
+            return True
+    except OSError:
         return False
-    finally:
-        conn.close()
 
 
-def _check_ports(listeners: list[tuple[str, int]]) -> None:
-    """Before anything starts: every listener of nginx's config is free (the supervisor binds them)."""
-    try:
-        for sock in processes.bind_listeners(listeners):
-            sock.close()
-    except OSError as e:
-        where = ", ".join(f"{host}:{port}" for host, port in listeners)
-        raise FleetError(
-            f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
-            f"stop it, or choose another port with --port N (or FLEET_PORT)."
-        ) from None
+def _check_port(listen: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((listen, port))
+        except OSError as e:
+            raise FleetError(
+                f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
+                f"stop it, or choose another port with --port N (or FLEET_PORT)."
+            ) from None
 
 
 def _prepare(
@@ -90,8 +82,8 @@ def _prepare(
             leftover.unlink()
     extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)
     if "nginx" in parts:
+        _check_port(listen, port)
         nginx.write_config(layout, port, listen, limits, access_log)
-        _check_ports(nginx.listen_addresses(layout.nginx_conf.read_text()))
         ok, output = nginx.test_config(layout)
         if not ok:
             raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
@@ -118,9 +110,7 @@ def _supervisor_spec(
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
-    # The supervisor binds nginx's listeners and keeps them for the life of the cluster (fleet.ops.supervisor).
-    listeners = {"nginx": nginx.listen_addresses(layout.nginx_conf.read_text())} if "nginx" in parts else {}
-    specs = [PartSpec(name, commands[name](), *STOPPING[name], listeners.get(name, [])) for name in parts]
+    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
     return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
@@ -131,7 +121,7 @@ def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subproc
     inherits the cluster's locks and holds them until it stops."""
     setup.write(layout.supervisor_spec(setup.component))
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", setup.component]
-    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root, pass_fds=tuple(lock.fds))
+    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root, keep_fds=tuple(lock.fds))
 
 
 def wait_healthy(
@@ -155,7 +145,7 @@ def wait_healthy(
         if not snap.control_pid:
             return None, "waiting for the control plane"
         if listening is not None and not _answers(*listening):
-            return None, "waiting for nginx to answer"
+            return None, "waiting for nginx to listen"
         states = {n: snap.state_of(n) or State.STARTING for n in names}
         healthy = [n for n in names if states[n] == State.HEALTHY and n in snap.routed]
         failed[:] = [n for n in names if states[n] == State.FAILED]

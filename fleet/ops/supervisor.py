@@ -3,13 +3,8 @@
 `fleet up` runs a Supervisor: in the foreground it is the `up` process itself; with --detach it is a
 `fleet supervise` process of its own. Each part runs in its own session (process group), so a part
 that dies takes nothing with it unnoticed: before a part is started again, whatever is left of its
-group is stopped (a dead Emperor's vassals would delete the sockets of the new ones on their way out).
-
-The supervisor owns nginx's listening sockets: it binds them before the first nginx and hands them to
-every nginx it starts (the NGINX variable, as in nginx's binary upgrade). A dead nginx's listener is
-therefore never closed: connections wait in its queue for the next nginx, which is started at once, and
-only what the dead one had accepted is lost. What is left of a dead nginx's group (its workers, when only
-the master died) serves on the same sockets until the new one runs, then finishes its requests and quits.
+group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassals would delete the
+sockets of the new ones on their way out).
 
 The supervisor does not poll its parts: between passes it blocks until a child exits (SIGCHLD), a signal
 asks it to stop, or the next restart is due (processes.ChildExits).
@@ -21,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -29,9 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fleet import processes
-from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
-from fleet.proxy.nginx import inherited as nginx_inherits
 
 log = logging.getLogger("fleet.supervisor")
 
@@ -47,9 +39,6 @@ STOPPING = {
 }
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 30.0
 STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff starts over
-# A part with listeners: clients queue on its sockets while it is dead. One that ran this long was not
-# crash-looping (its config passed `nginx -t` and it served): it is started again without delay.
-LISTENER_STABLE_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,14 +49,13 @@ class PartSpec:
     argv: list[str]
     stop_signal: int
     stop_timeout: float
-    # TCP listeners (host, port) the supervisor binds once and hands to every run of this part (nginx's
-    # way: its NGINX variable). Such a part is restarted at once, then what is left of the dead one stopped.
-    listeners: list[tuple[str, int]] = field(default_factory=list)
+    overlap: bool = False  # start the replacement before stopping what is left of the dead one
 
     @classmethod
     def from_dict(cls, doc: dict) -> PartSpec:
-        listeners = [(str(host), int(port)) for host, port in doc.get("listeners", [])]
-        return cls(doc["name"], list(doc["argv"]), int(doc["stop_signal"]), float(doc["stop_timeout"]), listeners)
+        return cls(
+            doc["name"], list(doc["argv"]), int(doc["stop_signal"]), float(doc["stop_timeout"]), bool(doc["overlap"])
+        )
 
 
 @dataclass(frozen=True)
@@ -126,23 +114,10 @@ class Supervisor:
         self.deaths: dict[str, int] = {name: 0 for name in self.specs}
         self.restart_at: dict[str, float] = {}
         self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
-        self.listeners: dict[str, list[socket.socket]] = {}  # held for the life of the supervisor
         self.restarts = 0
         self.exits: processes.ChildExits | None = None
 
     def start(self) -> dict[str, subprocess.Popen]:
-        """Bind the parts' listeners (FleetError if one is taken), then start every part."""
-        for name, spec in self.specs.items():
-            if spec.listeners and name not in self.listeners:
-                try:
-                    self.listeners[name] = processes.bind_listeners(spec.listeners)
-                except OSError as e:
-                    self.close_listeners()
-                    where = ", ".join(f"{host}:{port}" for host, port in spec.listeners)
-                    raise FleetError(
-                        f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
-                        f"stop it, or choose another port with --port N (or FLEET_PORT)."
-                    ) from None
         self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
         for name in self.specs:
             self._spawn(name)
@@ -150,19 +125,9 @@ class Supervisor:
         return self.procs
 
     def _spawn(self, name: str) -> None:
-        spec, env = self.specs[name], self.setup.env
-        fds = tuple(sock.fileno() for sock in self.listeners.get(name, []))
-        if fds:
-            env = env | nginx_inherits(list(fds))
-        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), env, self.layout.root, pass_fds=fds)
+        spec = self.specs[name]
+        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.setup.env, self.layout.root)
         self.started_at[name] = self.clock()
-
-    def close_listeners(self) -> None:
-        """Close the supervisor's copies: once the parts holding them are gone too, the ports are free."""
-        for sockets in self.listeners.values():
-            for sock in sockets:
-                sock.close()
-        self.listeners.clear()
 
     def wait(self, at_most: float | None = None) -> None:
         """Block until a part exits, a signal arrives, the next restart is due, or `at_most` seconds pass
@@ -181,18 +146,15 @@ class Supervisor:
         for name, proc in list(self.procs.items()):
             if name in self.restart_at or proc.poll() is None:
                 continue
-            listens = bool(self.specs[name].listeners)
-            if now - self.started_at[name] > (LISTENER_STABLE_AFTER if listens else STABLE_AFTER):
+            if now - self.started_at[name] > STABLE_AFTER:
                 self.deaths[name] = 0
             self.deaths[name] += 1
             delay = backoff(self.deaths[name])
-            if listens:
-                # Its clients wait in the listeners' queues (and its orphaned workers, if the master
-                # alone died, still serve on them): start the new one first, then stop what is left.
+            if self.specs[name].overlap:
                 self.leftovers[name] = proc.pid
-                delay = 0.0 if self.deaths[name] == 1 else delay
+                delay = 0.0  # its orphans still serve: replace them at once, then stop them
             said.append(f"{name} (pid {proc.pid}) exited with status {proc.returncode}; restarting in {delay:.1f} s")
-            if not listens:
+            if not self.specs[name].overlap:
                 self._clear_group(name, proc.pid)
             self.restart_at[name] = now + delay
         for name, at in list(self.restart_at.items()):
@@ -203,14 +165,21 @@ class Supervisor:
                 changed = True
                 said.append(f"{name} started again (pid {self.procs[name].pid})")
                 if name in self.leftovers:
-                    # On the same sockets as the new one: they stop accepting, and what is queued waits
-                    # for the new workers (nothing to wait for before telling them).
+                    self._wait_started(name)
                     self._clear_group(name, self.leftovers.pop(name))
         if changed:
             self.record()
         for line in said:
             log.warning("%s", line)
         return said
+
+    def _wait_started(self, name: str, timeout: float = 5.0) -> None:
+        """Until the replacement has children (nginx: its workers listen), or it died, or `timeout`."""
+        proc, deadline = self.procs[name], self.clock() + timeout
+        # Polled: nothing tells this process when a child's own children start (they are the child's).
+        # Only when nginx was replaced, for the few ms its master takes to start its workers.
+        while self.clock() < deadline and proc.poll() is None and len(processes.group_members(proc.pid)) < 2:
+            time.sleep(0.01)
 
     def _clear_group(self, name: str, pgid: int) -> None:
         """What is left of a dead part's process group is stopped before it starts again."""
@@ -221,9 +190,6 @@ class Supervisor:
     def stop(self, say: Callable[[str], object] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
-        # First: a connection that arrives from now on is refused (once nginx closes its copies) rather
-        # than queued on the supervisor's copy and reset when it exits.
-        self.close_listeners()
         how = {name: (spec.stop_signal, spec.stop_timeout) for name, spec in self.specs.items()}
         stop_in_order({name: proc.pid for name, proc in self.procs.items()}, say, how)
         for proc in self.procs.values():

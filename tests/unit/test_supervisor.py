@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -36,7 +34,7 @@ def test_backoff_starts_small_doubles_and_is_capped():
 def test_a_supervisor_spec_survives_the_round_trip_through_its_file(tmp_path):
     setup = SupervisorSpec(
         "gateway",
-        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, [("127.0.0.1", 8080)])],
+        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
         {"FLEET_HARAKIRI": "62"},
         8080,
         "127.0.0.1",
@@ -127,28 +125,3 @@ def test_stop_in_order_says_when_it_had_to_kill(tmp_path):
         stubborn.wait()
     assert said == [f"fleet: stopping nginx (pid {stubborn.pid})...", "fleet: nginx did not stop within 0 s; killed it"]
     assert gone
-
-
-def test_a_part_with_listeners_inherits_them_and_stop_frees_them(tmp_path):
-    layout = Layout(tmp_path)
-    layout.make_run_dirs()
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    # The part prints what it got: the NGINX variable, and the address of the socket under that number.
-    show = "import os, socket; fd = int(os.environ['NGINX'].rstrip(';'))\n"
-    show += "print(fd, socket.socket(fileno=fd).getsockname())"
-    part = PartSpec("nginx", [sys.executable, "-c", show], signal.SIGQUIT, 5.0, [("127.0.0.1", port)])
-    sup = Supervisor(layout, SupervisorSpec("all", [part], dict(os.environ), port, "127.0.0.1"))
-    try:
-        sup.start()
-        fd = sup.listeners["nginx"][0].fileno()
-        with pytest.raises(OSError):
-            processes.bind_listeners([("127.0.0.1", port)])  # the supervisor holds it
-        assert sup.procs["nginx"].wait(timeout=30) == 0
-    finally:
-        sup.stop()
-    assert layout.log("nginx").read_text().split("\n")[0] == f"{fd} ('127.0.0.1', {port})"
-    for sock in processes.bind_listeners([("127.0.0.1", port)]):  # free once the supervisor stopped
-        sock.close()
