@@ -18,7 +18,7 @@ from chaos.parts import PARTS, PROCESSES, Part
 from harness import evidence
 from harness.cluster import Cluster, base_dir, vassal_text
 from harness.load import Kind, Load, Request
-from harness.wait import WaitTimeout
+from harness.wait import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "results" / "chaos"
@@ -80,12 +80,15 @@ def _recovered(c: Cluster, part: Part, before: object) -> bool:
 
 def _wait_recovered(c: Cluster, part: Part, before: object, killed: float, timeout: float) -> float | None:
     """Seconds from the kill until `part` was replaced and every backend routed again; None if not in time."""
-    deadline = killed + timeout
-    while time.monotonic() < deadline:
-        if _recovered(c, part, before):
-            return time.monotonic() - killed
-        time.sleep(0.02)  # the polling interval: the probe, not the clock, decides
-    return None
+    try:
+        wait_for(
+            f"{part.label}: replaced and every backend routed",
+            lambda: _recovered(c, part, before),
+            max(0.0, killed + timeout - time.monotonic()),
+        )
+    except WaitTimeout:
+        return None
+    return time.monotonic() - killed
 
 
 def _keep_loading(loads: list[Load], seconds: float) -> None:

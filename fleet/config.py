@@ -56,25 +56,23 @@ def header_buffer(text: str) -> int:
     return value
 
 
-def whole_seconds(text: str) -> int:
+def _at_least_one(text: str, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError("not a whole number of seconds, at least 1")
+        raise ValueError(f"not a whole number{what}, at least 1")
     return value
+
+
+def whole_seconds(text: str) -> int:
+    return _at_least_one(text, " of seconds")
 
 
 def count(text: str) -> int:
     """A whole number, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError("not a whole number, at least 1")
-    return value
+    return _at_least_one(text, "")
 
 
 def cores() -> int:
