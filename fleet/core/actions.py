@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet.core.apps import App
+
 
 @dataclass(frozen=True)
 class Route:
-    """Make nginx send new requests to exactly these backends."""
+    """Make nginx send new requests to exactly these backends; with `apps`, serve exactly these apps first."""
 
     names: frozenset[str]
+    apps: tuple[App, ...] | None = None  # None: the apps nginx serves stay as they are
+    app_of: tuple[tuple[str, str], ...] = ()  # (backend, app) of the routed backends not in the default app
 
 
 @dataclass(frozen=True)

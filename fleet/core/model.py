@@ -38,6 +38,7 @@ class Backend:
     crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)
     retry_at: float | None = None  # failed for flapping: not started again before then
     outlier: Record = Record()  # its recent answers and outlier ejections (see fleet.core.outliers)
+    app: str = "default"  # the app it is a replica of (its file's [fleet] app)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fleet.core.apps import DEFAULT, App
 from fleet.core.stats import EmperorStats, VassalStats
 
 
@@ -13,6 +14,7 @@ class FileInfo:
 
     mtime_ns: int
     problem: str = ""  # empty: valid
+    app: App = DEFAULT  # the app it serves, and where (its [fleet] section)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Observed:
     """What the observer saw for a Look, and what nginx routes to."""
 
     routed: frozenset[str] = frozenset()
+    apps: tuple[App, ...] = (DEFAULT,)  # the apps nginx's config serves now
     emperor: EmperorStats | None = None  # None: not read this pass, or not answering
     probes: dict[str, Probe] = field(default_factory=dict)
     stats: dict[str, VassalStats] = field(default_factory=dict)  # absent: not read or not answering

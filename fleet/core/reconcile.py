@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleet.core import flapping, handoff, outliers
+from fleet.core import apps, flapping, handoff, outliers
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route
 from fleet.core.decision import Decision, Pass
 from fleet.core.looking import health_round
@@ -27,7 +27,14 @@ S = State
 def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: float) -> Decision:
     """From what is wanted and what was observed: the new model, the transitions, the actions, when to look again."""
     p = Pass(model, observed, s, now)
+    resolved = apps.resolve({n: f.app for n, f in wanted.files.items() if not f.problem}, list(model.backends))
+    if resolved.problems:  # a vassal that breaks an app rule cannot run as what its file says
+        files = {n: replace(f, problem=f.problem or resolved.problems.get(n, "")) for n, f in wanted.files.items()}
+        wanted = replace(wanted, files=files)
     _apply_files(p, wanted)
+    for name, b in p.backends.items():
+        if (app := resolved.app_of.get(name, b.app)) != b.app:
+            p.backends[name] = replace(b, app=app)
     for name in list(p.backends):
         _progress(p, p.backends[name], wanted)
     suspects = _outliers(p)
@@ -38,11 +45,13 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     retries = [b.retry_at - now for b in p.backends.values() if b.retry_at is not None]
     retries += [until - now for b in p.backends.values() if _held(b, now) and (until := b.outlier.ejected_until)]
     wake_after = max(0.0, min([wake_after, *retries]))
-    if routes != observed.routed:
+    new_apps = resolved.apps if resolved.apps != observed.apps else None
+    if routes != observed.routed or new_apps is not None:
         failed_at = observed.routing_failed_at if observed.routing_failed_at is not None else now
         retry_at = failed_at + s.routing_retry
         if not observed.routing_error or now >= retry_at:
-            p.actions.insert(0, Route(routes))
+            app_of = tuple(sorted((n, p.backends[n].app) for n in routes if p.backends[n].app != apps.DEFAULT_APP))
+            p.actions.insert(0, Route(routes, new_apps, app_of))
         else:
             wake_after = min(wake_after, retry_at - now)
     for name in observed.routed & set(p.backends):
@@ -136,6 +145,9 @@ def _apply_files(p: Pass, wanted: Wanted) -> None:
             elif b.state == S.HEALTHY:
                 p.start_reload(b, "its file changed")
         b = p.backends[name]
+        if file.problem and b.state not in (S.FAILED, S.REMOVING, S.DRAINING):
+            # Its own file did not change, but another did: e.g. its app's first vassal moved elsewhere.
+            b = p.move(b, S.FAILED, file.problem, error=file.problem, ready_at=None, reload=None, told_at=None)
         if name in wanted.drain and b.state not in (S.DRAINING, S.REMOVING):
             p.move(b, S.DRAINING, "`fleet rm` asked to drain it", ready_at=None, reload=None, told_at=None)
         elif b.state == S.DRAINING and name not in wanted.drain:

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 _STATUS_RE = re.compile(r"\d{3}(-\d{3})?\Z")
-KNOWN_KEYS = ("health_path", "health_status")
+KNOWN_KEYS = ("health_path", "health_status", "app", "host", "path")
+_ELSEWHERE = ("app", "host", "path")  # checked by fleet.vassalfile.app
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def parse(options: list[tuple[str, str, int]]) -> tuple[HealthCheck, list[tuple[
                 problems.append((f"health_status {value!r} is not a status list", "write 200, 200-299 or any", line))
             else:
                 status = value if value == "any" else ",".join(parts)
+        elif key in _ELSEWHERE:
+            continue
         else:
             problems.append((f"unknown [fleet] setting {key!r}", f"known: {', '.join(KNOWN_KEYS)}", line))
     return HealthCheck(path, status), problems

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import health
+from fleet.vassalfile import app, health
+from fleet.vassalfile.app import AppIdentity
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
 
@@ -39,6 +40,7 @@ class VassalFile:
     options: tuple[Option, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
+    app: AppIdentity = AppIdentity()  # which app it serves, and where (its [fleet] section)
 
     @property
     def valid(self) -> bool:
@@ -152,12 +154,15 @@ def parse(
     problems.extend(syntax)
     fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
     options = [o for o in options if not o.key.startswith("fleet:")]
-    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
+    fleet_section = [(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options]
+    check, health_problems = health.parse(fleet_section)
     problems.extend(Problem(*p) for p in health_problems)
+    identity, app_problems = app.parse(fleet_section)
+    problems.extend(Problem(*p) for p in app_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, identity)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
