@@ -78,6 +78,34 @@ class Layout:
         return self.nginx_dir / "slots"
 
     @property
+    def apps_conf(self) -> Path:
+        """The apps' upstreams and host-name servers (http level), written by the control plane."""
+        return self.nginx_dir / "apps.conf"
+
+    @property
+    def apps_default_conf(self) -> Path:
+        """The locations of the apps served on any host name (inside the default server)."""
+        return self.nginx_dir / "apps-default.conf"
+
+    @property
+    def listen_conf(self) -> Path:
+        """The `listen` lines of every public server (`fleet up` writes them; the host-name servers include them)."""
+        return self.nginx_dir / "listen.conf"
+
+    @property
+    def server_errors_conf(self) -> Path:
+        """The JSON error answers every public server shares (rendered from nginx/server-errors.conf)."""
+        return self.nginx_dir / "server-errors.conf"
+
+    def app_upstreams(self, app: str) -> Path:
+        """An app's upstream list; the default app keeps upstreams.conf."""
+        return self.upstreams_conf if app == "default" else self.nginx_dir / "apps" / app / "upstreams.conf"
+
+    def app_slots(self, app: str) -> Path:
+        """An app's upstream slots; the default app keeps slots/."""
+        return self.slots if app == "default" else self.nginx_dir / "apps" / app / "slots"
+
+    @property
     def nginx_pid(self) -> Path:
         return self.run / "nginx.pid"
 

@@ -32,8 +32,8 @@ class Effects:
 
     def do(self, action: Action) -> None:
         match action:
-            case Route(names):
-                self.router.route(names)
+            case Route(names, apps, app_of):
+                self.router.route(names, apps, app_of)
             case WakeEmperor():
                 self.wake_emperor()
             case ReloadThroughFifo(name):

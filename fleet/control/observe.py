@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
+from fleet.core.apps import App
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
@@ -33,7 +34,8 @@ class ClusterObserver:
     ):
         self.layout, self.settings = layout, settings
         self.known_options, self.caps = known_options, caps
-        self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
+        # name -> (mtime_ns, problem, health check, app)
+        self._checked: dict[str, tuple[int, str, HealthCheck, App]] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
@@ -41,7 +43,10 @@ class ClusterObserver:
     # ---- what is wanted ----------------------------------------------------------------------------
 
     def wanted(self) -> Wanted:
-        files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
+        files = {}
+        for name, mtime_ns in self._scan().items():
+            problem = self._problem(name, mtime_ns)
+            files[name] = FileInfo(mtime_ns, problem, self._checked[name][3])
         for name in set(self._checked) - set(files):
             del self._checked[name]
         return Wanted(files, frozenset(self._drain_requests()))
@@ -76,7 +81,9 @@ class ClusterObserver:
             return cached[1]
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
-        self._checked[name] = (mtime_ns, problem, checked.health)
+        identity = checked.app
+        app = App(identity.name, identity.hosts, identity.path, identity.static)
+        self._checked[name] = (mtime_ns, problem, checked.health, app)
         return problem
 
     def _drain_requests(self) -> list[str]:

@@ -10,7 +10,7 @@ is rotated like the tally (renamed aside past `max_bytes`, nginx reopens it on S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Unpack
 
@@ -25,9 +25,11 @@ class AnswerLog:
         self.path = path
         self._log = AppendedLog(path, reopen, whole_lines=True, **rotation)
 
-    def read(self, slots: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    def read(self, slots: Sequence[str] | Mapping[str, str]) -> dict[str, tuple[int, ...]]:
         """The statuses each backend answered since the last read, oldest first; `slots[i]` is the backend
-        slot i points at now."""
+        slot i points at now (a mapping: by the slot as the log names it, "N" or "APP/N" for an app's)."""
+        if not isinstance(slots, Mapping):
+            slots = {str(i): name for i, name in enumerate(slots)}
         found: dict[str, list[int]] = {}
         self._log.read(lambda data: _parse(data, slots, found))
         return {name: tuple(statuses) for name, statuses in found.items()}
@@ -36,15 +38,15 @@ class AnswerLog:
         self._log.close()
 
 
-def _parse(data: bytes, slots: Sequence[str], found: dict[str, list[int]]) -> None:
+def _parse(data: bytes, slots: Mapping[str, str], found: dict[str, list[int]]) -> None:
     for line in data.split(b"\n"):
         fields = line.split()
         if len(fields) < 2 or not fields[0].isdigit():
             continue
         if len(fields) >= 3:
             name = fields[2].decode("ascii", "replace")
-        elif fields[1].isdigit() and int(fields[1]) < len(slots):
-            name = slots[int(fields[1])]
+        elif (slot := fields[1].decode("ascii", "replace")) in slots:
+            name = slots[slot]
         else:
             continue
         found.setdefault(name, []).append(int(fields[0]))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from fleet.config import Limits, human
+from fleet.core.apps import DEFAULT
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
 
@@ -83,11 +84,20 @@ def write_config(layout: Layout, port: int, listen: str, limits: Limits | None =
     """Render the main config; start with no backend (JSON 503) until the control plane routes some:
     slots left by an earlier run point at sockets that are not there yet."""
     layout.make_run_dirs()
-    conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits, log))
+    values = template_values(layout, port, listen, limits, log)
+    conf = render_template(layout.nginx_template.read_text(), values)
+    errors_template = layout.nginx_template.with_name("server-errors.conf")
+    write_atomically(layout.server_errors_conf, render_template(errors_template.read_text(), values))
+    # Every public server listens where the default one does (its own line adds `reuseport`).
+    write_atomically(layout.listen_conf, f"listen {listen}:{port};\n")
     write_atomically(layout.nginx_conf, conf)
+    from fleet.proxy.apps import render_default, render_http
     from fleet.proxy.upstreams import render
 
     write_atomically(layout.upstreams_conf, render(0, layout.slots, layout.sockets))
+    # The default app alone until the control plane has read the vassal files (it then reloads once).
+    write_atomically(layout.apps_conf, render_http((), layout.app_upstreams, layout.nginx_dir, layout.root))
+    write_atomically(layout.apps_default_conf, render_default((DEFAULT,), layout.root))
 
 
 def base_command(layout: Layout) -> list[str]:
@@ -179,17 +189,34 @@ def apply_upstreams(layout: Layout, content: str) -> bool:
 
     Returns False when the list was already current (no reload).
     """
-    try:
-        previous = layout.upstreams_conf.read_text()
-    except OSError:
-        previous = None
-    if previous == content:
+    return apply_files(layout, {layout.upstreams_conf: content})
+
+
+def apply_files(layout: Layout, files: dict[Path, str]) -> bool:
+    """Write generated config files, validate them together (`nginx -t`), reload once. On a bad config put
+    every file back as it was (the last good config) and raise.
+
+    Returns False when every file was already current (no reload).
+    """
+    previous: dict[Path, str | None] = {}
+    for path in files:
+        try:
+            previous[path] = path.read_text()
+        except OSError:
+            previous[path] = None
+    changed = {path: content for path, content in files.items() if previous[path] != content}
+    if not changed:
         return False
-    write_atomically(layout.upstreams_conf, content)
+    for path, content in changed.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, content)
     ok, output = test_config(layout)
     if not ok:
-        if previous is not None:
-            write_atomically(layout.upstreams_conf, previous)
-        raise NginxConfigError(f"nginx rejected the new upstream list; kept the last good one:\n{output}")
+        for path in changed:
+            if (before := previous[path]) is not None:
+                write_atomically(path, before)
+            else:
+                path.unlink(missing_ok=True)
+        raise NginxConfigError(f"nginx rejected the new config; kept the last good one:\n{output}")
     reload(layout)
     return True

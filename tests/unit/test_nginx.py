@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from fleet.core.apps import DEFAULT
 from fleet.errors import FleetError
 from fleet.layout import Layout
 from fleet.proxy import nginx
+from fleet.proxy.apps import render_default
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +48,10 @@ def test_shipped_template_renders_completely(tmp_path):
     assert "client_max_body_size 100m;" in conf and "large_client_header_buffers 4 16k;" in conf
     assert f"pid {layout.run}/nginx.pid;" in conf
     assert f"include {layout.run}/nginx/upstreams.conf;" in conf
-    assert f"include {tmp_path}/nginx/uwsgi_params;" in conf
+    # The default app's location moved to the generated apps-default.conf (fleet.proxy.apps).
+    assert f"include {layout.run}/nginx/apps-default.conf;" in conf
+    default = render_default((DEFAULT,), tmp_path)
+    assert f"include {tmp_path}/nginx/uwsgi_params;" in default and "uwsgi_pass fleet;" in default
 
 
 def test_template_values_user_line_is_a_directive_or_a_comment(tmp_path):
