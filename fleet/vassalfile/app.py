@@ -63,7 +63,8 @@ def path_problem(path: str) -> str:
 def parse(options: list[tuple[str, str, int]]) -> tuple[AppIdentity, list[tuple[str, str, int]]]:
     """The app from the [fleet] section's (key, value, line) options (other keys are ignored here), and
     problems (message, fix, line). The last of a repeated key wins, as in uWSGI."""
-    name, hosts, path, static = DEFAULT_APP, (), "/", ""
+    name, path, static = DEFAULT_APP, "/", ""
+    hosts: tuple[str, ...] = ()
     problems: list[tuple[str, str, int]] = []
     for key, value, line in options:
         if key == "app":
