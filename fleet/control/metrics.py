@@ -156,7 +156,7 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         m = self.m
         snap, counters, now = m.snapshot, m.counters, m.wall()
-        v = ["vassal"]
+        v = ["vassal", "app"]  # every backend series names its app ([fleet] app; `default` without one)
         state = GaugeMetricFamily("fleet_vassal_state", "1 for the backend's current state.", labels=[*v, "state"])
         routed = GaugeMetricFamily("fleet_vassal_routed", "1 if nginx sends the backend new requests.", labels=v)
         workers = GaugeMetricFamily("fleet_vassal_workers", "Workers by status.", labels=[*v, "status"])
@@ -170,17 +170,17 @@ class _Collector:
         )
         for name, b in snap.backends.items():
             for s in STATES:
-                state.add_metric([name, s], 1.0 if b.state == s else 0.0)
-            routed.add_metric([name], 1.0 if name in snap.routed else 0.0)
+                state.add_metric([name, b.app, s], 1.0 if b.state == s else 0.0)
+            routed.add_metric([name, b.app], 1.0 if name in snap.routed else 0.0)
             usage = m.usage(name)
-            workers.add_metric([name, "busy"], usage.busy if usage else 0)
-            workers.add_metric([name, "idle"], usage.idle if usage else 0)
-            requests.add_metric([name], usage.requests if usage else b.requests)
-            exceptions.add_metric([name], usage.exceptions if usage else 0)
-            respawns.add_metric([name], m.respawns(name))
-            reloads.add_metric([name], m.reloads(name))
-            memory.add_metric([name], b.memory)
-            age.add_metric([name], max(0.0, round(now - b.since, 3)))
+            workers.add_metric([name, b.app, "busy"], usage.busy if usage else 0)
+            workers.add_metric([name, b.app, "idle"], usage.idle if usage else 0)
+            requests.add_metric([name, b.app], usage.requests if usage else b.requests)
+            exceptions.add_metric([name, b.app], usage.exceptions if usage else 0)
+            respawns.add_metric([name, b.app], m.respawns(name))
+            reloads.add_metric([name, b.app], m.reloads(name))
+            memory.add_metric([name, b.app], b.memory)
+            age.add_metric([name, b.app], max(0.0, round(now - b.since, 3)))
         yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, age)
 
         yield CounterMetricFamily("fleet_nginx_reloads", "nginx reloads by fleet.", value=counters.nginx_reloads)

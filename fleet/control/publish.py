@@ -82,6 +82,7 @@ class Publisher:
                 memory=memory,
                 mtime_ns=b.mtime_ns,
                 served_mtime_ns=b.served_mtime_ns,
+                app=b.app,
             )
         snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
         if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:

@@ -49,6 +49,7 @@ class Transition:
     old: State | None
     new: State | None
     reason: str
+    app: str = "default"  # the app the backend is a replica of
 
 
 def move(backend: Backend, new: State, now: float, reason: str, **changes) -> tuple[Backend, Transition]:

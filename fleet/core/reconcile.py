@@ -64,7 +64,9 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
         emperor_read_at=now if observed.emperor is not None else model.emperor_read_at,
         health_at=now if health_round(model, now, s) else model.health_at,
     )
-    return Decision(new_model, tuple(p.transitions), tuple(p.actions), wake_after)
+    known = {n: b.app for n, b in model.backends.items()} | resolved.app_of  # a deleted file: its last app
+    transitions = tuple(replace(t, app=known.get(t.name, t.app)) for t in p.transitions)
+    return Decision(new_model, transitions, tuple(p.actions), wake_after)
 
 
 def _in_flight(backends: dict[str, Backend], routes: frozenset[str], now: float) -> bool:

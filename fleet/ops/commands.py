@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
+from fleet.core.apps import DEFAULT, App, resolve
 from fleet.core.states import State
 from fleet.errors import FleetError, InvalidVassal, NotRunning, describe
 from fleet.layout import Layout, write_atomically
@@ -48,15 +49,22 @@ def check(
         paths = [layout.vassal_file(name) for name in vassals.present(layout.vassals)]
     options = uwsgi.known_options(uwsgi.binary(uwsgi_bin))
     bad = 0
-    for path in paths:
-        checked = vassals.read(path, options, layout.app, caps)
+    read = [(path, vassals.read(path, options, layout.app, caps)) for path in paths]
+    # The rules across files (one app's vassals agree; two apps never claim one host and path), by name.
+    identities = {c.name: App(c.app.name, c.app.hosts, c.app.path, c.app.static) for _, c in read if c.valid}
+    across = resolve(identities).problems
+    for path, checked in read:
         shown = os.path.relpath(path)
-        if checked.valid:
-            out.write(f"{shown}: ok\n")
+        app = identities.get(checked.name)
+        if checked.valid and checked.name not in across:
+            where = f" (app {app.name}: {app.where()})" if app and app != DEFAULT else ""
+            out.write(f"{shown}: ok{where}\n")
             continue
         bad += 1
         for problem in checked.problems:
             out.write(problem.format(shown) + "\n")
+        if checked.valid:
+            out.write(f"{shown}: {across[checked.name]}\n")
     if bad:
         out.write(f"{bad} of {len(paths)} file(s) have problems; they are never routed to.\n")
     return 1 if bad else 0

@@ -28,10 +28,11 @@ class Event:
     new: State | None
     reason: str
     at: float
+    app: str = "default"  # the app the backend is a replica of
 
     @classmethod
     def of(cls, t: Transition, at: float) -> Event:
-        return cls(t.name, t.old, t.new, t.reason, at)
+        return cls(t.name, t.old, t.new, t.reason, at, t.app)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,10 +46,12 @@ class Event:
             None if new is None else State(new),
             str(doc.get("reason", "")),
             float(doc["at"]),
+            str(doc.get("app", "default")),
         )
 
     def describe(self) -> str:
-        return f"{self.name}: {self.old or 'new'} -> {self.new or 'gone'} ({self.reason})"
+        app = f" (app {self.app})" if self.app != "default" else ""
+        return f"{self.name}{app}: {self.old or 'new'} -> {self.new or 'gone'} ({self.reason})"
 
 
 Subscriber = Callable[[Event], None]

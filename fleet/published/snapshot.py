@@ -31,6 +31,7 @@ class BackendView:
     memory: int = 0  # bytes, PSS of its master and workers
     mtime_ns: int = 0  # the file version the control plane acted on
     served_mtime_ns: int = 0  # the file version serving now
+    app: str = "default"  # the app it is a replica of ([fleet] app)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class Row:
     memory: int  # bytes, proportional set size of the master and its workers
     routed: bool
     error: str
+    app: str = "default"
 
 
 def rows(layout: Layout) -> list[Row]:
@@ -42,20 +43,24 @@ def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
         if b is None:
             result.append(Row(name, unseen, None, 0, 0, 0, False, ""))
             continue
-        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error))
+        routed = name in snap.routed
+        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, routed, b.error, b.app))
     return result
 
 
 def render_table(table: list[Row]) -> str:
     if not table:
         return "no backends: drop a file into vassals/ or run `fleet add NAME`\n"
-    header = ("NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR")
+    apps = len({r.app for r in table}) > 1  # the APP column only where there is more than one
+    header: tuple[str, ...] = ("NAME", *(("APP",) if apps else ()), "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY")
+    header += ("ERROR",)
     lines = [header]
     for r in table:
         state = r.state + ("" if r.routed or r.state != State.HEALTHY else " (unrouted)")
         lines.append(
             (
                 r.name,
+                *((r.app,) if apps else ()),
                 state,
                 str(r.pid or "-"),
                 str(r.workers),

@@ -75,13 +75,14 @@ def test_metrics_have_every_per_vassal_series_and_pass_promtool(fleet):
     text = scrape(fleet)
     for name in ("backend-1", "backend-2"):
         label = f'vassal="{name}"'
-        assert series(text, "fleet_vassal_state")[f'{{state="healthy",{label}}}'] == 1
-        assert series(text, "fleet_vassal_routed")[f"{{{label}}}"] == 1
-        assert series(text, "fleet_vassal_memory_bytes")[f"{{{label}}}"] > 1 << 20
-        assert f'{{status="idle",{label}}}' in series(text, "fleet_vassal_workers")
+        app = 'app="default",'  # every backend series names its app; labels are written sorted
+        assert series(text, "fleet_vassal_state")[f'{{{app}state="healthy",{label}}}'] == 1
+        assert series(text, "fleet_vassal_routed")[f"{{{app}{label}}}"] == 1
+        assert series(text, "fleet_vassal_memory_bytes")[f"{{{app}{label}}}"] > 1 << 20
+        assert f'{{{app}status="idle",{label}}}' in series(text, "fleet_vassal_workers")
         for metric in ("requests", "exceptions", "respawns", "reloads"):
-            assert f"{{{label}}}" in series(text, f"fleet_vassal_{metric}_total"), metric
-        assert f"{{{label}}}" in series(text, "fleet_vassal_seconds_since_transition")
+            assert f"{{{app}{label}}}" in series(text, f"fleet_vassal_{metric}_total"), metric
+        assert f"{{{app}{label}}}" in series(text, "fleet_vassal_seconds_since_transition")
     assert series(text, "fleet_up") == {
         '{part="supervisor"}': 1,
         '{part="emperor"}': 1,
@@ -127,7 +128,8 @@ def test_a_new_vassal_is_in_the_next_scrape_and_a_removed_one_goes(fleet):
     before = series(scrape(fleet), "fleet_hot_add_seconds_count")[""]
     fleet.write_vassal("metrics-new.ini")
     fleet.wait(lambda: 'vassal="metrics-new"' in scrape(fleet), "the new vassal's series")
-    fleet.wait(lambda: series(scrape(fleet), "fleet_vassal_routed").get('{vassal="metrics-new"}') == 1, "routed")
+    new = '{app="default",vassal="metrics-new"}'
+    fleet.wait(lambda: series(scrape(fleet), "fleet_vassal_routed").get(new) == 1, "routed")
     assert series(scrape(fleet), "fleet_hot_add_seconds_count")[""] == before + 1
     (fleet.vassals / "metrics-new.ini").unlink()
     fleet.wait(lambda: 'vassal="metrics-new"' not in scrape(fleet), "its series gone")
@@ -141,7 +143,7 @@ def test_a_reload_is_counted_timed_and_listed_in_events(fleet):
         return text if series(text, "fleet_reload_seconds_count")[""] >= 1 else None
 
     text = fleet.wait(reloaded, "the reload counted")
-    assert series(text, "fleet_vassal_reloads_total")['{vassal="backend-2"}'] >= 1
+    assert series(text, "fleet_vassal_reloads_total")['{app="default",vassal="backend-2"}'] >= 1
     moves = [(e["name"], e["old"], e["new"]) for e in requests.get(fleet.admin + "/api/events").json()["events"]]
     assert ("backend-2", "reloading", "healthy") in moves
     lines = fleet.fleet("events").stdout.splitlines()

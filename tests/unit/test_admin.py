@@ -106,7 +106,7 @@ def test_the_page_loads_nothing_from_elsewhere():
 def test_metrics_are_prometheus_text(admin):
     r = get(admin, "/metrics")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'fleet_vassal_state{state="healthy",vassal="a"} 1.0' in r.text
+    assert 'fleet_vassal_state{app="default",state="healthy",vassal="a"} 1.0' in r.text
 
 
 def test_api_status_is_what_fleet_status_json_prints(admin):

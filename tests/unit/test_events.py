@@ -86,7 +86,8 @@ def test_fleet_events_prints_the_last_ones_as_text_or_json(tmp_path, capsys):
     ]
     assert cli.main(["--root", str(tmp_path), "events", "--json"]) == 0
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [d["name"] for d in docs] == ["b0", "b1", "b2"] and set(docs[0]) == {"name", "old", "new", "reason", "at"}
+    assert [d["name"] for d in docs] == ["b0", "b1", "b2"]
+    assert set(docs[0]) == {"name", "old", "new", "reason", "at", "app"}
 
 
 def test_status_watch_redraws_the_table(tmp_path: Path):

@@ -36,6 +36,8 @@ def samples(m: Metrics) -> dict[tuple[str, tuple], float]:
 
 
 def value(m: Metrics, name: str, **labels: str) -> float | None:
+    if name.startswith("fleet_vassal_"):  # every backend series names its app
+        labels.setdefault("app", "default")
     return samples(m).get((name, tuple(sorted(labels.items()))))
 
 

@@ -42,7 +42,7 @@ def test_empty_table_says_how_to_add_a_backend():
 
 def test_json_has_one_object_per_row_with_fixed_keys():
     doc = json.loads(render_json(ROWS))["backends"]
-    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error"]
+    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error", "app"]
     assert [list(row) for row in doc] == [keys] * 3
     assert doc[0] == {
         "name": "backend-1",
@@ -53,6 +53,7 @@ def test_json_has_one_object_per_row_with_fixed_keys():
         "memory": 50 * 2**20,
         "routed": True,
         "error": "",
+        "app": "default",
     }
     assert doc[2]["pid"] is None
     assert json.loads(render_json([])) == {"parts": [], "backends": []}
@@ -66,3 +67,11 @@ def test_parts_come_first_and_a_down_part_says_why():
     assert "fleet up" in render_parts([])
     doc = json.loads(render_json([], parts))
     assert doc["parts"][1] == {"name": "control", "up": False, "pid": 12, "detail": "not running"}
+
+
+def test_the_table_has_an_app_column_only_when_there_is_more_than_one_app():
+    one = render_table([Row("b", "healthy", 1, 1, 0, 0, True, "")])
+    assert "APP" not in one.splitlines()[0]
+    two = render_table([Row("a", "healthy", 1, 1, 0, 0, True, ""), Row("b", "healthy", 2, 1, 0, 0, True, "", "blog")])
+    assert two.splitlines()[0].split()[:3] == ["NAME", "APP", "STATE"]
+    assert two.splitlines()[2].split()[:3] == ["b", "blog", "healthy"]

@@ -151,6 +151,9 @@ function renderBackends(doc) {
   const body = document.querySelector("#backends tbody");
   const rows = new Map([...body.children].map((tr) => [tr.dataset.backend, tr]));
   const names = new Set();
+  // The app column only where there is more than one app (as `fleet status`).
+  const apps = new Set(doc.backends.map((b) => b.app));
+  document.querySelector("#backends").classList.toggle("one-app", apps.size <= 1);
   for (const b of doc.backends) {
     names.add(b.name);
     let tr = rows.get(b.name);
@@ -172,6 +175,7 @@ function renderBackends(doc) {
     const since = b.since ? el("span", { class: "age", text: "for " + age(doc.now - b.since) }) : "";
     tr.replaceChildren(
       el("td", { class: "name" }, b.name, el("span", { class: "pid", text: b.pid ? "pid " + b.pid : "" })),
+      el("td", { class: "app-col", text: b.app }),
       el("td", { class: "state" }, badge(b.state), since),
       el("td", {}, el("span", { class: "routed " + (b.routed ? "yes" : "no"), text: b.routed ? "●" : "○", title: b.routed ? "routed" : "not routed" })),
       el("td", {}, ...workersCell(b)),

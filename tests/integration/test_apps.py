@@ -1,0 +1,139 @@
+"""Several apps in one fleet, by host name and path prefix, with real third-party Flask apps: flaskr (Flask's
+tutorial) under /blog, js_example (Flask's JavaScript example) on its own host name, the example app as the
+default (harness.thirdparty fetches Flask's examples)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.cluster import Cluster
+from harness.load import Load
+from harness.thirdparty import flask_examples
+
+pytestmark = pytest.mark.integration
+
+JS_HOST = "js.example.test"
+
+
+def blog_vassal(root: Path) -> str:
+    return (
+        f"[uwsgi]\nchdir = {root / 'thirdparty' / 'tutorial'}\nmodule = flaskr:create_app()\nprocesses = 1\n"
+        "[fleet]\napp = blog\npath = /blog\n"
+    )
+
+
+def js_vassal(root: Path) -> str:
+    return (
+        f"[uwsgi]\nchdir = {root / 'thirdparty' / 'javascript'}\nmodule = js_example:app\nprocesses = 1\n"
+        f"[fleet]\napp = js\nhost = {JS_HOST}\n"
+    )
+
+
+def with_third_party_apps(c: Cluster) -> None:
+    """Copy Flask's examples into the cluster and initialise flaskr's database, writable by the vassals."""
+    examples = flask_examples()
+    for name in ("tutorial", "javascript"):
+        shutil.copytree(examples / name, c.root / "thirdparty" / name)
+    tutorial = c.root / "thirdparty" / "tutorial"
+    init = "from flaskr import create_app\nfrom flaskr.db import init_db\nwith create_app().app_context(): init_db()\n"
+    subprocess.run([sys.executable, "-c", init], cwd=tutorial, check=True, timeout=60)
+    if os.geteuid() == 0:  # vassals run as www-data: flaskr writes its SQLite file in its instance folder
+        user = pwd.getpwnam("www-data")
+        for path in [tutorial / "instance", *(tutorial / "instance").iterdir()]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def nginx_master(c: Cluster) -> int:
+    return int((c.run_dir / "nginx.pid").read_text())
+
+
+def reloads(c: Cluster) -> int:
+    return c.state()["counters"]["nginx_reloads"]
+
+
+@pytest.fixture
+def three_apps(make_cluster) -> Cluster:
+    c = make_cluster({})
+    with_third_party_apps(c)
+    for name, text in {
+        "backend-1.ini": "[uwsgi]\nprocesses = 2\n",
+        "blog-1.ini": blog_vassal(c.root),
+        "js-1.ini": js_vassal(c.root),
+    }.items():
+        c.write_vassal(name, text)
+    c.up()
+    return c
+
+
+def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(three_apps):
+    c = three_apps
+    # The default app: any host, any path no other app takes.
+    assert c.get("/").json()["backend"] == "backend-1"
+    assert c.get("/healthz").status_code == 200
+    blogger = requests.get(c.url + "/blogger", timeout=5)  # not under /blog: the default app's own 404
+    assert blogger.status_code == 404 and "no app serves" not in blogger.text, blogger.text[:300]
+    # js_example by host name, at every path of that host.
+    js = requests.get(c.url + "/", headers={"Host": JS_HOST}, timeout=5)
+    assert js.status_code == 200 and "js_example" in js.text or "JavaScript" in js.text, js.text[:300]
+    add = requests.post(c.url + "/add", data={"a": "2", "b": "3"}, headers={"Host": JS_HOST}, timeout=5)
+    assert add.json() == {"result": 5}
+    # /blog alone is sent to /blog/; flaskr's pages carry the prefix in every url_for link.
+    bare = requests.get(c.url + "/blog", allow_redirects=False, timeout=5)
+    assert bare.status_code == 308 and bare.headers["Location"].endswith("/blog/")
+    s = requests.Session()
+    index = s.get(c.url + "/blog", timeout=5)
+    assert index.status_code == 200, index.text[:300]
+    assert 'href="/blog/static/style.css"' in index.text and 'href="/blog/auth/register"' in index.text
+    assert s.get(c.url + "/blog/static/style.css", timeout=5).status_code == 200
+    # Register, log in, write a post: forms, redirects and the session cookie, all under /blog.
+    r = s.post(c.url + "/blog/auth/register", data={"username": "ann", "password": "pw"}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/blog/auth/login", r.text[:300]
+    r = s.post(c.url + "/blog/auth/login", data={"username": "ann", "password": "pw"}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/blog/", r.text[:300]
+    assert "session=" in r.headers["Set-Cookie"]
+    r = s.post(c.url + "/blog/create", data={"title": "Hello apps", "body": "under a prefix"}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/blog/", r.text[:300]
+    page = s.get(c.url + "/blog/", timeout=5).text
+    assert "Hello apps" in page and 'href="/blog/auth/logout"' in page and 'href="/blog/1/update"' in page
+    # Everything knows the app.
+    backends = c.state()["backends"]
+    assert {n: b["app"] for n, b in backends.items()} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
+    status = c.fleet("status").stdout
+    assert re.search(r"blog-1\s+blog\s+healthy", status), status
+
+
+def test_a_backend_added_to_one_app_under_keepalive_load_on_another_loses_nothing_and_reloads_nothing(three_apps):
+    c = three_apps
+    master, reloads_before = nginx_master(c), reloads(c)
+    with Load(c.url, clients=4, keepalive=True) as load:
+        load.wait_requests(200)
+        c.write_vassal("blog-2.ini", blog_vassal(c.root))
+        c.wait(lambda: "blog-2" in c.state()["routed"], "blog-2 routed", 60)
+        load.wait_requests(200)
+        (c.vassals / "blog-2.ini").unlink()
+        c.wait(lambda: "blog-2" not in c.state()["backends"], "blog-2 removed", 60)
+        load.wait_requests(100)
+    assert load.result.failures == [], load.result.summary()
+    assert nginx_master(c) == master
+    assert reloads(c) == reloads_before, "a backend of an existing app never reloads nginx"
+    assert requests.get(c.url + "/blog/", timeout=5).status_code == 200
+
+
+def test_a_request_no_app_takes_gets_a_json_404_naming_host_and_path(make_cluster):
+    c = make_cluster({})
+    with_third_party_apps(c)
+    c.write_vassal("blog-1.ini", blog_vassal(c.root))
+    c.up()
+    r = requests.get(c.url + "/nowhere", headers={"Host": "other.example.test"}, timeout=5)
+    assert r.status_code == 404
+    assert r.json()["host"] == "other.example.test" and r.json()["path"] == "/nowhere"
+    assert requests.get(c.url + "/blog/", timeout=5).status_code == 200
