@@ -137,3 +137,19 @@ def test_a_request_no_app_takes_gets_a_json_404_naming_host_and_path(make_cluste
     assert r.status_code == 404
     assert r.json()["host"] == "other.example.test" and r.json()["path"] == "/nowhere"
     assert requests.get(c.url + "/blog/", timeout=5).status_code == 200
+
+
+def test_a_rolling_reload_of_all_keeps_every_app_serving_even_an_app_of_one_backend(three_apps):
+    c = three_apps
+    with (
+        Load(c.url, clients=2, keepalive=True) as default_app,
+        Load(c.url, clients=2, path="/blog/hello", keepalive=True, raw=True) as blog,
+    ):
+        default_app.wait_requests(100)
+        blog.wait_requests(100)
+        c.fleet("reload", "--all", timeout=300)
+        default_app.wait_requests(50)
+        blog.wait_requests(50)
+    for load in (default_app, blog):
+        assert load.result.failures == [], load.result.summary()
+    assert {n for n, b in c.state()["backends"].items() if b["state"] == "healthy"} == {"backend-1", "blog-1", "js-1"}

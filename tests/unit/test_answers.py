@@ -26,6 +26,16 @@ def test_answers_are_read_per_backend_by_name_or_by_slot(tmp_path):
     log.close()
 
 
+def test_an_apps_slot_is_named_with_its_app(tmp_path):
+    path = tmp_path / "answers.log"
+    path.touch()
+    log = AnswerLog(path, reopen=lambda: None)
+    with open(path, "a") as f:
+        f.write("504 blog/1\n504 1\n502 shop/1\n")
+    assert log.read({"1": "d1", "blog/1": "b1"}) == {"b1": (504,), "d1": (504,)}
+    log.close()
+
+
 def test_an_unfinished_line_waits_for_its_end(tmp_path):
     path = tmp_path / "answers.log"
     log = AnswerLog(path, reopen=lambda: None)
