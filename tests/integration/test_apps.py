@@ -4,6 +4,7 @@ default (harness.thirdparty fetches Flask's examples)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -61,7 +62,8 @@ def reloads(c: Cluster) -> int:
 
 
 @pytest.fixture
-def three_apps(make_cluster) -> Cluster:
+def three_apps(make_cluster, monkeypatch) -> Cluster:
+    monkeypatch.setenv("FLEET_ACCESS_LOG", "json")  # for `fleet up` below: the log with each request's app
     c = make_cluster({})
     with_third_party_apps(c)
     for name, text in {
@@ -109,6 +111,19 @@ def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(thre
     assert {n: b["app"] for n, b in backends.items()} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
     status = c.fleet("status").stdout
     assert re.search(r"blog-1\s+blog\s+healthy", status), status
+    admin = f"http://127.0.0.1:{c.port + 1}"  # the admin listener's default port
+    c.wait(lambda: 'fleet_vassal_routed{app="blog",vassal="blog-1"} 1.0' in requests.get(admin + "/metrics").text, "")
+    api = requests.get(admin + "/api/status", timeout=5).json()
+    assert {b["name"]: b["app"] for b in api["backends"]} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
+    log = c.run_dir / "logs" / "nginx-access.jsonl"
+
+    def logged() -> dict[str, str]:
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        apps = {d["uri"]: d["app"] for d in lines if d["uri"] in ("/blog/create", "/add", "/healthz")}
+        return apps if len(apps) == 3 else {}
+
+    found = c.wait(logged, "the JSON access log (nginx flushes it every 2 s)", timeout=15)
+    assert found == {"/blog/create": "blog", "/add": "js", "/healthz": "default"}
 
 
 def test_a_backend_added_to_one_app_under_keepalive_load_on_another_loses_nothing_and_reloads_nothing(three_apps):
