@@ -45,7 +45,11 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     retries = [b.retry_at - now for b in p.backends.values() if b.retry_at is not None]
     retries += [until - now for b in p.backends.values() if _held(b, now) and (until := b.outlier.ejected_until)]
     wake_after = max(0.0, min([wake_after, *retries]))
-    new_apps = resolved.apps if resolved.apps != observed.apps else None
+    # An app enters nginx with its first routed backend (its upstream and slots in the same reload: creating
+    # an app reloads nginx once); once in, it stays while it has files (a JSON 503 while none serves).
+    live = {p.backends[n].app for n in routes} | {a.name for a in observed.apps}
+    table = tuple(a for a in resolved.apps if a.name in live)
+    new_apps = table if table != observed.apps else None
     if routes != observed.routed or new_apps is not None:
         failed_at = observed.routing_failed_at if observed.routing_failed_at is not None else now
         retry_at = failed_at + s.routing_retry

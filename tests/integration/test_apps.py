@@ -168,3 +168,25 @@ def test_a_rolling_reload_of_all_keeps_every_app_serving_even_an_app_of_one_back
     for load in (default_app, blog):
         assert load.result.failures == [], load.result.summary()
     assert {n for n, b in c.state()["backends"].items() if b["state"] == "healthy"} == {"backend-1", "blog-1", "js-1"}
+
+
+def test_creating_an_app_and_moving_it_to_another_path_reload_nginx_once_each(three_apps):
+    c = three_apps
+    before = reloads(c)
+    c.write_vassal("news-1.ini", "[uwsgi]\nprocesses = 1\n[fleet]\napp = news\npath = /news\n")
+    c.wait(lambda: "news-1" in c.state()["routed"], "news-1 routed", 60)
+    assert requests.get(c.url + "/news/", timeout=5).json()["backend"] == "news-1"
+    assert reloads(c) == before + 1, "a new app: its upstream, slots and location in one reload"
+    mtime = (
+        c.write_vassal("news-1.ini", "[uwsgi]\nprocesses = 1\n[fleet]\napp = news\npath = /press\n").stat().st_mtime_ns
+    )
+    c.wait(
+        lambda: c.state()["backends"]["news-1"]["served_mtime_ns"] >= mtime and "news-1" in c.state()["routed"],
+        "news-1 serves its new file",
+        60,
+    )
+    # (Asked only now: while nginx reloads, old workers may still take a new connection for a moment.)
+    assert requests.get(c.url + "/press/", timeout=5).json()["backend"] == "news-1"
+    assert reloads(c) == before + 2, "an app moved: one reload"
+    moved = requests.get(c.url + "/news/", timeout=5)  # now the default app's (its own 404), not news'
+    assert moved.status_code == 404 and "no app serves" not in moved.text

@@ -202,3 +202,22 @@ def test_a_failed_rule_breaker_serves_again_once_the_rule_holds_and_it_answers()
     files = {"x": FileInfo(V1, app=App("blog2", (), "/blog"))}
     d = step(m, files, set(), probes={"x": Probe(True)})
     assert d.model.backends["x"].state == S.HEALTHY
+
+
+def test_a_new_app_enters_nginx_only_with_its_first_routed_backend_so_creating_it_reloads_once():
+    m = Model({"d1": b("d1", S.HEALTHY)})
+    files = {"d1": FileInfo(V1), "b1": FileInfo(V1, app=BLOG)}
+    starting = step(m, files, {"d1"}, probes={"b1": Probe(False, "connection refused")})
+    assert starting.model.backends["b1"].state == S.STARTING
+    assert not [a for a in starting.actions if isinstance(a, Route)]
+    healthy = step(starting.model, files, {"d1"}, probes={"b1": Probe(True)})
+    assert healthy.actions[0] == Route(frozenset({"d1", "b1"}), (DEFAULT, BLOG), (("b1", "blog"),))
+
+
+def test_an_app_nginx_serves_stays_while_no_backend_serves_and_leaves_with_its_last_file():
+    m = Model({"d1": b("d1", S.HEALTHY), "b1": b("b1", S.HEALTHY, "blog")})
+    files = {"d1": FileInfo(V1), "b1": FileInfo(V1, app=BLOG)}
+    ejected = step(m, files, {"d1", "b1"}, apps=(DEFAULT, BLOG), probes={"b1": Probe(False, "refused")})
+    assert all(a.apps is None for a in ejected.actions if isinstance(a, Route))
+    gone = step(m, {"d1": FileInfo(V1)}, {"d1"}, apps=(DEFAULT, BLOG))
+    assert gone.actions[0] == Route(frozenset({"d1"}), (DEFAULT,), ())
