@@ -47,6 +47,8 @@ class Runtime:
         self.cluster = ClusterObserver(
             layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
         )
+        # Static files (issue 18): pass NginxRouter(static=...) a function App -> the nginx locations serving
+        # its `static` folder (fleet.proxy.static); fleet.proxy.apps places them after the app's own.
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
         # What each backend answered, for outlier ejection (passive health): read every pass.

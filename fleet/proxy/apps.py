@@ -88,6 +88,7 @@ def locations_for(host: str | None, apps: Sequence[App]) -> list[App]:
 
 def _location(app: App, index: int, params: Path, static: Callable[[App], str] | None) -> str:
     upstream = upstream_name(app.name)
+    # STATIC: the locations of the app's static folder (fleet.proxy.static, given to NginxRouter), if any.
     extra = static(app) if static else ""
     if app.path == "/":
         return (
