@@ -12,19 +12,23 @@ import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import nginx as N
 from bench.servers import Edit
 
 NGINX = "nginx/nginx.conf"
 EMPEROR = "emperor.ini"
 TALLY = "    access_log {{run}}/nginx/answers.tally fleet_class buffer=16k flush=1s;\n"
 NO_ACCESS_LOG = Edit(NGINX, "    {{access_log}}\n", "    access_log off;\n")
-PARAMS = "            include {{root}}/nginx/uwsgi_params;\n"
-# What a WSGI app needs of the request (PEP 3333), without DOCUMENT_ROOT, REQUEST_SCHEME, HTTPS, REMOTE_PORT.
-FEW_PARAMS = "".join(
-    f"            uwsgi_param {k} {v};\n"
-    for k, v in N.UWSGI_PARAM_PAIRS
-    if k not in {"DOCUMENT_ROOT", "REQUEST_SCHEME", "REMOTE_PORT"}
+PARAMS = "nginx/uwsgi_params"
+# What a WSGI app needs of the request (PEP 3333): the shipped list without DOCUMENT_ROOT, REQUEST_SCHEME,
+# HTTPS and REMOTE_PORT (PATH_INFO is sent by each app's location, fleet/proxy/apps.py).
+FEW_PARAMS = tuple(
+    Edit(PARAMS, line, "")
+    for line in (
+        "uwsgi_param DOCUMENT_ROOT   $document_root;\n",
+        "uwsgi_param REQUEST_SCHEME  $scheme;\n",
+        "uwsgi_param HTTPS           $https if_not_empty;\n",
+        "uwsgi_param REMOTE_PORT     $remote_port;\n",
+    )
 )
 
 
@@ -71,9 +75,15 @@ def variants(root: Path) -> list[Variant]:
         Variant(
             "no-buffering",
             "nginx uwsgi_buffering off",
-            (Edit(NGINX, "uwsgi_pass fleet;", "uwsgi_pass fleet;\n            uwsgi_buffering off;"),),
+            (
+                Edit(
+                    NGINX,
+                    "    uwsgi_hide_header X-Fleet-Vassal;\n",
+                    "    uwsgi_hide_header X-Fleet-Vassal;\n    uwsgi_buffering off;\n",
+                ),
+            ),
         ),
-        Variant("few-params", "nginx sends 10 uwsgi params instead of 14", (Edit(NGINX, PARAMS, FEW_PARAMS),)),
+        Variant("few-params", "nginx sends 10 uwsgi params instead of 14", FEW_PARAMS),
         Variant(
             "direct-upstream",
             "upstream = the vassal's socket (no 32 slots, no least_conn)",
