@@ -50,6 +50,7 @@ class Observed:
 
     routed: frozenset[str] = frozenset()
     apps: tuple[App, ...] = (DEFAULT,)  # the apps nginx's config serves now
+    members: dict[str, str] = field(default_factory=dict)  # the app of each routed backend not in the default app
     emperor: EmperorStats | None = None  # None: not read this pass, or not answering
     probes: dict[str, Probe] = field(default_factory=dict)
     stats: dict[str, VassalStats] = field(default_factory=dict)  # absent: not read or not answering

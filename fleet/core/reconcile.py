@@ -50,11 +50,12 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     live = {p.backends[n].app for n in routes} | {a.name for a in observed.apps}
     table = tuple(a for a in resolved.apps if a.name in live)
     new_apps = table if table != observed.apps else None
-    if routes != observed.routed or new_apps is not None:
+    app_of = tuple(sorted((n, p.backends[n].app) for n in routes if p.backends[n].app != apps.DEFAULT_APP))
+    moved = dict(app_of) != {n: a for n, a in observed.members.items() if n in routes}  # a backend changed app
+    if routes != observed.routed or new_apps is not None or moved:
         failed_at = observed.routing_failed_at if observed.routing_failed_at is not None else now
         retry_at = failed_at + s.routing_retry
         if not observed.routing_error or now >= retry_at:
-            app_of = tuple(sorted((n, p.backends[n].app) for n in routes if p.backends[n].app != apps.DEFAULT_APP))
             p.actions.insert(0, Route(routes, new_apps, app_of))
         else:
             wake_after = min(wake_after, retry_at - now)

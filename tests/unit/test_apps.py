@@ -181,7 +181,7 @@ def test_a_backend_joining_an_app_nginx_already_serves_changes_no_app():
 def test_a_new_vassal_that_disagrees_with_its_app_fails_and_the_app_serves_on():
     m = Model({"b1": b("b1", S.HEALTHY, "blog")})
     files = {"b1": FileInfo(V1, app=BLOG), "b2": FileInfo(V1, app=App("blog", (), "/news"))}
-    d = step(m, files, {"b1"}, apps=(BLOG,))
+    d = step(m, files, {"b1"}, apps=(BLOG,), members={"b1": "blog"})
     assert d.model.backends["b2"].state == S.FAILED
     assert "must agree" in d.model.backends["b2"].error
     assert d.model.backends["b1"].state == S.HEALTHY
@@ -221,3 +221,10 @@ def test_an_app_nginx_serves_stays_while_no_backend_serves_and_leaves_with_its_l
     assert all(a.apps is None for a in ejected.actions if isinstance(a, Route))
     gone = step(m, {"d1": FileInfo(V1)}, {"d1"}, apps=(DEFAULT, BLOG))
     assert gone.actions[0] == Route(frozenset({"d1"}), (DEFAULT,), ())
+
+
+def test_a_routed_backend_whose_app_changed_is_routed_again_under_its_new_app():
+    m = Model({"d1": b("d1", S.HEALTHY), "x": b("x", S.HEALTHY, "blog")})
+    files = {"d1": FileInfo(V1), "x": FileInfo(V1)}
+    d = step(m, files, {"d1", "x"}, apps=(DEFAULT, BLOG), members={"x": "blog"})
+    assert d.actions[0] == Route(frozenset({"d1", "x"}), (DEFAULT,), ())
