@@ -74,7 +74,8 @@ class Runtime:
         look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
         observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
-        observed = replace(observed, apps=router.apps, members=router.members, answers=self.answers.read(router.slot_names()))
+        answers = self.answers.read(router.slot_names())
+        observed = replace(observed, apps=router.apps, members=dict(router.members), answers=answers)
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
         wall = time.time()
