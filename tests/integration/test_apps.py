@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,30 @@ def test_creating_an_app_and_moving_it_to_another_path_reload_nginx_once_each(th
     assert reloads(c) == before + 2, "an app moved: one reload"
     moved = requests.get(c.url + "/news/", timeout=5)  # now the default app's (its own 404), not news'
     assert moved.status_code == 404 and "no app serves" not in moved.text
+
+
+def nginx_workers(c: Cluster) -> set[int]:
+    master = nginx_master(c)
+    return {int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+
+
+def test_a_restarted_control_plane_keeps_every_app_routed_without_reloading_nginx(three_apps):
+    c = three_apps
+    workers = nginx_workers(c)
+    old = c.pids()["control"]
+    with Load(c.url, clients=2, path="/blog/hello", keepalive=True, raw=True) as blog:
+        blog.wait_requests(100)
+        os.kill(old, signal.SIGKILL)
+        c.wait(lambda: c.pids().get("control") not in (None, old), "the control plane restarted", 30)
+        c.wait(
+            lambda: (
+                c.state()["control_pid"] == c.pids()["control"]
+                and set(c.state()["routed"]) == {"backend-1", "blog-1", "js-1"}
+            ),
+            "the new control plane routing every app",
+            30,
+        )
+        blog.wait_requests(100)
+    assert blog.result.failures == [], blog.result.summary()
+    assert nginx_workers(c) == workers, "the apps read back from run/nginx: nothing to reload"
+    assert requests.get(c.url + "/", headers={"Host": JS_HOST}, timeout=5).status_code == 200
