@@ -25,8 +25,23 @@ HEADER = "# Written by fleet's control plane. Do not edit; it is rewritten.\n"
 _TABLE = "# apps: "
 NOT_FOUND = (
     "default_type application/json;\n"
-    'return 404 \'{"error": "no app serves this host and path", "host": "$host", "path": "$uri", '
+    'return 404 \'{"error": "no app serves this host and path", "host": "$fleet_json_host", '
+    '"path": "$fleet_json_path", '
     '"detail": "see the host and path lines of [fleet] in the vassal files; run `fleet status`"}\\n\';\n'
+)
+
+
+# The host and path as the JSON 404 shows them: only characters that need no escaping in a JSON string
+# (nginx's `return` cannot escape them; a `"` or `\` in a URL must not break the document).
+JSON_SAFE = (
+    "map $host $fleet_json_host {\n"
+    '    "~^[A-Za-z0-9._:-]*$" $host;\n'
+    '    default "(not shown: it has characters JSON would need escaped)";\n'
+    "}\n"
+    "map $uri $fleet_json_path {\n"
+    '    "~^[A-Za-z0-9/._~%!&\'()*+,;=:@-]*$" $uri;\n'
+    '    default "(not shown: it has characters JSON would need escaped)";\n'
+    "}\n"
 )
 
 
@@ -140,7 +155,7 @@ def render_http(
 ) -> str:
     """apps.conf, at http level: each app's upstream (but the default's, in nginx.conf), the maps that
     cut its prefix off PATH_INFO, and one server per host name an app names."""
-    out = [HEADER, table(apps)]
+    out = [HEADER, table(apps), JSON_SAFE]
     for app in apps:
         if app.name != DEFAULT_APP:
             out.append(f"upstream {upstream_name(app.name)} {{\n    include {upstreams(app.name)};\n}}\n")

@@ -218,3 +218,13 @@ def test_a_restarted_control_plane_keeps_every_app_routed_without_reloading_ngin
     assert blog.result.failures == [], blog.result.summary()
     assert nginx_workers(c) == workers, "the apps read back from run/nginx: nothing to reload"
     assert requests.get(c.url + "/", headers={"Host": JS_HOST}, timeout=5).status_code == 200
+
+
+def test_the_json_404_stays_valid_json_whatever_the_path(make_cluster):
+    c = make_cluster({})
+    c.write_vassal("api-1.ini", "[uwsgi]\nprocesses = 1\n[fleet]\napp = api\npath = /api\n")
+    c.up()
+    for path in ("/x%22y", "/x%5Cy", "/caf%C3%A9"):
+        r = requests.get(c.url + path, timeout=5)
+        assert r.status_code == 404 and "no app serves" in r.json()["error"], (path, r.text)
+    assert requests.get(c.url + "/plain/path", timeout=5).json()["path"] == "/plain/path"

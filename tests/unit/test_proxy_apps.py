@@ -53,10 +53,12 @@ def test_without_an_app_at_the_root_a_request_gets_a_json_404_naming_host_and_pa
     conf = apps.render_default((BLOG,), ROOT)
     assert re.search(
         r"location / \{\n.*return 404 '\{\"error\": \"no app serves this host and path\", "
-        r"\"host\": \"\$host\", \"path\": \"\$uri\"",
+        r"\"host\": \"\$fleet_json_host\", \"path\": \"\$fleet_json_path\"",
         conf,
         re.S,
     )
+    # Shown only when it needs no escaping in JSON (a `"` in the URL must not break the document).
+    assert '"~^[A-Za-z0-9/._~%!&\'()*+,;=:@-]*$" $uri;' in http(BLOG)
 
 
 def test_a_host_names_server_holds_its_apps_then_the_wildcards_then_the_any_host_apps():
