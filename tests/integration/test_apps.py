@@ -228,3 +228,24 @@ def test_the_json_404_stays_valid_json_whatever_the_path(make_cluster):
         r = requests.get(c.url + path, timeout=5)
         assert r.status_code == 404 and "no app serves" in r.json()["error"], (path, r.text)
     assert requests.get(c.url + "/plain/path", timeout=5).json()["path"] == "/plain/path"
+
+
+def test_fleet_check_names_each_files_app_and_fails_the_files_that_break_an_app_rule(make_cluster):
+    c = make_cluster({})
+    files = {
+        "blog-1.ini": "[uwsgi]\n[fleet]\napp = blog\npath = /blog\n",
+        "blog-2.ini": "[uwsgi]\n[fleet]\napp = blog\npath = /news\n",
+        "other-1.ini": "[uwsgi]\n[fleet]\napp = other\npath = /blog\n",
+        "bad-1.ini": "[uwsgi]\n[fleet]\npath = blog/\n",
+        "plain.ini": "[uwsgi]\nprocesses = 1\n",
+    }
+    for name, text in files.items():
+        c.write_vassal(name, text)
+    done = c.fleet("check", check=False)
+    out = done.stdout
+    assert done.returncode == 1, out
+    assert "blog-1.ini: ok (app blog: host any host, path /blog)" in out
+    assert "plain.ini: ok\n" in out
+    assert "blog-2.ini: app 'blog': its vassals must agree" in out
+    assert "other-1.ini: app 'other' claims host any host, path /blog, which app 'blog'" in out
+    assert "bad-1.ini:3: path 'blog/' does not start with /" in out
