@@ -25,6 +25,7 @@ def main(
     polling: bool = False,
     uwsgi_bin: str | None = None,
     caps: Caps | None = None,
+    tls_pair: tuple[str, str] | None = None,
 ) -> int:
     """The control plane; with `admin` (address, port), also the admin listener (status page, /metrics)."""
     logging.basicConfig(
@@ -32,12 +33,12 @@ def main(
     )
     layout.make_run_dirs()
     if admin is None:
-        Runtime(layout, settings, uwsgi_bin=uwsgi_bin, caps=caps).run(polling)
+        Runtime(layout, settings, uwsgi_bin=uwsgi_bin, caps=caps, tls_pair=tls_pair).run(polling)
         return 0
     # Every counter lives in the metrics; the feed tells the status page what changed.
     metrics = Metrics(parts=lambda: running_parts(layout, asking="control"), nginx_view=NginxView(layout))
     feed = Feed(seed=read_events(layout.events_file))
-    runtime = Runtime(layout, settings, subscribers=(metrics, feed), uwsgi_bin=uwsgi_bin, caps=caps)
+    runtime = Runtime(layout, settings, subscribers=(metrics, feed), uwsgi_bin=uwsgi_bin, caps=caps, tls_pair=tls_pair)
     listener = AdminServer(layout, metrics, feed, runtime.snapshot, *admin)
     server: AdminServer | None = listener
     try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from fleet import uwsgi
+from fleet.control.certs import CertWatcher
 from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
@@ -41,6 +42,7 @@ class Runtime:
         subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
         caps: vassals.Caps | None = None,
+        tls_pair: tuple[str, str] | None = None,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
         # The caps `fleet up` chose reach this process on its command line, as its other settings do.
@@ -59,6 +61,8 @@ class Runtime:
         own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
         for on_event in (*own, *(s.on_event for s in self.subscribers)):
             self.bus.subscribe(on_event)
+        # HTTPS: the certificate and key files, looked at about once a second for a rotation.
+        self.certs = CertWatcher(layout, *tls_pair, clock=clock) if tls_pair else None
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
         self.wake = threading.Event()
@@ -96,7 +100,10 @@ class Runtime:
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
-        return decision.wake_after
+        if self.certs is None:
+            return decision.wake_after
+        self.certs.look()
+        return min(decision.wake_after, self.certs.due_in())
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

@@ -57,6 +57,11 @@ GOOD = {
     "cell_port": ("8000", 8000),
     "health_port": ("9090", 9090),
     "drain": ("1.5", 1.5),
+    "https_port": ("9443", 9443),
+    "tls_cert": ("/etc/ssl/site.crt", "/etc/ssl/site.crt"),
+    "tls_key": ("/etc/ssl/site.key", "/etc/ssl/site.key"),
+    "tls": ("local", "local"),
+    "http_redirect": ("off", "off"),
 }
 
 # A bad value of every setting.
@@ -84,6 +89,11 @@ BAD = {
     "cell_port": "0",
     "health_port": "65536",
     "drain": "x",
+    "https_port": "0",
+    "tls_cert": "/etc/ssl/",
+    "tls_key": "/etc/ssl/private/",
+    "tls": "acme",
+    "http_redirect": "yes",
 }
 
 PAIRS = [(s, c) for s in SETTINGS for c in s.commands]
@@ -148,6 +158,11 @@ OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "cell_port": "8001",
     "health_port": "9091",
     "drain": "2",
+    "https_port": "9444",
+    "tls_cert": "/srv/other.crt",
+    "tls_key": "/srv/other.key",
+    "tls": "off",
+    "http_redirect": "on",
 }
 
 
