@@ -33,7 +33,10 @@ class CertWatcher:
     ):
         self.layout, self.cert, self.key, self.clock, self.interval = layout, cert, key, clock, interval
         self.group = group
-        self.watch = core.Watch()
+        # What `fleet up` installed (or an earlier control plane did) is served until a change is judged.
+        fingerprint, not_after, serial = tls.describe(tls.serving_pem(layout))
+        self.watch = core.Watch(serving=fingerprint, serving_serial=serial, serving_not_after=not_after)
+        tls.write_state(layout, self.watch, cert, key)
         self.looked_at: float | None = None
         self.events = EventFile(layout.events_file)
 

@@ -8,6 +8,7 @@ made by the `openssl` command line on this machine; nothing leaves it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -132,11 +133,13 @@ def _private_dir(parent: Path) -> Path:
 def _make_ca(layout: Layout, folder: Path) -> None:
     work = _private_dir(folder)
     try:
-        host = socket.gethostname()
+        # The CN tells this CA from another cluster's in a trust store: the machine and the cluster's folder.
+        where = hashlib.sha256(str(layout.root).encode()).hexdigest()[:8]
+        host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40]
         _openssl(
             "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "ca.key", "-out", "ca.crt", "-days", str(CA_DAYS), "-sha256",
-            "-subj", f"/O=fleet/CN=fleet local CA ({host} {layout.root})"[:200],
+            "-subj", f"/O=fleet/CN=fleet local CA {host} {where}",
             "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             cwd=work,
