@@ -3,6 +3,7 @@ the settings that go together, nginx's generated includes, the status line, the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,14 @@ def test_the_local_certificate_names_loopback_and_every_app_host_once(tmp_path):
     assert hosts == ["*.shop.test", "blog.example.com"]
     assert local_ca.names_for(hosts) == ["localhost", "127.0.0.1", "::1", "*.shop.test", "blog.example.com"]
     assert local_ca._san(["localhost", "127.0.0.1", "::1"]) == "DNS:localhost,IP:127.0.0.1,IP:::1"
+
+
+# ---- compose
+
+
+def test_compose_tls_file_sets_only_settings_of_the_table_and_publishes_https_on_loopback():
+    text = (Path(__file__).resolve().parents[2] / "docker-compose.tls.yml").read_text()
+    variables = set(re.findall(r"^\s+(FLEET_[A-Z_]+):", text, re.MULTILINE))
+    assert variables == {"FLEET_TLS_CERT", "FLEET_TLS_KEY", "FLEET_HTTPS_PORT", "FLEET_HTTP_REDIRECT"}
+    assert variables <= {s.env for s in config.SETTINGS}
+    assert '- "127.0.0.1:${FLEET_HTTPS_PORT:-8443}:${FLEET_HTTPS_PORT:-8443}"' in text
