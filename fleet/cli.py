@@ -93,7 +93,10 @@ def command_edge(layout: Layout, args: argparse.Namespace, values: Values) -> in
     from fleet.swarm import edge_process
 
     settings = edge.EdgeSettings(cells_name=values.cells, cell_port=values.cell_port, health_port=values.health_port)
-    return edge_process.main(layout, values.port, values.listen, settings, values.limits)
+    config.check_https(values)
+    pair = (str(Path(values.tls_cert).absolute()), str(Path(values.tls_key).absolute())) if values.tls_cert else None
+    https = tls.Https(values.https_port, values.http_redirect == "on") if pair else None
+    return edge_process.main(layout, values.port, values.listen, settings, values.limits, https, pair)
 
 
 def command_cell(layout: Layout, args: argparse.Namespace, values: Values) -> int:

@@ -271,7 +271,7 @@ SETTINGS: tuple[Setting, ...] = (
         "8443",
         port,
         "the HTTPS port (nginx, HTTP/2), when a certificate is given (--tls-cert or --tls local)",
-        UP,
+        (*UP, "edge"),
     ),
     Setting(
         "tls_cert",
@@ -281,7 +281,7 @@ SETTINGS: tuple[Setting, ...] = (
         optional_file,
         "the certificate (PEM, chain after it) for HTTPS, with --tls-key; replacing the files is picked up"
         " within seconds, no reload",
-        CONTROL,
+        (*CONTROL, "edge"),
         default_text="none: plain HTTP",
     ),
     Setting(
@@ -291,7 +291,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         optional_file,
         "the certificate's private key (PEM, unencrypted), with --tls-cert",
-        CONTROL,
+        (*CONTROL, "edge"),
         default_text="none",
     ),
     Setting(
@@ -311,7 +311,7 @@ SETTINGS: tuple[Setting, ...] = (
         "on",
         choice("on", "off"),
         "with HTTPS, the HTTP port answers 308 to the same URL on HTTPS (off: it keeps serving)",
-        UP,
+        (*UP, "edge"),
     ),
     Setting("admin_listen", "--admin-listen", "FLEET_ADMIN_LISTEN", "127.0.0.1", address, "the admin address", CONTROL),
     Setting(

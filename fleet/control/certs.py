@@ -38,6 +38,7 @@ class CertWatcher:
         self.watch = core.Watch(serving=fingerprint, serving_serial=serial, serving_not_after=not_after)
         tls.write_state(layout, self.watch, cert, key)
         self.looked_at: float | None = None
+        layout.logs.mkdir(parents=True, exist_ok=True)  # the edge has no other use for run/logs
         self.events = EventFile(layout.events_file)
 
     def due_in(self) -> float:

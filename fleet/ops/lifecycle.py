@@ -6,13 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
 from fleet.config import Limits, Values, check_https
-from fleet.core import tls as tls_core
 from fleet.core.states import State
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
@@ -89,7 +87,7 @@ def _prepare(
         _check_port(listen, port)
         if https is not None and pair is not None:
             _check_port(listen, https.port, "--https-port N (or FLEET_HTTPS_PORT)")
-            _install_pair(layout, *pair)
+            tls.install_checked(layout, *pair, nginx.worker_group())
         nginx.write_config(layout, port, listen, limits, access_log, https)
         ok, output = nginx.test_config(layout)
         if not ok:
@@ -106,19 +104,6 @@ def _tls_pair(layout: Layout, values: Values) -> tuple[str, str] | None:
     if values.tls_cert:
         return str(Path(values.tls_cert).absolute()), str(Path(values.tls_key).absolute())
     return None
-
-
-def _install_pair(layout: Layout, cert: str, key: str) -> None:
-    """Check the pair and copy it for nginx before it starts; a bad pair stops `fleet up` here, in one line."""
-    staged = tls.stage(layout, cert, key, nginx.worker_group())
-    problem = staged.loaded.problem or tls_core.expired(staged.loaded.not_after, time.time())
-    if problem:
-        tls.discard(staged)
-        raise FleetError(
-            f"HTTPS: {problem}. Fix it and run `fleet up` again (or `--tls local` for a local certificate).",
-            exit_code=2,
-        )
-    tls.commit(layout, staged)
 
 
 def _supervisor_spec(

@@ -98,8 +98,7 @@ def write_config(
     slots left by an earlier run point at sockets that are not there yet. With `https`, the HTTPS
     listener, serving run/tls/serving.pem (installed before nginx starts)."""
     layout.make_run_dirs()
-    write_atomically(tls.http_include(layout), tls.render_http(layout, https))
-    write_atomically(tls.server_include(layout), tls.render_server(listen, https))
+    tls.write_includes(layout, layout.nginx_dir, listen, https)
     conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits, log))
     write_atomically(layout.nginx_conf, conf)
     from fleet.proxy.upstreams import render

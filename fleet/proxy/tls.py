@@ -20,8 +20,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fleet.core.tls import FileId, Loaded, PairId, Watch, reason
-from fleet.layout import Layout
+from fleet.core.tls import FileId, Loaded, PairId, Watch, expired, reason
+from fleet.errors import FleetError
+from fleet.layout import Layout, write_atomically
 
 # TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites (Mozilla's "intermediate" list without DHE,
 # which would need a DH parameters file). TLS 1.3's suites are OpenSSL's defaults, all good.
@@ -54,14 +55,6 @@ def state_file(layout: Layout) -> Path:
 
 
 # -- nginx's config: two generated includes (nginx/nginx.conf includes both; empty without HTTPS)
-
-
-def http_include(layout: Layout) -> Path:
-    return layout.nginx_dir / "tls-http.conf"
-
-
-def server_include(layout: Layout) -> Path:
-    return layout.nginx_dir / "tls-server.conf"
 
 
 def render_http(layout: Layout, https: Https | None) -> str:
@@ -174,6 +167,26 @@ def commit(layout: Layout, staged: Staged) -> bool:
         return False
     os.replace(staged.path, target)
     return True
+
+
+def install_checked(layout: Layout, cert: str, key: str, group: int | None) -> None:
+    """Check the pair and make it run/tls/serving.pem, before nginx starts: a bad pair is a FleetError of
+    one line (exit status 2) saying what is wrong and what to do."""
+    staged = stage(layout, cert, key, group)
+    problem = staged.loaded.problem or expired(staged.loaded.not_after, time.time())
+    if problem:
+        discard(staged)
+        raise FleetError(
+            f"HTTPS: {problem}. Fix it and start again (or, for `fleet up`, use --tls local for a local certificate).",
+            exit_code=2,
+        )
+    commit(layout, staged)
+
+
+def write_includes(layout: Layout, folder: Path, listen: str, https: Https | None) -> None:
+    """nginx's two HTTPS includes in `folder` (tls-http.conf, tls-server.conf): comments without HTTPS."""
+    write_atomically(folder / "tls-http.conf", render_http(layout, https))
+    write_atomically(folder / "tls-server.conf", render_server(listen, https))
 
 
 def discard(staged: Staged) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import requests
 from harness.cluster import Cluster
 from harness.load import Load
 from harness.ports import free_port
+from harness.procs import stop_group
 from harness.wait import wait_for
 from tests import tools
 from tests.conftest import TWO_BACKENDS
@@ -275,3 +278,33 @@ def test_headless_chromium_trusting_the_local_ca_loads_the_page_over_https(make_
         assert json.loads(text)["backend"] in ("backend-1", "backend-2"), text
         protocol = driver.execute_script("return performance.getEntriesByType('navigation')[0].nextHopProtocol")
         assert protocol == "h2"
+
+
+def test_the_swarm_edge_terminates_https_with_http2_redirects_http_and_rotates_without_a_reload(make_cluster, pki):
+    """`fleet edge` on this machine (no Swarm): with no cell serving it answers its own JSON error, over
+    HTTPS and HTTP/2 as a client sees it; the pair is rotated with no nginx reload."""
+    c = make_cluster({})
+    port, https_port = free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "fleet", "--root", str(c.root), "edge", "--port", str(port), "--cells", "localhost",
+        "--cell-port", str(free_port()), "--health-port", str(free_port()), "--https-port", str(https_port),
+        "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"]),
+    ]  # fmt: skip
+    with open(c.root / "edge.log", "w") as log:
+        edge = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=c.root)
+    try:
+        wait_for("the edge's HTTPS port", lambda: served(https_port, pki["ca"]), 30, ignore=(OSError,))
+        page = curl(
+            "--http2", "--cacert", str(pki["ca"]), "-w", "\n%{http_version}", f"https://localhost:{https_port}/"
+        )
+        body, _, version = page.stdout.rpartition("\n")
+        assert version == "2" and "error" in json.loads(body), page.stdout + page.stderr
+        redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", f"http://127.0.0.1:{port}/a?b")
+        assert redirect.stdout == f"308 https://127.0.0.1:{https_port}/a?b"
+        master = int((c.run_dir / "edge" / "nginx.pid").read_text())
+        workers = Path(f"/proc/{master}/task/{master}/children").read_text()
+        replace_pair(pki["cert"], pki["key"], pki["cert2"], pki["key2"])
+        wait_for("the new certificate at the edge", lambda: served(https_port, pki["ca"]) == der(pki["cert2"]), 5.0)
+        assert Path(f"/proc/{master}/task/{master}/children").read_text() == workers  # not reloaded
+    finally:
+        stop_group(edge, signal.SIGTERM, 30)
