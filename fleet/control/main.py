@@ -37,7 +37,8 @@ def main(
         return 0
     # Every counter lives in the metrics; the feed tells the status page what changed.
     metrics = Metrics(parts=lambda: running_parts(layout, asking="control"), nginx_view=NginxView(layout))
-    feed = Feed(seed=read_events(layout.events_file))
+    # The page's timeline is of backends: fleet's own notes ([https]: old and new both None) stay out of it.
+    feed = Feed(seed=[e for e in read_events(layout.events_file) if e.old is not None or e.new is not None])
     runtime = Runtime(layout, settings, subscribers=(metrics, feed), uwsgi_bin=uwsgi_bin, caps=caps, tls_pair=tls_pair)
     listener = AdminServer(layout, metrics, feed, runtime.snapshot, *admin)
     server: AdminServer | None = listener

@@ -80,6 +80,7 @@ def _prepare(
     layout.processes_file(component).unlink(missing_ok=True)
     if "control" in parts:
         layout.state_file.unlink(missing_ok=True)
+        tls.state_file(layout).unlink(missing_ok=True)  # a run without HTTPS shows none
         for leftover in layout.drain_dir.iterdir():
             leftover.unlink()
     extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)

@@ -6,7 +6,7 @@ no reload, and keep-alive and HTTP/2 connections already open carry on. One file
 chain and the key, replaced with a rename, so a handshake never reads a certificate with another's key.
 
 The workers open the file, so it must be readable by their user: as root, the file is 0640 with the
-workers' group (the vassals run with that group too: see the report in docs/operations.md).
+workers' group (the vassals run with that group too: docs/operations.md, HTTPS).
 """
 
 from __future__ import annotations
