@@ -240,6 +240,7 @@ def write_state(layout: Layout, watch: Watch, cert: str, key: str) -> None:
         "at": time.time(),
     }
     path = state_file(layout)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc) + "\n")
     os.replace(tmp, path)
