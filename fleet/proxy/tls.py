@@ -218,14 +218,14 @@ def describe(cert: Path | str) -> tuple[str, float | None, str]:
 
 
 def make_dir(layout: Layout, group: int | None) -> Path:
-    """run/tls: private to the owner, and passable (not listable) by `group` when given."""
+    """run/tls: listable by the owner only, passable by all: each file keeps its own mode (the pair nginx
+    serves 0600, or 0640 with nginx's workers' `group`; the CA's key 0600; its certificate 0644, for any
+    user's `curl --cacert`)."""
     folder = layout.run / "tls"
     folder.mkdir(parents=True, exist_ok=True)
     if group is not None:
         os.chown(folder, -1, group)
-        os.chmod(folder, 0o710)
-    else:
-        os.chmod(folder, 0o700)
+    os.chmod(folder, 0o711)
     return folder
 
 

@@ -246,6 +246,9 @@ def test_tls_local_makes_a_private_ca_once_that_curl_trusts_and_keeps_it_across_
     ca = c.run_dir / "tls" / "ca.crt"
     assert f"curl --cacert {ca}" in first.stdout and "update-ca-certificates" in first.stdout
     assert stat.S_IMODE((c.run_dir / "tls" / "ca.key").stat().st_mode) == 0o600
+    # Others may read the CA's certificate, never the key nginx serves with.
+    assert stat.S_IMODE(ca.stat().st_mode) & 0o004 and stat.S_IMODE((c.run_dir / "tls").stat().st_mode) & 0o001
+    assert stat.S_IMODE((c.run_dir / "tls" / "serving.pem").stat().st_mode) & 0o007 == 0
     for host in ("localhost", "127.0.0.1"):
         page = curl("--http2", "--cacert", str(ca), "-w", "\n%{http_version}", f"https://{host}:{port}/")
         assert page.stdout.endswith("\n2") and "backend" in page.stdout, page.stderr
