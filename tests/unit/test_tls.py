@@ -170,9 +170,13 @@ def test_the_local_certificate_names_loopback_and_every_app_host_once(tmp_path):
 # ---- compose
 
 
-def test_compose_tls_file_sets_only_settings_of_the_table_and_publishes_https_on_loopback():
-    text = (Path(__file__).resolve().parents[2] / "docker-compose.tls.yml").read_text()
+@pytest.mark.parametrize("name", ["docker-compose.tls.yml", "docker-stack.tls.yml"])
+def test_the_tls_overrides_set_only_settings_of_the_table_and_publish_https(name):
+    text = (Path(__file__).resolve().parents[2] / name).read_text()
     variables = set(re.findall(r"^\s+(FLEET_[A-Z_]+):", text, re.MULTILINE))
     assert variables == {"FLEET_TLS_CERT", "FLEET_TLS_KEY", "FLEET_HTTPS_PORT", "FLEET_HTTP_REDIRECT"}
     assert variables <= {s.env for s in config.SETTINGS}
-    assert '- "127.0.0.1:${FLEET_HTTPS_PORT:-8443}:${FLEET_HTTPS_PORT:-8443}"' in text
+    if name.startswith("docker-compose"):  # compose: the host's loopback only
+        assert '- "127.0.0.1:${FLEET_HTTPS_PORT:-8443}:${FLEET_HTTPS_PORT:-8443}"' in text
+    else:  # Swarm: the node's port, host mode (no routing mesh here)
+        assert "published: ${FLEET_HTTPS_PORT:-8443}" in text and "mode: host" in text
