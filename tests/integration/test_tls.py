@@ -175,6 +175,26 @@ def test_with_http_redirect_off_plain_http_keeps_serving_beside_https(make_clust
     assert requests.get(f"https://localhost:{port}/", verify=str(pki["ca"]), timeout=5).json()["backend"]
 
 
+SCHEME_APP = """
+import json
+
+
+def application(environ, start_response):
+    body = json.dumps({"scheme": environ["wsgi.url_scheme"], "host": environ.get("HTTP_HOST")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+"""
+
+
+def test_behind_https_the_app_sees_https_as_its_url_scheme(make_cluster, pki):
+    """So that Flask's url_for(_external=True) and redirects build https:// URLs."""
+    c = make_cluster({"probe.ini": "[uwsgi]\nmodule = scheme_probe\nprocesses = 1\n"})
+    (c.root / "app" / "scheme_probe.py").write_text(SCHEME_APP)
+    port = up_https(c, pki)
+    doc = requests.get(f"https://localhost:{port}/", verify=str(pki["ca"]), timeout=5).json()
+    assert doc == {"scheme": "https", "host": f"localhost:{port}"}
+
+
 def test_fleet_up_with_a_mismatched_pair_fails_at_once_in_one_line_and_starts_nothing(make_cluster, pki):
     c = make_cluster(TWO_BACKENDS)
     shutil.copy(pki["key3"], pki["key"])
