@@ -109,7 +109,15 @@ def command_control_plane(layout: Layout, args: argparse.Namespace, values: Valu
 
     admin = (values.admin_listen, values.admin_port) if values.admin_port else None
     polling = values.file_watch == "poll"
-    return main(layout, values.control, admin, polling=polling, uwsgi_bin=values.uwsgi, caps=values.caps)
+    return main(
+        layout,
+        values.control,
+        admin,
+        polling=polling,
+        uwsgi_bin=values.uwsgi,
+        caps=values.caps,
+        static_max_age=values.static_max_age,
+    )
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace, values: Values) -> int:

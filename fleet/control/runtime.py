@@ -25,6 +25,7 @@ from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
+from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
@@ -41,6 +42,7 @@ class Runtime:
         subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
         caps: vassals.Caps | None = None,
+        static_max_age: int = DEFAULT_MAX_AGE,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
         # The caps `fleet up` chose reach this process on its command line, as its other settings do.
@@ -49,6 +51,7 @@ class Runtime:
         )
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
+        self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # The publisher reads each vassal's stats socket about once a second for the published usage;
@@ -79,6 +82,7 @@ class Runtime:
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
+        self.serve_static()
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -97,6 +101,13 @@ class Runtime:
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
         return decision.wake_after
+
+    def serve_static(self) -> None:
+        """nginx serves the static folder the default app's valid backends agree on (none: no file, or
+        no valid one). Derived from the files, not from health: a backend coming or going reloads nothing."""
+        agreed = self.cluster.static
+        mounts = [Mount(agreed.prefix, agreed.path)] if agreed is not None and agreed.path is not None else []
+        self.static.update(mounts)
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

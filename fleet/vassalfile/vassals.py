@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import health
+from fleet.vassalfile import health, static
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
@@ -39,6 +40,7 @@ class VassalFile:
     options: tuple[Option, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
+    static: StaticMount | None = None  # from its [fleet] section: the folder nginx serves for it
 
     @property
     def valid(self) -> bool:
@@ -154,10 +156,13 @@ def parse(
     options = [o for o in options if not o.key.startswith("fleet:")]
     check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
     problems.extend(Problem(*p) for p in health_problems)
+    chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
+    mount, static_problems = static.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options], chdir)
+    problems.extend(Problem(*p) for p in static_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, mount)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
