@@ -275,8 +275,9 @@ def _unreadable(name: str, path: Path, e: OSError) -> VassalFile:
     return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
 
 
-def new_vassal_text(name: str, processes: int | None = None) -> str:
-    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini."""
+def new_vassal_text(name: str, processes: int | None = None, static: StaticMount | None = None) -> str:
+    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini; with `static`, the
+    [fleet] static line the other backends agree on (a backend without it would be failed)."""
     lines = [
         f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
         "; anything set here overrides them.",
@@ -284,4 +285,6 @@ def new_vassal_text(name: str, processes: int | None = None) -> str:
     ]
     if processes is not None:
         lines.append(f"processes = {processes}")
+    if static is not None:
+        lines += ["", "[fleet]", f"static = {static.prefix} {static.folder}"]
     return "\n".join(lines) + "\n"

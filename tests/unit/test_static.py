@@ -273,3 +273,10 @@ def test_a_readable_folder_has_nothing_to_report(public):
 def test_the_shipped_nginx_conf_includes_the_static_folders_before_the_app():
     template = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf").read_text()
     assert template.index("include {{run}}/nginx/static.conf;") < template.index("location / {")
+
+
+def test_fleet_add_writes_the_static_line_the_others_agree_on_and_it_parses_back(tmp_path, app):
+    text = vassals.new_vassal_text("backend-9", 2, StaticMount("/static", "static"))
+    assert text.endswith("[fleet]\nstatic = /static static\n")
+    checked = vassals.parse(tmp_path / "vassals" / "backend-9.ini", text.encode(), app_dir=app)
+    assert checked.valid and checked.static == StaticMount("/static", "static", app / "static")
