@@ -9,6 +9,8 @@ import gzip
 import http.client
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +214,34 @@ def test_a_backend_that_disagrees_on_static_is_failed_and_the_others_serve_on(ma
         "backend-1",
         "backend-2",
     }
+
+
+def test_as_root_in_a_0700_folder_the_workers_user_serves_the_static_folder(cluster_parent):
+    if os.geteuid() != 0:
+        pytest.skip("only as root do nginx's workers run as another user")
+    outer = Path(tempfile.mkdtemp(prefix="fleet-0700-"))  # mkdtemp: 0700, like root's home
+    c = Cluster.create(outer, {"backend-1.ini": STATIC})
+    c.root.chmod(0o700)
+    try:
+        c.up()
+        r = requests.get(f"{c.url}/static/style.css", timeout=5)
+        assert r.status_code == 200 and "font-family" in r.text
+        assert "cannot" not in (c.run_dir / "logs" / "control.log").read_text()
+    finally:
+        c.down()
+        shutil.rmtree(outer, ignore_errors=True)
+
+
+def test_a_file_the_workers_cannot_read_is_named_in_the_log_and_answered_403(make_cluster):
+    if os.geteuid() != 0:
+        pytest.skip("only as root do nginx's workers run as another user")
+    c = make_cluster({"backend-1.ini": STATIC})
+    private = c.root / "app" / "static" / "private.css"
+    private.write_text("p{}")
+    private.chmod(0o600)
+    c.up()
+    log = (c.run_dir / "logs" / "control.log").read_text()
+    assert f"cannot read {private}" in log and f"chmod o+r {private}" in log
+    r = requests.get(f"{c.url}/static/private.css", timeout=5)
+    assert r.status_code == 403 and r.headers["Content-Type"] == "application/json"
+    assert requests.get(f"{c.url}/static/style.css", timeout=5).status_code == 200
