@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import churn, hopcpu, hotadd, keepalive, reload, scale, stats, throughput
+from bench import churn, hopcpu, hotadd, keepalive, reload, scale, static, stats, throughput
 from bench.servers import Stacks
 from bench.variants import shipped_options, variants
 from harness.cluster import Cluster, copy_tree
@@ -227,10 +227,18 @@ def run_scale(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     return {"rows": rows, "idle_seconds": cfg.idle_seconds}
 
 
+def run_static(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    work.mkdir(parents=True, exist_ok=True)
+    return static.run(root, work, throughput.Plan(rounds=cfg.hop_rounds, seconds=cfg.hop_seconds), log)
+
+
 RUNNERS = {
     "throughput": run_throughput,
     "tuning": run_tuning,
     "hotadd": run_hotadd,
     "reload": run_reload,
     "scale": run_scale,
+    "static": run_static,
 }
