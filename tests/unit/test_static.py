@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from fleet.control.observe import ClusterObserver
+from fleet.core.settings import Settings
+from fleet.layout import Layout
 from fleet.proxy import static as render_static
 from fleet.proxy.static import IMMUTABLE, Mount, location, render, unreadable
 from fleet.vassalfile import static, vassals
@@ -280,3 +283,39 @@ def test_fleet_add_writes_the_static_line_the_others_agree_on_and_it_parses_back
     assert text.endswith("[fleet]\nstatic = /static static\n")
     checked = vassals.parse(tmp_path / "vassals" / "backend-9.ini", text.encode(), app_dir=app)
     assert checked.valid and checked.static == StaticMount("/static", "static", app / "static")
+
+
+# ---- the control plane's observer: agreement over the vassal files --------------------------------------
+
+
+def observer_for(tmp_path: Path, files: dict[str, str]) -> ClusterObserver:
+    layout = Layout(tmp_path)
+    layout.vassals.mkdir(exist_ok=True)
+    for age, (name, text) in enumerate(files.items()):
+        path = layout.vassal_file(name)
+        path.write_text(text)
+        os.utime(path, ns=(1_000_000_000 * (age + 1), 1_000_000_000 * (age + 1)))
+    return ClusterObserver(layout, Settings(), lambda: frozenset({"processes"}))
+
+
+def test_the_observer_fails_the_backend_that_disagrees_and_serves_what_the_others_agree_on(tmp_path, app):
+    same = "[uwsgi]\n[fleet]\nstatic = /static static\n"
+    observer = observer_for(tmp_path, {"b1": same, "b2": same, "odd": "[uwsgi]\n"})
+    wanted = observer.wanted()
+    assert wanted.files["b1"].problem == wanted.files["b2"].problem == ""
+    assert "[fleet] static is 'not set' here but '/static static' for b1, b2" in wanted.files["odd"].problem
+    assert observer.static == StaticMount("/static", "static", app / "static")
+
+
+def test_a_file_with_a_problem_of_its_own_takes_no_part_in_the_agreement(tmp_path, app):
+    observer = observer_for(
+        tmp_path, {"b1": "[uwsgi]\n[fleet]\nstatic = /static static\n", "bad": "[uwsgi]\nnope = 1\n"}
+    )
+    wanted = observer.wanted()
+    assert wanted.files["bad"].problem.startswith("line 2: unknown uWSGI option")
+    assert observer.static is not None and observer.static.prefix == "/static"
+
+
+def test_no_vassal_files_serve_no_static_folder(tmp_path, app):
+    observer = observer_for(tmp_path, {})
+    assert observer.wanted().files == {} and observer.static is None
