@@ -90,7 +90,7 @@ class Runtime:
             self.last_pass_ms,
             router.changes,
             router.last_change_ms,
-            router.reloads,
+            router.reloads + self.static.reloads,  # every reload of nginx: routing or static folders
             router.last_reload_ms,
             router.errors,
         )

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.errors import NginxConfigError
+from fleet.errors import FleetError, NginxConfigError
 from fleet.layout import Layout, write_atomically
 
 log = logging.getLogger("fleet.control")
@@ -158,10 +158,9 @@ def render(mounts: Iterable[Mount], max_age: int = DEFAULT_MAX_AGE) -> str:
     return head + "".join(location(m.prefix, m.folder, max_age) for m in ordered) + error_locations()
 
 
-def apply(layout: Layout, content: str) -> bool:
-    """Write run/nginx/static.conf, validate, reload nginx. On a bad config keep the last good one and raise.
-
-    Returns False when the file already held `content` (nothing to do: no reload)."""
+def write_checked(layout: Layout, content: str) -> bool:
+    """Write run/nginx/static.conf and validate it with `nginx -t`; on a bad config put the last good one
+    back and raise. Returns False when the file already held `content`."""
     from fleet.proxy import nginx  # nginx imports this module for its initial (empty) include
 
     target = static_conf(layout)
@@ -177,6 +176,15 @@ def apply(layout: Layout, content: str) -> bool:
         if previous is not None:
             write_atomically(target, previous)
         raise NginxConfigError(f"nginx rejected the static folders; kept the last good ones:\n{output}")
+    return True
+
+
+def apply(layout: Layout, content: str) -> bool:
+    """write_checked(), then reload nginx if the file changed. Returns whether it did."""
+    from fleet.proxy import nginx
+
+    if not write_checked(layout, content):
+        return False
     nginx.reload(layout)
     return True
 
@@ -243,32 +251,55 @@ class StaticFolders:
     def __init__(self, layout: Layout, max_age: int = DEFAULT_MAX_AGE, worker_user: str | None = None):
         self.layout, self.max_age, self.worker_user = layout, max_age, worker_user
         self.reloads, self.error = 0, ""
-        self._last: str | None = None  # the content last applied, or last refused (not tried again)
+        self._last: str | None = None  # the content last written, or last refused (not tried again)
+        # Written while nginx was not running yet: it may have read the file before, so reload once it runs.
+        self._unapplied = False
 
     def update(self, mounts: Iterable[Mount]) -> None:
         """Apply `mounts` (the prefix under the app's path, the folder as configured: resolved here)."""
+        from fleet.proxy import nginx
+
         resolved = [Mount(m.prefix, Path(os.path.realpath(m.folder))) for m in mounts]
+        unservable = ""
         try:
             content = render(resolved, self.max_age)
         except ValueError as e:  # a symlinked folder resolving to a path nginx cannot name
-            content, self.error = render([]), str(e)
-            log.error("static folders: %s; serving none", e)
-        if content == self._last:
+            content, unservable = render([]), f"{e}; serving no static folder"
+            self._fail(unservable)
+        if content == self._last and not self._unapplied:
             return
+        if content != self._last:
+            for mount in resolved:
+                if why := unreadable(mount.folder, self.worker_user):
+                    log.warning(
+                        "static %s/ (%s): %s; nginx answers 403 for what it cannot read",
+                        mount.prefix,
+                        mount.folder,
+                        why,
+                    )
         self._last = content
-        for mount in resolved:
-            if why := unreadable(mount.folder, self.worker_user):
-                log.warning(
-                    "static %s/ (%s): %s; nginx answers 403 for what it cannot read", mount.prefix, mount.folder, why
-                )
         try:
-            changed = apply(self.layout, content)
-        except (NginxConfigError, OSError) as e:
-            self.error = str(e)
-            log.error("static folders: %s", e)
+            changed = write_checked(self.layout, content) or self._unapplied
+        except (FleetError, OSError) as e:  # refused by `nginx -t`: not tried again until the mounts change
+            self._fail(str(e))
             return
-        self.error = ""
+        if changed and nginx.master_pid(self.layout) is None:
+            self._unapplied = True
+            return
+        if changed:
+            try:
+                nginx.reload(self.layout)
+            except (FleetError, OSError) as e:  # the file is written: reload at the next pass
+                self._unapplied = True
+                self._fail(str(e))
+                return
+        self.error, self._unapplied = unservable, False
         if changed:
             self.reloads += 1
             shown = ", ".join(f"{m.prefix}/ -> {m.folder}" for m in sorted(resolved, key=lambda m: m.prefix))
             log.info("static folders served by nginx: %s (nginx reloaded)", shown or "none")
+
+    def _fail(self, error: str) -> None:
+        if error != self.error:  # once per error, not once per pass
+            log.error("static folders: %s", error)
+        self.error = error
