@@ -25,7 +25,7 @@ from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
-from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders
+from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders, url_prefix
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
@@ -106,8 +106,10 @@ class Runtime:
         """nginx serves the static folder the default app's valid backends agree on (none: no file, or
         no valid one). Derived from the files, not from health: a backend coming or going reloads nothing."""
         agreed = self.cluster.static
-        mounts = [Mount(agreed.prefix, agreed.path)] if agreed is not None and agreed.path is not None else []
-        self.static.update(mounts)
+        if agreed is None or agreed.path is None:
+            self.static.update([])
+            return
+        self.static.update([Mount(url_prefix("/", agreed.prefix), agreed.path)])  # the default app's path: /
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

@@ -77,6 +77,11 @@ class Mount:
     folder: Path
 
 
+def url_prefix(app_path: str, static_prefix: str) -> str:
+    """Where an app's static prefix is served: under the app's path (`/blog` + `/static` -> `/blog/static`)."""
+    return app_path.rstrip("/") + static_prefix
+
+
 def json_error(status: int, error: str) -> str:
     return f'default_type application/json;\n        return {status} \'{{"error": "{error}"}}\\n\';'
 

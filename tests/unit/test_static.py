@@ -14,7 +14,7 @@ from fleet.control.observe import ClusterObserver
 from fleet.core.settings import Settings
 from fleet.layout import Layout
 from fleet.proxy import static as render_static
-from fleet.proxy.static import IMMUTABLE, Mount, location, render, unreadable
+from fleet.proxy.static import IMMUTABLE, Mount, location, render, unreadable, url_prefix
 from fleet.vassalfile import static, vassals
 from fleet.vassalfile.static import StaticMount, agree, chdir_of, parse_value
 
@@ -53,6 +53,12 @@ def test_the_vassals_own_chdir_is_the_base_of_a_relative_folder(tmp_path, app):
     (other / "public").mkdir(parents=True)
     checked = vassal(tmp_path, "static = /s public", f"chdir = {other}\nmodule = wsgi")
     assert checked.static.path == other / "public"
+
+
+def test_a_relative_folder_under_a_chdir_with_placeholders_is_a_problem(tmp_path, app):
+    checked = vassal(tmp_path, "static = /s public", "chdir = $(HOME)/site\nmodule = wsgi")
+    assert checked.static is None
+    assert "chdir fleet cannot resolve" in checked.reason() and "absolute path" in checked.reason()
 
 
 def test_chdir_with_percent_d_is_the_vassal_files_folder():
@@ -319,3 +325,10 @@ def test_a_file_with_a_problem_of_its_own_takes_no_part_in_the_agreement(tmp_pat
 def test_no_vassal_files_serve_no_static_folder(tmp_path, app):
     observer = observer_for(tmp_path, {})
     assert observer.wanted().files == {} and observer.static is None
+
+
+@pytest.mark.parametrize(
+    "app_path, prefix, url", [("/", "/static", "/static"), ("/blog", "/static", "/blog/static"), ("/a/", "/s", "/a/s")]
+)
+def test_a_static_prefix_is_served_under_its_apps_path(app_path, prefix, url):
+    assert url_prefix(app_path, prefix) == url
