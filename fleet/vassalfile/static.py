@@ -68,16 +68,19 @@ def parse_value(value: str, chdir: Path | None) -> tuple[StaticMount | None, str
 
 
 def parse(
-    options: list[tuple[str, str, int]], chdir: Path | None
+    options: list[tuple[str, str, int]], chdir: Path | None, must_resolve: bool = False
 ) -> tuple[StaticMount | None, list[tuple[str, str, int]]]:
     """The mount from the [fleet] section's (key, value, line) options (other keys are not looked at), and
-    problems (message, fix, line). `chdir`: the vassal's working folder, None when not known (then a relative
-    folder is not checked)."""
+    problems (message, fix, line). `chdir`: the vassal's working folder, None when not known: then a relative
+    folder is not checked, or, with `must_resolve` (the folder is checked on disk), is a problem."""
     mount, problems = None, []
     for key, value, line in options:
         if key != "static":
             continue
         found, message, fix = parse_value(value, chdir)
+        if found is not None and found.path is None and must_resolve:
+            message = f"static folder {found.folder!r} is relative to a chdir fleet cannot resolve"
+            found, fix = None, "write the static folder as an absolute path"
         if found is None:
             problems.append((message, fix, line))
         else:

@@ -157,18 +157,9 @@ def parse(
     check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
     problems.extend(Problem(*p) for p in health_problems)
     chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
-    mount, static_problems = static.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options], chdir)
+    fleet_keys = [(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options]
+    mount, static_problems = static.parse(fleet_keys, chdir, must_resolve=app_dir is not None)
     problems.extend(Problem(*p) for p in static_problems)
-    if mount is not None and mount.path is None and app_dir is not None:  # chdir with uWSGI placeholders
-        line = next(n for k, _, n in reversed(fleet_options) if k == "fleet:static")
-        problems.append(
-            Problem(
-                f"static folder {mount.folder!r} is relative to a chdir fleet cannot resolve (placeholders)",
-                "write the static folder as an absolute path",
-                line,
-            )
-        )
-        mount = None
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
