@@ -14,7 +14,7 @@ What the block guarantees, and why each line is there:
   fingerprinted names (`app.3f9c2b.css`: a dot, 6+ hex digits, a dot, an extension), which change name
   when they change content.
 - gzip for text types, and `gzip_static`: a precompressed `name.gz` beside a file is sent as is.
-- Symlinks are not followed below the folder (`disable_symlinks on`): one could lead out of it.
+- Symlinks are not followed below the folder (`disable_symlinks on`; a JSON 404): one could lead out of it.
 - A missing file is a JSON 404 from nginx, like fleet's other errors.
 """
 
@@ -83,6 +83,9 @@ def url_prefix(app_path: str, static_prefix: str) -> str:
 
 
 def json_error(status: int, error: str) -> str:
+    """An nginx `return` of a JSON error (the text goes inside single quotes: it may hold none)."""
+    if any(c in error for c in "'\\\"$"):
+        raise ValueError(f"{error!r} cannot be written into an nginx return")
     return f'default_type application/json;\n        return {status} \'{{"error": "{error}"}}\\n\';'
 
 
@@ -110,6 +113,8 @@ def location(mount: str, folder: Path, max_age: int = DEFAULT_MAX_AGE) -> str:
         }}
         default_type application/octet-stream;
         autoindex off;
+        # Only files: a folder named without its slash is a 404, not a redirect to `folder/`.
+        try_files $uri =404;
         disable_symlinks on from={base};
         etag on;
         add_header Cache-Control "max-age={max_age}";
@@ -122,7 +127,7 @@ def location(mount: str, folder: Path, max_age: int = DEFAULT_MAX_AGE) -> str:
         error_page 404 = @fleet_static_404;
         error_page 403 = @fleet_static_403;
         error_page 405 = @fleet_static_405;
-        # nginx redirects `{mount}/folder` to `{mount}/folder/`: a sign that the folder is there.
+        # The nested locations have no try_files: there, nginx would redirect a folder to `folder/`.
         error_page 301 = @fleet_static_404;
         # A folder: no listing, and no sign that it exists.
         location ~ /$ {{
@@ -145,7 +150,7 @@ def error_locations() -> str:
         {json_error(404, "no such file")}
     }}
     location @fleet_static_403 {{
-        {json_error(403, "this file cannot be served: see nginx-error.log (permissions, or a symlink)")}
+        {json_error(403, "this file cannot be served: the nginx workers may not read it (see nginx-error.log)")}
     }}
     location @fleet_static_405 {{
         add_header Allow "GET, HEAD" always;
@@ -277,7 +282,7 @@ class StaticFolders:
             for mount in resolved:
                 if why := unreadable(mount.folder, self.worker_user):
                     log.warning(
-                        "static %s/ (%s): %s; nginx answers 403 for what it cannot read",
+                        "static %s/ (%s): %s; nginx answers 404 for what it cannot read",
                         mount.prefix,
                         mount.folder,
                         why,

@@ -170,6 +170,7 @@ def test_no_listing_and_a_folder_request_is_a_json_404():
     assert "autoindex off;" in text
     folder = text[text.index("location ~ /$ {") :]
     assert "return 404" in folder.split("}")[0]
+    assert "try_files $uri =404;" in text  # a folder without its slash: not a redirect that says it is there
     assert "error_page 301 = @fleet_static_404;" in text
 
 
