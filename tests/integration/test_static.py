@@ -253,3 +253,13 @@ def test_a_file_the_workers_cannot_read_is_named_in_the_logs_and_answered_a_json
     error_log = c.run_dir / "logs" / "nginx-error.log"
     c.wait(lambda: f"{private}" in error_log.read_text() and "Permission denied" in error_log.read_text(), "logged")
     assert requests.get(f"{c.url}/static/style.css", timeout=5).status_code == 200
+
+
+def test_the_shipped_vassals_serve_the_example_apps_static_folder_from_nginx(make_cluster):
+    c = make_cluster()  # vassals/ as shipped
+    c.up()
+    css = requests.get(f"{c.url}/static/style.css", timeout=5)
+    assert css.status_code == 200 and css.headers["Cache-Control"] == "max-age=300"  # the default
+    fingerprinted = requests.get(f"{c.url}/static/app.3f9c2b.css", timeout=5)
+    assert fingerprinted.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert requests.get(c.url, timeout=5).json()["backend"] in ("backend-1", "backend-2")
