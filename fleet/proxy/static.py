@@ -1,7 +1,9 @@
 """Static folders served by nginx itself (a vassal's `[fleet] static = /prefix folder`): no worker sees them.
 
-`location()` renders the block of one mount (pure); `render()` the include of a server's mounts; `apply()`
-writes it, validates it with `nginx -t` and reloads nginx only when it changed (the last good one kept);
+`location()` renders the block of one mount (pure; `url_prefix()` puts an app's static prefix under its
+path), `error_locations()` the named locations those blocks answer errors with (once per nginx `server`),
+`render()` the include of a server's mounts (both). `StaticFolders` (the control plane's) writes that
+include, validates it with `nginx -t` and reloads nginx only when it changed (the last good one kept);
 `unreadable()` says why nginx's workers could not read a folder.
 
 What the block guarantees, and why each line is there:
@@ -36,7 +38,7 @@ from fleet.layout import Layout, write_atomically
 log = logging.getLogger("fleet.control")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-# A fingerprinted name: `.3f9c2b.` (6+ hex digits between dots) before the last extension (and an optional .gz).
+# A fingerprinted name: `.3f9c2b.` (6+ hex digits between dots) before the last extension.
 FINGERPRINT = r"\.[0-9a-fA-F]{6,}\.[A-Za-z0-9]+$"
 GZIP_TYPES = ("text/css", "application/javascript", "image/svg+xml", "application/json", "text/plain")
 # nginx.conf includes no mime.types (its location differs between systems): the types static files need.
@@ -82,11 +84,11 @@ def url_prefix(app_path: str, static_prefix: str) -> str:
     return app_path.rstrip("/") + static_prefix
 
 
-def json_error(status: int, error: str) -> str:
+def json_error(status: int, error: str, indent: int = 8) -> str:
     """An nginx `return` of a JSON error (the text goes inside single quotes: it may hold none)."""
     if any(c in error for c in "'\\\"$"):
         raise ValueError(f"{error!r} cannot be written into an nginx return")
-    return f'default_type application/json;\n        return {status} \'{{"error": "{error}"}}\\n\';'
+    return f'default_type application/json;\n{" " * indent}return {status} \'{{"error": "{error}"}}\\n\';'
 
 
 def location(mount: str, folder: Path, max_age: int = DEFAULT_MAX_AGE) -> str:
@@ -131,7 +133,7 @@ def location(mount: str, folder: Path, max_age: int = DEFAULT_MAX_AGE) -> str:
         error_page 301 = @fleet_static_404;
         # A folder: no listing, and no sign that it exists.
         location ~ /$ {{
-            {json_error(404, missing)}
+            {json_error(404, missing, 12)}
         }}
         location ~ "{FINGERPRINT}" {{
             add_header Cache-Control "{IMMUTABLE}";

@@ -333,3 +333,9 @@ def test_no_vassal_files_serve_no_static_folder(tmp_path, app):
 )
 def test_a_static_prefix_is_served_under_its_apps_path(app_path, prefix, url):
     assert url_prefix(app_path, prefix) == url
+
+
+@pytest.mark.parametrize("text", ["nginx's", 'a "b"', "a $b", "a \\ b"])
+def test_an_error_text_that_would_break_the_nginx_return_is_refused(text):
+    with pytest.raises(ValueError):
+        render_static.json_error(404, text)
