@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import churn, hopcpu, hotadd, https, keepalive, reload, scale, stats, throughput
+from bench import churn, hopcpu, hotadd, https, keepalive, reload, scale, static, stats, throughput
 from bench.servers import Stacks
 from bench.variants import shipped_options, variants
 from harness.cluster import Cluster, copy_tree
@@ -246,6 +246,13 @@ def run_https(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     return {"plan": plan.__dict__, **https.summarize(results), "handshake": handshake}
 
 
+def run_static(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    work.mkdir(parents=True, exist_ok=True)
+    return static.run(root, work, throughput.Plan(rounds=cfg.hop_rounds, seconds=cfg.hop_seconds), log)
+
+
 RUNNERS = {
     "throughput": run_throughput,
     "tuning": run_tuning,
@@ -253,4 +260,5 @@ RUNNERS = {
     "reload": run_reload,
     "scale": run_scale,
     "https": run_https,
+    "static": run_static,
 }

@@ -117,7 +117,14 @@ def command_control_plane(layout: Layout, args: argparse.Namespace, values: Valu
     config.check_https(values)
     tls_pair = (values.tls_cert, values.tls_key) if values.tls_cert else None
     return main(
-        layout, values.control, admin, polling=polling, uwsgi_bin=values.uwsgi, caps=values.caps, tls_pair=tls_pair
+        layout,
+        values.control,
+        admin,
+        polling=polling,
+        uwsgi_bin=values.uwsgi,
+        caps=values.caps,
+        tls_pair=tls_pair,
+        static_max_age=values.static_max_age,
     )
 
 

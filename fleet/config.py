@@ -70,6 +70,12 @@ def whole_seconds(text: str) -> int:
     return _at_least_one(text, " of seconds")
 
 
+def whole_seconds_or_zero(text: str) -> int:
+    if text.strip().isdigit():
+        return int(text)
+    raise ValueError("not a whole number of seconds, 0 or more")
+
+
 def count(text: str) -> int:
     """A whole number, at least 1."""
     return _at_least_one(text, "")
@@ -390,6 +396,16 @@ SETTINGS: tuple[Setting, ...] = (
         CONTROL,
     ),
     Setting(
+        "static_max_age",
+        "--static-max-age",
+        "FLEET_STATIC_MAX_AGE",
+        "300",
+        whole_seconds_or_zero,
+        "the Cache-Control max-age of static files ([fleet] static); fingerprinted names (app.3f9c2b.css) get a"
+        " year and `immutable`",
+        CONTROL,
+    ),
+    Setting(
         "uwsgi",
         "--uwsgi",
         "FLEET_UWSGI",
@@ -622,6 +638,7 @@ _METAVARS: dict[Callable[[str], Any], str] = {
     size: "SIZE",
     header_buffer: "SIZE",
     whole_seconds: "SECONDS",
+    whole_seconds_or_zero: "SECONDS",
     seconds: "SECONDS",
     seconds_or_zero: "SECONDS",
     count: "N",

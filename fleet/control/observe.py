@@ -15,6 +15,7 @@ from fleet.layout import Layout
 from fleet.logs import failure_reason
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount, agree
 
 log = logging.getLogger("fleet.control")
 NO_SOCKET = Probe(False, "its socket does not exist yet")
@@ -36,6 +37,8 @@ class ClusterObserver:
         self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
+        self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
+        self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
 
     # ---- what is wanted ----------------------------------------------------------------------------
@@ -44,7 +47,17 @@ class ClusterObserver:
         files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
         for name in set(self._checked) - set(files):
             del self._checked[name]
+            self._static.pop(name, None)
+        files = self._agree_on_static(files)
         return Wanted(files, frozenset(self._drain_requests()))
+
+    def _agree_on_static(self, files: dict[str, FileInfo]) -> dict[str, FileInfo]:
+        """The backends must agree on [fleet] static: one that disagrees is failed, with the reason."""
+        valid = {name: self._static.get(name) for name, info in files.items() if not info.problem}
+        self.static, reasons = agree("static", valid, {n: files[n].mtime_ns for n in valid}, _describe_static)
+        return {
+            name: FileInfo(info.mtime_ns, reasons[name]) if name in reasons else info for name, info in files.items()
+        }
 
     def _scan(self) -> dict[str, int]:
         """The vassal files present (vassals.present): {name: mtime_ns}.
@@ -77,6 +90,7 @@ class ClusterObserver:
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
         self._checked[name] = (mtime_ns, problem, checked.health)
+        self._static[name] = checked.static
         return problem
 
     def _drain_requests(self) -> list[str]:
@@ -144,6 +158,10 @@ class ClusterObserver:
         log = self.layout.log(name)
         found = failure_reason(log)
         return f"{found} (see {log})" if found else ""
+
+
+def _describe_static(mount: StaticMount | None) -> str:
+    return mount.describe() if mount is not None else "not set"
 
 
 def _describe(e: Exception) -> str:

@@ -26,6 +26,7 @@ from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
+from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders, url_prefix
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
@@ -43,6 +44,7 @@ class Runtime:
         uwsgi_bin: str | None = None,
         caps: vassals.Caps | None = None,
         tls_pair: tuple[str, str] | None = None,
+        static_max_age: int = DEFAULT_MAX_AGE,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
         # The caps `fleet up` chose reach this process on its command line, as its other settings do.
@@ -51,6 +53,7 @@ class Runtime:
         )
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
+        self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # The publisher reads each vassal's stats socket about once a second for the published usage;
@@ -83,6 +86,7 @@ class Runtime:
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
+        self.serve_static()
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -90,7 +94,7 @@ class Runtime:
             self.last_pass_ms,
             router.changes,
             router.last_change_ms,
-            router.reloads,
+            router.reloads + self.static.reloads,  # every reload of nginx: routing or static folders
             router.last_reload_ms,
             router.errors,
         )
@@ -104,6 +108,15 @@ class Runtime:
             return decision.wake_after
         self.certs.look()
         return min(decision.wake_after, self.certs.due_in())
+
+    def serve_static(self) -> None:
+        """nginx serves the static folder the default app's valid backends agree on (none: no file, or
+        no valid one). Derived from the files, not from health: a backend coming or going reloads nothing."""
+        agreed = self.cluster.static
+        if agreed is None or agreed.path is None:
+            self.static.update([])
+            return
+        self.static.update([Mount(url_prefix("/", agreed.prefix), agreed.path)])  # the default app's path: /
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

@@ -104,6 +104,10 @@ def write_config(
     from fleet.proxy.upstreams import render
 
     write_atomically(layout.upstreams_conf, render(0, layout.slots, layout.sockets))
+    # No static folders until the control plane has read the vassal files (its first pass adds them).
+    from fleet.proxy import static
+
+    write_atomically(static.static_conf(layout), static.render([]))
 
 
 def base_command(layout: Layout) -> list[str]:

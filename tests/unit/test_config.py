@@ -46,6 +46,7 @@ GOOD = {
     "user": ("nobody", "nobody"),
     "access_log": ("json", "json"),
     "file_watch": ("poll", "poll"),
+    "static_max_age": ("0", 0),
     "uwsgi": (sys.executable, sys.executable),
     "up_timeout": ("30", 30.0),
     "timeout": ("2.5", 2.5),
@@ -78,6 +79,7 @@ BAD = {
     "user": "no body",
     "access_log": "xml",
     "file_watch": "fsevents",
+    "static_max_age": "5m",
     "uwsgi": "/nonexistent/uwsgi",
     "up_timeout": "-1",
     "timeout": "soon",
@@ -136,6 +138,7 @@ def test_a_setting_comes_from_its_flag_then_the_environment_then_the_default(set
 # A second good value, different from GOOD's, to show the flag beats the environment.
 OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "port": "9001",
+    "static_max_age": "60",
     "listen": "127.0.0.2",
     "admin_port": "0",
     "admin_listen": "0.0.0.0",
@@ -262,6 +265,7 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--health-interval": "1",
         "--max-processes": "auto",
         "--max-threads": "64",
+        "--static-max-age": "300",
     }
     assert config.resolve("control-plane", pairs_to_flags(pairs), {}).control.start_timeout == 90.0
 
