@@ -13,6 +13,7 @@ from fleet.config import Values
 from fleet.errors import FleetError, describe
 from fleet.layout import Layout
 from fleet.ops import commands, lifecycle, shutdown
+from fleet.proxy import tls
 from fleet.published import status
 from fleet.published.parts import statuses
 from fleet.published.records import recorded_caps
@@ -35,10 +36,11 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
     if args.watch:
         return status.watch(layout, lambda: statuses(layout), args.interval)
     table, parts = status.rows(layout), statuses(layout)
+    https = tls.read_state(layout) if parts else None
     if args.json:
-        sys.stdout.write(status.render_json(table, parts))
+        sys.stdout.write(status.render_json(table, parts, https.to_dict() if https else None))
     else:
-        sys.stdout.write(status.render_parts(parts) + status.render_table(table))
+        sys.stdout.write(status.render_parts(parts, https.describe() if https else "") + status.render_table(table))
     return 0 if parts and all(p.up is not False for p in parts) else 1
 
 
@@ -91,7 +93,10 @@ def command_edge(layout: Layout, args: argparse.Namespace, values: Values) -> in
     from fleet.swarm import edge_process
 
     settings = edge.EdgeSettings(cells_name=values.cells, cell_port=values.cell_port, health_port=values.health_port)
-    return edge_process.main(layout, values.port, values.listen, settings, values.limits)
+    config.check_https(values)
+    pair = (str(Path(values.tls_cert).absolute()), str(Path(values.tls_key).absolute())) if values.tls_cert else None
+    https = tls.Https(values.https_port, values.http_redirect == "on") if pair else None
+    return edge_process.main(layout, values.port, values.listen, settings, values.limits, https, pair)
 
 
 def command_cell(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -109,7 +114,18 @@ def command_control_plane(layout: Layout, args: argparse.Namespace, values: Valu
 
     admin = (values.admin_listen, values.admin_port) if values.admin_port else None
     polling = values.file_watch == "poll"
-    return main(layout, values.control, admin, polling=polling, uwsgi_bin=values.uwsgi, caps=values.caps)
+    config.check_https(values)
+    tls_pair = (values.tls_cert, values.tls_key) if values.tls_cert else None
+    return main(
+        layout,
+        values.control,
+        admin,
+        polling=polling,
+        uwsgi_bin=values.uwsgi,
+        caps=values.caps,
+        tls_pair=tls_pair,
+        static_max_age=values.static_max_age,
+    )
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace, values: Values) -> int:

@@ -62,7 +62,8 @@ def emperor(root: Path) -> str:
 def gateway(root: Path, port: int) -> str:
     """nginx answers as a working gateway does, and the control plane has published lately."""
     status, _ = get(port, "/healthz")
-    if status not in (200, 503):
+    # 308: with HTTPS, plain HTTP answers with a redirect to it (`--http-redirect`), nginx's own answer.
+    if status not in (200, 308, 503):
         raise Unhealthy(f"nginx answered {status}")
     written_at = float(json.loads((root / "run" / "state.json").read_text()).get("written_at", 0))
     age = time.time() - written_at

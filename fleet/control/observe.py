@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from fleet import uwsgi
-from fleet.core.apps import App
+from fleet.core.apps import DEFAULT_APP, App
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
@@ -16,6 +17,7 @@ from fleet.layout import Layout
 from fleet.logs import failure_reason
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount, agree
 
 log = logging.getLogger("fleet.control")
 NO_SOCKET = Probe(False, "its socket does not exist yet")
@@ -38,6 +40,8 @@ class ClusterObserver:
         self._checked: dict[str, tuple[int, str, HealthCheck, App]] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
+        self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
+        self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
 
     # ---- what is wanted ----------------------------------------------------------------------------
@@ -49,7 +53,22 @@ class ClusterObserver:
             files[name] = FileInfo(mtime_ns, problem, self._checked[name][3])
         for name in set(self._checked) - set(files):
             del self._checked[name]
+            self._static.pop(name, None)
+        files = self._agree_on_static(files)
         return Wanted(files, frozenset(self._drain_requests()))
+
+    def _agree_on_static(self, files: dict[str, FileInfo]) -> dict[str, FileInfo]:
+        """The backends must agree on [fleet] static: one that disagrees is failed, with the reason.
+
+        The default app's backends only: nginx serves its folder (static.conf, in the default server). The
+        other apps' vassals agree on theirs through fleet.core.apps; nginx does not serve those yet."""
+        valid = {
+            name: self._static.get(name)
+            for name, info in files.items()
+            if not info.problem and info.app.name == DEFAULT_APP
+        }
+        self.static, reasons = agree("static", valid, {n: files[n].mtime_ns for n in valid}, _describe_static)
+        return {name: replace(info, problem=reasons[name]) if name in reasons else info for name, info in files.items()}
 
     def _scan(self) -> dict[str, int]:
         """The vassal files present (vassals.present): {name: mtime_ns}.
@@ -84,6 +103,7 @@ class ClusterObserver:
         identity = checked.app
         app = App(identity.name, identity.hosts, identity.path, identity.static)
         self._checked[name] = (mtime_ns, problem, checked.health, app)
+        self._static[name] = checked.static
         return problem
 
     def _drain_requests(self) -> list[str]:
@@ -151,6 +171,10 @@ class ClusterObserver:
         log = self.layout.log(name)
         found = failure_reason(log)
         return f"{found} (see {log})" if found else ""
+
+
+def _describe_static(mount: StaticMount | None) -> str:
+    return mount.describe() if mount is not None else "not set"
 
 
 def _describe(e: Exception) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from fleet import uwsgi
+from fleet.control.certs import CertWatcher
 from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
@@ -25,6 +26,7 @@ from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
+from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders, url_prefix
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
@@ -41,6 +43,8 @@ class Runtime:
         subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
         caps: vassals.Caps | None = None,
+        tls_pair: tuple[str, str] | None = None,
+        static_max_age: int = DEFAULT_MAX_AGE,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
         # The caps `fleet up` chose reach this process on its command line, as its other settings do.
@@ -51,6 +55,7 @@ class Runtime:
         # its `static` folder (fleet.proxy.static); fleet.proxy.apps places them after the app's own.
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
+        self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # The publisher reads each vassal's stats socket about once a second for the published usage;
@@ -61,6 +66,8 @@ class Runtime:
         own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
         for on_event in (*own, *(s.on_event for s in self.subscribers)):
             self.bus.subscribe(on_event)
+        # HTTPS: the certificate and key files, looked at about once a second for a rotation.
+        self.certs = CertWatcher(layout, *tls_pair, clock=clock) if tls_pair else None
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
         self.wake = threading.Event()
@@ -82,6 +89,7 @@ class Runtime:
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
+        self.serve_static()
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -89,7 +97,7 @@ class Runtime:
             self.last_pass_ms,
             router.changes,
             router.last_change_ms,
-            router.reloads,
+            router.reloads + self.static.reloads,  # every reload of nginx: routing or static folders
             router.last_reload_ms,
             router.errors,
         )
@@ -99,7 +107,19 @@ class Runtime:
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
-        return decision.wake_after
+        if self.certs is None:
+            return decision.wake_after
+        self.certs.look()
+        return min(decision.wake_after, self.certs.due_in())
+
+    def serve_static(self) -> None:
+        """nginx serves the static folder the default app's valid backends agree on (none: no file, or
+        no valid one). Derived from the files, not from health: a backend coming or going reloads nothing."""
+        agreed = self.cluster.static
+        if agreed is None or agreed.path is None:
+            self.static.update([])
+            return
+        self.static.update([Mount(url_prefix("/", agreed.prefix), agreed.path)])  # the default app's path: /
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

@@ -169,6 +169,8 @@ def render_http(
     for host in hosts:
         body = (
             f"include {nginx_dir / 'listen.conf'};\n"
+            # HTTPS on: its listener and the HTTP -> HTTPS redirect for this server too (fleet.proxy.tls).
+            f"include {nginx_dir / 'tls-vhost.conf'};\n"
             f"server_name {host};\n"
             + _server_locations(host, apps, params, static)
             + f"include {nginx_dir / 'server-errors.conf'};\n"

@@ -15,6 +15,7 @@ from fleet.config import Limits, human
 from fleet.core.apps import DEFAULT
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
+from fleet.proxy import tls
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
@@ -53,6 +54,12 @@ def worker_user() -> str | None:
     return None
 
 
+def worker_group() -> int | None:
+    """The gid of nginx's workers when they drop to another user (started as root); None otherwise."""
+    user = worker_user()
+    return pwd.getpwnam(user).pw_gid if user else None
+
+
 def template_values(
     layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined"
 ) -> dict[str, str]:
@@ -80,11 +87,20 @@ def access_log(layout: Layout, choice: str = "combined") -> str:
     return f"access_log {layout.logs / name} {fmt} buffer=64k flush=2s;"
 
 
-def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined") -> None:
+def write_config(
+    layout: Layout,
+    port: int,
+    listen: str,
+    limits: Limits | None = None,
+    log: str = "combined",
+    https: tls.Https | None = None,
+) -> None:
     """Render the main config; start with no backend (JSON 503) until the control plane routes some:
-    slots left by an earlier run point at sockets that are not there yet."""
+    slots left by an earlier run point at sockets that are not there yet. With `https`, the HTTPS
+    listener, serving run/tls/serving.pem (installed before nginx starts)."""
     layout.make_run_dirs()
     values = template_values(layout, port, listen, limits, log)
+    tls.write_includes(layout, layout.nginx_dir, listen, https)
     conf = render_template(layout.nginx_template.read_text(), values)
     errors_template = layout.nginx_template.with_name("server-errors.conf")
     write_atomically(layout.server_errors_conf, render_template(errors_template.read_text(), values))
@@ -98,6 +114,10 @@ def write_config(layout: Layout, port: int, listen: str, limits: Limits | None =
     # The default app alone until the control plane has read the vassal files (it then reloads once).
     write_atomically(layout.apps_conf, render_http((), layout.app_upstreams, layout.nginx_dir, layout.root))
     write_atomically(layout.apps_default_conf, render_default((DEFAULT,), layout.root))
+    # No static folders until the control plane has read the vassal files (its first pass adds them).
+    from fleet.proxy import static
+
+    write_atomically(static.static_conf(layout), static.render([]))
 
 
 def base_command(layout: Layout) -> list[str]:

@@ -50,6 +50,8 @@ class Event:
         )
 
     def describe(self) -> str:
+        if self.old is None and self.new is None:  # not a backend's move: a note of fleet's (e.g. [https])
+            return f"{self.name}: {self.reason}"
         app = f" (app {self.app})" if self.app != "default" else ""
         return f"{self.name}{app}: {self.old or 'new'} -> {self.new or 'gone'} ({self.reason})"
 

@@ -76,19 +76,23 @@ def render_table(table: list[Row]) -> str:
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-def render_json(table: list[Row], parts: list[PartStatus] | None = None) -> str:
-    doc = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+def render_json(table: list[Row], parts: list[PartStatus] | None = None, https: dict | None = None) -> str:
+    doc: dict = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+    if https is not None:  # the certificate served, and the last pair refused (fleet/proxy/tls.py)
+        doc["https"] = https
     return json.dumps(doc, indent=1) + "\n"
 
 
-def render_parts(parts: list[PartStatus]) -> str:
-    """fleet's own parts, first: a part that is down is the first thing an operator must know."""
+def render_parts(parts: list[PartStatus], https: str = "") -> str:
+    """fleet's own parts, first: a part that is down is the first thing an operator must know; then the
+    certificate HTTPS serves, if any (`https`, a line or two)."""
     if not parts:
         return "fleet is not running here: start it with `fleet up`\n"
     words = {True: "up", False: "DOWN", None: "?"}
     cells = [f"{p.name} {words[p.up]}" + (f" (pid {p.pid})" if p.pid and p.up else "") for p in parts]
     details = [f"  {p.name}: {p.detail}" for p in parts if p.up is False and p.detail]
-    return "fleet: " + ", ".join(cells) + "\n" + "".join(d + "\n" for d in details) + "\n"
+    lines = "".join(d + "\n" for d in details) + (f"{https}\n" if https else "")
+    return "fleet: " + ", ".join(cells) + "\n" + lines + "\n"
 
 
 def watch(

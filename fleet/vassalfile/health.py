@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fleet.vassalfile import static
+
 _STATUS_RE = re.compile(r"\d{3}(-\d{3})?\Z")
-KNOWN_KEYS = ("health_path", "health_status", "app", "host", "path")
-_ELSEWHERE = ("app", "host", "path")  # checked by fleet.vassalfile.app
+KNOWN_KEYS = ("health_path", "health_status", *static.KNOWN_KEYS, "app", "host", "path")
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,6 @@ def parse(options: list[tuple[str, str, int]]) -> tuple[HealthCheck, list[tuple[
                 problems.append((f"health_status {value!r} is not a status list", "write 200, 200-299 or any", line))
             else:
                 status = value if value == "any" else ",".join(parts)
-        elif key in _ELSEWHERE:
-            continue
-        else:
+        elif key not in KNOWN_KEYS:  # the others' own parsers check them (static: fleet.vassalfile.static)
             problems.append((f"unknown [fleet] setting {key!r}", f"known: {', '.join(KNOWN_KEYS)}", line))
     return HealthCheck(path, status), problems

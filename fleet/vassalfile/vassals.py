@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import app, health
+from fleet.vassalfile import app, health, static
 from fleet.vassalfile.app import AppIdentity
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
@@ -41,6 +42,7 @@ class VassalFile:
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
     app: AppIdentity = AppIdentity()  # which app it serves, and where (its [fleet] section)
+    static: StaticMount | None = None  # from its [fleet] section: the folder nginx serves for it
 
     @property
     def valid(self) -> bool:
@@ -159,10 +161,13 @@ def parse(
     problems.extend(Problem(*p) for p in health_problems)
     identity, app_problems = app.parse(fleet_section)
     problems.extend(Problem(*p) for p in app_problems)
+    chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
+    mount, static_problems = static.parse(fleet_section, chdir, must_resolve=app_dir is not None)
+    problems.extend(Problem(*p) for p in static_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check, identity)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, app=identity, static=mount)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
@@ -275,8 +280,9 @@ def _unreadable(name: str, path: Path, e: OSError) -> VassalFile:
     return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
 
 
-def new_vassal_text(name: str, processes: int | None = None) -> str:
-    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini."""
+def new_vassal_text(name: str, processes: int | None = None, static: StaticMount | None = None) -> str:
+    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini; with `static`, the
+    [fleet] static line the other backends agree on (a backend without it would be failed)."""
     lines = [
         f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
         "; anything set here overrides them.",
@@ -284,4 +290,6 @@ def new_vassal_text(name: str, processes: int | None = None) -> str:
     ]
     if processes is not None:
         lines.append(f"processes = {processes}")
+    if static is not None:
+        lines += ["", "[fleet]", f"static = {static.prefix} {static.folder}"]
     return "\n".join(lines) + "\n"

@@ -46,6 +46,7 @@ GOOD = {
     "user": ("nobody", "nobody"),
     "access_log": ("json", "json"),
     "file_watch": ("poll", "poll"),
+    "static_max_age": ("0", 0),
     "uwsgi": (sys.executable, sys.executable),
     "up_timeout": ("30", 30.0),
     "timeout": ("2.5", 2.5),
@@ -57,6 +58,11 @@ GOOD = {
     "cell_port": ("8000", 8000),
     "health_port": ("9090", 9090),
     "drain": ("1.5", 1.5),
+    "https_port": ("9443", 9443),
+    "tls_cert": ("/etc/ssl/site.crt", "/etc/ssl/site.crt"),
+    "tls_key": ("/etc/ssl/site.key", "/etc/ssl/site.key"),
+    "tls": ("local", "local"),
+    "http_redirect": ("off", "off"),
 }
 
 # A bad value of every setting.
@@ -73,6 +79,7 @@ BAD = {
     "user": "no body",
     "access_log": "xml",
     "file_watch": "fsevents",
+    "static_max_age": "5m",
     "uwsgi": "/nonexistent/uwsgi",
     "up_timeout": "-1",
     "timeout": "soon",
@@ -84,6 +91,11 @@ BAD = {
     "cell_port": "0",
     "health_port": "65536",
     "drain": "x",
+    "https_port": "0",
+    "tls_cert": "/etc/ssl/",
+    "tls_key": "/etc/ssl/private/",
+    "tls": "acme",
+    "http_redirect": "yes",
 }
 
 PAIRS = [(s, c) for s in SETTINGS for c in s.commands]
@@ -126,6 +138,7 @@ def test_a_setting_comes_from_its_flag_then_the_environment_then_the_default(set
 # A second good value, different from GOOD's, to show the flag beats the environment.
 OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "port": "9001",
+    "static_max_age": "60",
     "listen": "127.0.0.2",
     "admin_port": "0",
     "admin_listen": "0.0.0.0",
@@ -148,6 +161,11 @@ OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "cell_port": "8001",
     "health_port": "9091",
     "drain": "2",
+    "https_port": "9444",
+    "tls_cert": "/srv/other.crt",
+    "tls_key": "/srv/other.key",
+    "tls": "off",
+    "http_redirect": "on",
 }
 
 
@@ -247,6 +265,7 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--health-interval": "1",
         "--max-processes": "auto",
         "--max-threads": "64",
+        "--static-max-age": "300",
     }
     assert config.resolve("control-plane", pairs_to_flags(pairs), {}).control.start_timeout == 90.0
 

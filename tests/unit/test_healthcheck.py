@@ -66,8 +66,10 @@ def test_an_edge_whose_nginx_does_not_answer_is_unhealthy(capsys):
     assert "unhealthy: " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("status", [200, 503])
-def test_a_gateway_answering_200_or_its_own_503_with_a_fresh_state_file_is_healthy(http_answer, tmp_path, status):
+@pytest.mark.parametrize("status", [200, 308, 503])
+def test_a_gateway_answering_200_its_https_redirect_or_its_own_503_with_a_fresh_state_file_is_healthy(
+    http_answer, tmp_path, status
+):
     state_file(tmp_path, age=1.0)
     assert healthcheck.main(["--root", str(tmp_path), "gateway", str(http_answer(status, "{}"))]) == 0
 

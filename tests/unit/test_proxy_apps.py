@@ -71,7 +71,11 @@ def test_a_host_names_server_holds_its_apps_then_the_wildcards_then_the_any_host
     # *.example.com: api at /api, then the any-host apps for the rest.
     wild = found["*.example.com"]
     assert "location /api/" in wild and "location /blog/" in wild and "uwsgi_pass fleet;" in wild
-    assert f"include {NGINX_DIR}/listen.conf;" in wild and f"include {NGINX_DIR}/server-errors.conf;" in wild
+    assert (
+        f"include {NGINX_DIR}/listen.conf;" in wild
+        and f"include {NGINX_DIR}/tls-vhost.conf;" in wild
+        and f"include {NGINX_DIR}/server-errors.conf;" in wild
+    )
 
 
 def test_a_narrower_wildcard_falls_back_to_a_wider_one_before_any_host():
