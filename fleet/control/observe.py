@@ -57,6 +57,16 @@ class ClusterObserver:
         files = self._agree_on_static(files)
         return Wanted(files, frozenset(self._drain_requests()))
 
+    def app_static(self, app: App) -> StaticMount | None:
+        """The folder an app other than the default one serves (its vassals agree on `app.static`), if any."""
+        for name, checked in sorted(self._checked.items()):
+            identity = checked[3]
+            if identity.name == app.name and identity.static == app.static and not checked[1]:
+                mount = self._static.get(name)
+                if mount is not None and mount.path is not None:
+                    return mount
+        return None
+
     def _agree_on_static(self, files: dict[str, FileInfo]) -> dict[str, FileInfo]:
         """The backends must agree on [fleet] static: one that disagrees is failed, with the reason.
 

@@ -18,6 +18,7 @@ from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
 from fleet.control.subscribers import PassReport, Subscriber
+from fleet.core.apps import DEFAULT_APP, App
 from fleet.core.looking import what_to_observe
 from fleet.core.model import Model
 from fleet.core.reconcile import decide
@@ -25,6 +26,7 @@ from fleet.core.settings import Settings
 from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
+from fleet.proxy.apps import static_location
 from fleet.proxy.router import NginxRouter
 from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders, url_prefix
 from fleet.published.events import Bus, Event, EventFile, log_event
@@ -51,9 +53,9 @@ class Runtime:
         self.cluster = ClusterObserver(
             layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
         )
-        # Static files (issue 18): pass NginxRouter(static=...) a function App -> the nginx locations serving
-        # its `static` folder (fleet.proxy.static); fleet.proxy.apps places them after the app's own.
-        self.router = NginxRouter(layout, clock)
+        # Each app's static folder beside its location (fleet.proxy.apps); the default app's is static.conf.
+        self.router = NginxRouter(layout, clock, static=self._app_static)
+        self.static_max_age = static_max_age
         self.effects = Effects(layout, self.router)
         self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
@@ -111,6 +113,19 @@ class Runtime:
             return decision.wake_after
         self.certs.look()
         return min(decision.wake_after, self.certs.due_in())
+
+    def _app_static(self, app: App) -> str:
+        """The nginx location serving an app's static folder under its path ("" for none, or the default app)."""
+        if app.name == DEFAULT_APP or not app.static:
+            return ""
+        mount = self.cluster.app_static(app)
+        if mount is None or mount.path is None:
+            return ""
+        try:
+            return static_location(url_prefix(app.path, mount.prefix), mount.path, self.static_max_age)
+        except ValueError as e:
+            log.error("app %s: its static folder is not served by nginx: %s", app.name, e)
+            return ""
 
     def serve_static(self) -> None:
         """nginx serves the static folder the default app's valid backends agree on (none: no file, or

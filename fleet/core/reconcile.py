@@ -48,7 +48,8 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
     # An app enters nginx with its first routed backend (its upstream and slots in the same reload: creating
     # an app reloads nginx once); once in, it stays while it has files (a JSON 503 while none serves).
     live = {p.backends[n].app for n in routes} | {a.name for a in observed.apps}
-    table = tuple(a for a in resolved.apps if a.name in live)
+    # The default app's static folder is served apart (static.conf): changing it is no change of the apps.
+    table = tuple(replace(a, static="") if a.name == apps.DEFAULT_APP else a for a in resolved.apps if a.name in live)
     new_apps = table if table != observed.apps else None
     app_of = tuple(sorted((n, p.backends[n].app) for n in routes if p.backends[n].app != apps.DEFAULT_APP))
     moved = dict(app_of) != {n: a for n, a in observed.members.items() if n in routes}  # a backend changed app

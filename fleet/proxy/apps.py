@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fleet.core.apps import DEFAULT_APP, App
+from fleet.proxy.static import error_locations, location
 
 HEADER = "# Written by fleet's control plane. Do not edit; it is rewritten.\n"
 _TABLE = "# apps: "
@@ -125,6 +126,24 @@ def _location(app: App, index: int, params: Path, static: Callable[[App], str] |
     )
 
 
+# The apps' static blocks answer their errors through named locations of their own: the default server may
+# also hold static.conf's (the default app's folder), and nginx refuses a name defined twice in a server.
+APPS_STATIC = "@fleet_apps_static_"
+
+
+def static_location(prefix: str, folder: Path, max_age: int) -> str:
+    """fleet.proxy.static's location for an app's folder, answering through this file's named locations."""
+    return location(prefix, folder, max_age).replace("@fleet_static_", APPS_STATIC)
+
+
+def static_error_locations() -> str:
+    return error_locations().replace("@fleet_static_", APPS_STATIC)
+
+
+def _dedent(text: str) -> str:
+    return "".join(line[4:] if line.startswith("    ") else line for line in text.splitlines(keepends=True))
+
+
 def _indent(text: str, by: str = "    ") -> str:
     return "".join(by + line if line.strip() else line for line in text.splitlines(keepends=True))
 
@@ -133,6 +152,8 @@ def _server_locations(host: str | None, apps: Sequence[App], params: Path, stati
     chosen = locations_for(host, apps)
     index = {a.name: i for i, a in enumerate(apps)}
     body = "".join(_location(a, index[a.name], params, static) for a in chosen)
+    if static and any(a.static and a.name != DEFAULT_APP for a in chosen):
+        body += _dedent(static_error_locations())
     if not any(a.path == "/" for a in chosen):
         body += "location / {\n" + _indent(NOT_FOUND) + "}\n"
     return body

@@ -129,10 +129,12 @@ class NginxRouter:
             target, layout.app_upstreams, layout.nginx_dir, layout.root, self.static
         )
         files[layout.apps_default_conf] = rendered_apps.render_default(target, layout.root, self.static)
-        nginx.apply_files(layout, files)
+        reloaded = nginx.apply_files(layout, files)
         if target != self.apps:
             log.info("nginx serves the apps: %s", "; ".join(f"{a.name} ({a.where()})" for a in target))
         self.apps, self.slots = target, slots
+        if not reloaded:  # every file already as wanted (e.g. read back after a restart)
+            return
         self.reloads += 1
         self.last_reload_ms = (time.perf_counter() - started) * 1000
         log.info(

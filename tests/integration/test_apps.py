@@ -249,3 +249,20 @@ def test_fleet_check_names_each_files_app_and_fails_the_files_that_break_an_app_
     assert "blog-2.ini: app 'blog': its vassals must agree" in out
     assert "other-1.ini: app 'other' claims host any host, path /blog, which app 'blog'" in out
     assert "bad-1.ini:3: path 'blog/' does not start with /" in out
+
+
+def test_an_apps_static_folder_is_served_by_nginx_under_its_path(make_cluster):
+    c = make_cluster({})
+    with_third_party_apps(c)
+    c.write_vassal("blog-1.ini", blog_vassal(c.root) + "static = /static flaskr/static\n")
+    c.up()
+    css = requests.get(c.url + "/blog/static/style.css", timeout=5)
+    assert css.status_code == 200 and "body" in css.text
+    assert css.headers["Cache-Control"].startswith("max-age=") and css.headers["ETag"], css.headers  # nginx's
+    before = c.stats("blog-1")["workers"][0]["requests"]
+    for _ in range(5):
+        assert requests.get(c.url + "/blog/static/style.css", timeout=5).status_code == 200
+    assert c.stats("blog-1")["workers"][0]["requests"] == before, "no static request reaches the vassal"
+    missing = requests.get(c.url + "/blog/static/nope.css", timeout=5)
+    assert missing.status_code == 404 and missing.json()["error"].startswith("no such file")
+    assert 'href="/blog/static/style.css"' in requests.get(c.url + "/blog/", timeout=5).text
