@@ -19,6 +19,7 @@ import requests
 
 from harness.cluster import Cluster
 from harness.load import Load
+from harness.ports import free_port
 from harness.thirdparty import flask_examples
 
 pytestmark = pytest.mark.integration
@@ -266,3 +267,20 @@ def test_an_apps_static_folder_is_served_by_nginx_under_its_path(make_cluster):
     missing = requests.get(c.url + "/blog/static/nope.css", timeout=5)
     assert missing.status_code == 404 and missing.json()["error"].startswith("no such file")
     assert 'href="/blog/static/style.css"' in requests.get(c.url + "/blog/", timeout=5).text
+
+
+def test_with_https_an_app_by_host_is_served_over_https_and_its_http_answers_308(make_cluster):
+    c = make_cluster({})
+    c.write_vassal("backend-1.ini", "[uwsgi]\nprocesses = 1\n")
+    c.write_vassal("admin-1.ini", "[uwsgi]\nprocesses = 1\n[fleet]\napp = admin\nhost = admin.example.test\n")
+    https_port = free_port()
+    c.up("--tls", "local", "--https-port", str(https_port))
+    ca = str(c.run_dir / "tls" / "ca.crt")
+    host = {"Host": "admin.example.test"}
+    r = requests.get(f"https://127.0.0.1:{https_port}/", headers=host, verify=ca, timeout=5)
+    assert r.json()["backend"] == "admin-1"
+    assert requests.get(f"https://127.0.0.1:{https_port}/", verify=ca, timeout=5).json()["backend"] == "backend-1"
+    redirect = requests.get(c.url + "/x?y", headers=host, allow_redirects=False, timeout=5)
+    assert (
+        redirect.status_code == 308 and redirect.headers["Location"] == f"https://admin.example.test:{https_port}/x?y"
+    )
