@@ -75,6 +75,13 @@ def command_reload(layout: Layout, args: argparse.Namespace, values: Values) -> 
     return commands.reload(layout, args.names, args.all, values.timeout)
 
 
+def command_weight(layout: Layout, args: argparse.Namespace, values: Values) -> int:
+    """Set NAME's weight (0-1000; 0: a warm standby) at run time, until its file changes; no reload."""
+    from fleet.ops.weighing import weigh
+
+    return weigh(layout, args.name, args.weight)
+
+
 def command_check(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Validate vassal files (default: all of vassals/) without starting them; exit 1 on error."""
     return commands.check(layout, [Path(p) for p in args.files], values.uwsgi, caps=_caps(layout, values))
@@ -159,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     rl.add_argument("names", nargs="*", metavar="NAME")
     rl.add_argument("--all", action="store_true", help="rolling: one backend at a time")
     config.add_flags(rl, "reload")
+    wt = add("weight", command_weight)
+    wt.add_argument("name")
+    wt.add_argument("weight", metavar="N")
     ck = add("check", command_check)
     ck.add_argument("files", nargs="*", metavar="FILE")
     config.add_flags(ck, "check")

@@ -165,6 +165,10 @@ class _Collector:
         respawns = CounterMetricFamily("fleet_vassal_respawns", "The Emperor's respawns of it (reloads too).", labels=v)
         reloads = CounterMetricFamily("fleet_vassal_reloads", "Times fleet reloaded it.", labels=v)
         memory = GaugeMetricFamily("fleet_vassal_memory_bytes", "PSS of its master and workers.", labels=v)
+        weight = GaugeMetricFamily("fleet_vassal_weight", "Its weight (0: a warm standby, sent nothing).", labels=v)
+        slots = GaugeMetricFamily(
+            "fleet_vassal_slots", "nginx slots pointing at it (its share of new requests).", labels=v
+        )
         age = GaugeMetricFamily(
             "fleet_vassal_seconds_since_transition", "Seconds since it entered its state.", labels=v
         )
@@ -180,8 +184,10 @@ class _Collector:
             respawns.add_metric([name], m.respawns(name))
             reloads.add_metric([name], m.reloads(name))
             memory.add_metric([name], b.memory)
+            weight.add_metric([name], b.weight)
+            slots.add_metric([name], b.slots)
             age.add_metric([name], max(0.0, round(now - b.since, 3)))
-        yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, age)
+        yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, weight, slots, age)
 
         yield CounterMetricFamily("fleet_nginx_reloads", "nginx reloads by fleet.", value=counters.nginx_reloads)
         yield CounterMetricFamily(

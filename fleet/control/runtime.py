@@ -61,6 +61,7 @@ class Runtime:
             self.bus.subscribe(on_event)
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
+        self.weights: dict[str, int] = {}
         self.wake = threading.Event()
         self.stopping = threading.Event()
 
@@ -79,6 +80,8 @@ class Runtime:
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
+        self.weights = self.cluster.weights(wanted)
+        router.reweigh(self.weights)
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -90,7 +93,9 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        stats = self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
+        stats = self.publisher.publish(
+            self.model, router.routed, counters, router.error, os.getpid(), self.weights, router.slot_names()
+        )
         report = PassReport(
             self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at
         )
@@ -122,7 +127,11 @@ class Runtime:
             signal.signal(sig, on_signal)
         # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
         # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        watcher = None if polling else watch_folders([self.layout.vassals, self.layout.drain_dir], self.wake)
+        watcher = (
+            None
+            if polling
+            else watch_folders([self.layout.vassals, self.layout.drain_dir, self.layout.weights_dir], self.wake)
+        )
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:

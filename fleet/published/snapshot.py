@@ -31,6 +31,8 @@ class BackendView:
     memory: int = 0  # bytes, PSS of its master and workers
     mtime_ns: int = 0  # the file version the control plane acted on
     served_mtime_ns: int = 0  # the file version serving now
+    weight: int = 100  # its weight now (the file's, or `fleet weight`'s until the file changes)
+    slots: int = 0  # nginx slots pointing at it: its share of new requests is slots / all slots
 
 
 @dataclass(frozen=True)

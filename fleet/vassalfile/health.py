@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 _STATUS_RE = re.compile(r"\d{3}(-\d{3})?\Z")
-KNOWN_KEYS = ("health_path", "health_status")
+KNOWN_KEYS = ("health_path", "health_status", "weight")  # weight: fleet.vassalfile.weight
 
 
 @dataclass(frozen=True)

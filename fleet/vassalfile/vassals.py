@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import health
+from fleet.vassalfile import health, weight
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
+from fleet.vassalfile.weight import DEFAULT_WEIGHT
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
@@ -39,6 +40,7 @@ class VassalFile:
     options: tuple[Option, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
+    weight: int = DEFAULT_WEIGHT  # from its [fleet] section
 
     @property
     def valid(self) -> bool:
@@ -150,14 +152,15 @@ def parse(
 
     options, syntax = _parse_ini(text)
     problems.extend(syntax)
-    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    fleet_options = [(o.key.removeprefix("fleet:"), o.value, o.line) for o in options if o.key.startswith("fleet:")]
     options = [o for o in options if not o.key.startswith("fleet:")]
-    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
-    problems.extend(Problem(*p) for p in health_problems)
+    weighed, weight_problems = weight.parse([o for o in fleet_options if o[0] in weight.KEYS])
+    check, health_problems = health.parse([o for o in fleet_options if o[0] not in weight.KEYS])
+    problems.extend(Problem(*p) for p in health_problems + weight_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, weighed)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:

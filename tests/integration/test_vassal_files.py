@@ -100,7 +100,7 @@ def test_a_burst_of_files_joins_in_batches_with_one_nginx_reload(cluster):
         cluster.write_vassal(f"{name}.ini")
     cluster.wait(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
     after = cluster.state()["counters"]
-    # 14 backends outgrow the 32 slots of two: nginx is reloaded once, with 128; the joins are batched.
+    # 14 backends outgrow the 64 slots of two: nginx is reloaded once, with 128; the joins are batched.
     assert after["nginx_reloads"] - before["nginx_reloads"] == 1
     changes = after["routing_changes"] - before["routing_changes"]
     assert 1 <= changes <= 3, f"{changes} routing changes for a burst of {len(names)} files"

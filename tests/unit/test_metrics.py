@@ -109,6 +109,8 @@ def test_every_per_vassal_series_is_there_for_each_backend(metrics):
         "fleet_vassal_respawns_total",
         "fleet_vassal_reloads_total",
         "fleet_vassal_memory_bytes",
+        "fleet_vassal_weight",
+        "fleet_vassal_slots",
         "fleet_vassal_seconds_since_transition",
     }
     assert value(metrics, "fleet_vassal_memory_bytes", vassal="a") == 5 << 20
