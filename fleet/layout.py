@@ -154,6 +154,7 @@ class Layout:
             self.run / "fifo",
             self.drain_dir,
             self.weights_dir,
+            self.deploy_dir,
             self.nginx_dir,
             self.nginx_dir / "tmp",
             self.slots,

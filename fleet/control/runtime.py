@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from fleet import uwsgi
+from fleet.control.deploying import DeployRunner
 from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
@@ -30,6 +31,7 @@ from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
+DEPLOY_TICK = 0.2
 
 
 class Runtime:
@@ -62,6 +64,7 @@ class Runtime:
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
         self.weights: dict[str, int] = {}
+        self.deploys = DeployRunner(layout, clock())
         self.wake = threading.Event()
         self.stopping = threading.Event()
 
@@ -81,6 +84,8 @@ class Runtime:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
         self.weights = self.cluster.weights(wanted)
+        # A deploy in progress sets its app's weights (the canary's share; 0 for what it takes out).
+        self.weights.update(self.deploys.step(self.model, router.routed, self.answers.timed, now))
         router.reweigh(self.weights)
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
@@ -101,7 +106,8 @@ class Runtime:
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
-        return decision.wake_after
+        # A deploy looks often: its steps wait on backends and answers (not watched: it writes run/deploy/).
+        return min(decision.wake_after, DEPLOY_TICK) if self.deploys.running else decision.wake_after
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""
