@@ -26,6 +26,7 @@ from fleet.vassalfile import vassals
 
 DEFAULT_APP = "default"
 POLL = 0.1
+CONTROL_GONE = 30.0  # seconds without a control plane before `fleet deploy` stops following
 
 
 def parse_canary(text: str) -> tuple[int, ...]:
@@ -152,6 +153,7 @@ def _run(layout: Layout, plan: core.Plan, out: TextIO) -> int:
     out.flush()
     printed = 0
     cancelled = False
+    seen_at = time.monotonic()
     while True:
         try:
             printed = _print_progress(layout, printed, out)
@@ -163,7 +165,9 @@ def _run(layout: Layout, plan: core.Plan, out: TextIO) -> int:
                     return 0
                 out.write(f"rolled back: {d.reason}\n")
                 return 1
-            if "control" not in running(layout):
+            if "control" in running(layout):
+                seen_at = time.monotonic()
+            elif time.monotonic() - seen_at > CONTROL_GONE:  # the supervisor restarts it within seconds
                 raise NotRunning("the control plane stopped; the deploy resumes (or rolls back) when it is back")
             time.sleep(POLL)  # polling run/deploy/state.json, which the control plane rewrites at each step
         except KeyboardInterrupt:

@@ -4,7 +4,11 @@ promoted with no failed request, `fleet rollback` brings the old one back, low t
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import threading
 import time
 
 import pytest
@@ -107,3 +111,72 @@ def test_a_good_version_is_promoted_with_no_failed_request_then_rolled_back_with
     assert answer["backend"] in restored
     status = json.loads(two.fleet("deploy", "--status", "--json").stdout)
     assert status["phase"] == "promoted" and status["plan"]["version"] == "v3"
+
+
+def follow(cluster: Cluster, *args: str) -> subprocess.Popen:
+    """`fleet deploy ...` left running, as a user's terminal would."""
+    return subprocess.Popen(
+        [cluster.python, "-m", "fleet", "--root", str(cluster.root), "deploy", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cluster.root,
+        env={**os.environ, "FLEET_PORT": str(cluster.port)},
+    )
+
+
+def deploy_state(cluster: Cluster) -> dict:
+    return json.loads((cluster.run_dir / "deploy" / "state.json").read_text())
+
+
+def test_low_traffic_waits_and_says_so_and_never_promotes_on_too_few_answers(two):
+    path = new_version(two, "quiet", bad=False)
+    stop = threading.Event()
+
+    def one_per_second() -> None:
+        while not stop.wait(1.0):  # pacing, not synchronisation: the traffic is the test's input
+            try:
+                two.get()
+            except OSError:
+                pass
+
+    sender = threading.Thread(target=one_per_second, daemon=True)
+    sender.start()
+    proc = follow(two, path, "--canary", "50", "--interval", "2", "--min-requests", "30")
+    try:
+        two.wait(lambda: "waiting for traffic" in deploy_state(two)["note"], "the deploy says it waits", 60)
+        first = deploy_state(two)["window"]["answers"]
+        two.wait(lambda: deploy_state(two)["window"]["answers"] >= first + 3, "a few more answers", 30)
+        state = deploy_state(two)
+        assert state["phase"] == "canary" and state["window"]["answers"] < 30, state
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: roll back
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        sender.join(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out
+    assert "of 30 answers needed to judge; waiting for traffic" in out
+    assert "rolled back: cancelled at canary step 1 (50%)" in out
+    assert backends(two) == {"backend-1", "backend-2"}
+
+
+def test_a_deploy_whose_control_plane_is_killed_resumes_and_finishes_by_itself(two):
+    path = new_version(two, "resumed", bad=False)
+    with Load(two.url, mix=MIX, max_seconds=300) as load:
+        load.wait_requests(100)
+        proc = follow(two, path, *OPTIONS)
+        two.wait(lambda: deploy_state(two)["phase"] == "canary", "the canary", 60)
+        old = two.pids()["control"]
+        os.kill(old, signal.SIGKILL)
+        two.wait(lambda: two.pids()["control"] != old, "the control plane restarted", 30)
+        out, _ = proc.communicate(timeout=180)
+        load.wait_requests(100)
+    print(out)
+    assert proc.returncode == 0, out
+    assert "resuming the deploy at canary" in out
+    assert deploy_state(two)["resumed"] is True
+    assert {n for n in backends(two)} == {"default-v2-1", "default-v2-2"}
+    assert not load.result.failures, load.summary()
