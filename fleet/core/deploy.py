@@ -182,12 +182,13 @@ def _canary(d: Deploy, seen: Seen) -> Orders:
     new = [n for n in d.started if n in seen.states]
     window = d.window.add(tuple(a for n in new for a in seen.answers.get(n, ())))
     d = replace(d, window=window)
-    if broken := _broken(d, seen):
-        return _roll_back(d, seen, broken)
     p = d.plan
     enough = window.answers >= p.min_requests
+    # The measured verdict first: it says more than "ejected" (passive health may act on the same answers).
     if enough and (verdict := _exceeded(d)):
         return _roll_back(d, seen, verdict)
+    if broken := _broken(d, seen):
+        return _roll_back(d, seen, broken)
     elapsed = seen.now - d.since
     if elapsed < p.interval:
         d = replace(d, note=f"{_where(d)}: {_measured(d)}; judging in {p.interval - elapsed:.0f} s")

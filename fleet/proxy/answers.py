@@ -11,6 +11,7 @@ follows the traffic). The file is rotated like the tally
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Unpack
@@ -39,8 +40,19 @@ class AnswerLog:
         self._log.close()
 
 
+# Of the tries before the last, the answers a backend gave (retried by `uwsgi_next_upstream http_500`);
+# not 502/504 (no connection, a timeout): the health probes see those.
+RETRIED_ANSWERS = (500, 503)
+_STATUS_RE = re.compile(rb"\d{3}")
+_SLOT_RE = re.compile(rb"slot-0*(\d+)\.sock")
+_TIME_RE = re.compile(rb"\d+(?:\.\d+)?")
+
+
 def _parse(data: bytes, slots: Sequence[str], found: dict[str, list[tuple[int, float]]]) -> None:
     for line in data.split(b"\n"):
+        line, _, earlier = line.partition(b" |")
+        if earlier:
+            _earlier(earlier, slots, found)
         fields = line.split()
         if len(fields) < 2 or not fields[0].isdigit():
             continue
@@ -51,6 +63,19 @@ def _parse(data: bytes, slots: Sequence[str], found: dict[str, list[tuple[int, f
         else:
             continue
         found.setdefault(name, []).append((int(fields[0]), _ms(fields[3] if len(fields) >= 4 else b"")))
+
+
+def _earlier(tail: bytes, slots: Sequence[str], found: dict[str, list[tuple[int, float]]]) -> None:
+    """The tries before the last: `STATUSES|ADDRESSES|TIMES`, each a comma-separated list (or `-`)."""
+    parts = tail.split(b"|")
+    if len(parts) != 3:
+        return
+    statuses, where, times = (rx.findall(p) for rx, p in zip((_STATUS_RE, _SLOT_RE, _TIME_RE), parts, strict=True))
+    if len(statuses) != len(where):
+        return
+    for i, (status, slot) in enumerate(zip(statuses, where, strict=True)):
+        if int(status) in RETRIED_ANSWERS and int(slot) < len(slots) and slots[int(slot)]:
+            found.setdefault(slots[int(slot)], []).append((int(status), _ms(times[i]) if i < len(times) else 0.0))
 
 
 def _ms(field: bytes) -> float:
