@@ -36,7 +36,9 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
         return status.watch(layout, lambda: statuses(layout), args.interval)
     table, parts = status.rows(layout), statuses(layout)
     if args.json:
-        sys.stdout.write(status.render_json(table, parts))
+        from fleet.published.snapshot import Snapshot
+
+        sys.stdout.write(status.render_json(table, parts, Snapshot.read(layout).deploy))
     else:
         sys.stdout.write(status.render_parts(parts) + status.render_table(table) + _deploy_line(layout))
     return 0 if parts and all(p.up is not False for p in parts) else 1

@@ -61,6 +61,15 @@ class DeployRunner:
     def running(self) -> bool:
         return self.deploy is not None and self.deploy.phase not in core.FINISHED
 
+    def published(self) -> dict | None:
+        """The deploy in progress for the snapshot (/api/status, /metrics), without its kept files."""
+        if not self.running or self.deploy is None:
+            return None
+        doc = core.to_dict(self.deploy)
+        doc.pop("old_texts", None)
+        doc["plan"].pop("text", None)
+        return doc
+
     def step(
         self,
         model: Model,

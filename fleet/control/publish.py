@@ -54,6 +54,7 @@ class Publisher:
         pid: int,
         weights: Mapping[str, int] | None = None,
         slots: Sequence[str] = (),
+        deploy: dict | None = None,
     ) -> dict[str, VassalStats | None]:
         """Write the snapshot if its meaning changed (or at the heartbeat). Returns the stats documents read
         for it (None: no answer), read at `usage_at`; empty when this pass read none."""
@@ -93,7 +94,9 @@ class Publisher:
                 weight=(weights or {}).get(name, DEFAULT_WEIGHT),
                 slots=sum(1 for s in slots if s == name),
             )
-        snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
+        snapshot = Snapshot(
+            pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent), deploy
+        )
         if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:
             self.last, self.last_written = snapshot, now
             snapshot.write(self.layout)

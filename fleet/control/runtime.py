@@ -99,7 +99,14 @@ class Runtime:
             router.errors,
         )
         stats = self.publisher.publish(
-            self.model, router.routed, counters, router.error, os.getpid(), self.weights, router.slot_names()
+            self.model,
+            router.routed,
+            counters,
+            router.error,
+            os.getpid(),
+            self.weights,
+            router.slot_names(),
+            self.deploys.published(),
         )
         report = PassReport(
             self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at

@@ -78,8 +78,10 @@ def render_table(table: list[Row]) -> str:
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-def render_json(table: list[Row], parts: list[PartStatus] | None = None) -> str:
-    doc = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+def render_json(table: list[Row], parts: list[PartStatus] | None = None, deploy: dict | None = None) -> str:
+    doc: dict[str, object] = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+    if deploy is not None:  # only while one runs: the keys stay fixed otherwise
+        doc["deploy"] = deploy
     return json.dumps(doc, indent=1) + "\n"
 
 

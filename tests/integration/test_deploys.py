@@ -12,9 +12,11 @@ import threading
 import time
 
 import pytest
+import requests
 
 from harness.cluster import Cluster
 from harness.load import Kind, Load
+from harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +59,13 @@ def backends(cluster: Cluster) -> set[str]:
 
 
 @pytest.fixture
-def two(make_cluster) -> Cluster:
+def two(make_cluster, monkeypatch) -> Cluster:
+    """Two backends of the example app, with the admin listener on a free port (`admin`)."""
     c = make_cluster(OLD)
+    port = free_port()
+    monkeypatch.setenv("FLEET_ADMIN_PORT", str(port))
     c.up()
+    c.admin = f"http://127.0.0.1:{port}"
     return c
 
 
@@ -158,6 +164,12 @@ def test_low_traffic_waits_and_says_so_and_never_promotes_on_too_few_answers(two
         two.wait(lambda: deploy_state(two)["window"]["answers"] >= first + 3, "a few more answers", 30)
         state = deploy_state(two)
         assert state["phase"] == "canary" and state["window"]["answers"] < 30, state
+        # Shown where the cluster is shown: fleet status, /api/status, /metrics.
+        assert "deploy v2 of app default: canary, step 1 of 1 at 50%" in two.fleet("status").stdout
+        assert requests.get(two.admin + "/api/status", timeout=5).json()["deploy"]["percent"] == 50
+        metrics = requests.get(two.admin + "/metrics", timeout=5).text
+        assert 'fleet_deploy_canary_percent{app="default",version="v2"} 50.0' in metrics
+        assert 'fleet_vassal_weight{vassal="default-v2-1"} 1000.0' in metrics
         proc.send_signal(signal.SIGINT)  # Ctrl-C: roll back
         out, _ = proc.communicate(timeout=60)
     finally:
