@@ -84,6 +84,12 @@ def command_rm(layout: Layout, args: argparse.Namespace, values: Values) -> int:
 
 def command_reload(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Zero-downtime reload of NAME..., or of every backend one at a time (--all)."""
+    if args.surge is not None:
+        from fleet.ops import deploys
+
+        if not args.all or args.names:
+            raise FleetError("--surge goes with --all: `fleet reload --all --surge N`", exit_code=2)
+        return deploys.reload_by_replacement(layout, args.surge, args.start_timeout)
     return commands.reload(layout, args.names, args.all, values.timeout)
 
 
@@ -201,6 +207,10 @@ def parser() -> argparse.ArgumentParser:
     rl = add("reload", command_reload)
     rl.add_argument("names", nargs="*", metavar="NAME")
     rl.add_argument("--all", action="store_true", help="rolling: one backend at a time")
+    rl.add_argument(
+        "--surge", type=int, help="with --all: start N new backends before draining N old (the deploy's path)"
+    )
+    rl.add_argument("--start-timeout", type=float, default=60.0, help="with --surge: seconds to be healthy (60)")
     config.add_flags(rl, "reload")
     wt = add("weight", command_weight)
     wt.add_argument("name")

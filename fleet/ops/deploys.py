@@ -87,6 +87,28 @@ def rollback(layout: Layout, app: str | None, start_timeout: float, out: TextIO 
     return _run(layout, plan, out)
 
 
+def reload_by_replacement(layout: Layout, surge: int, start_timeout: float, out: TextIO = sys.stdout) -> int:
+    """`fleet reload --all --surge N`: the files as they are, as new backends (N at a time beyond the app's
+    count) replacing the old ones start-first, without a canary. The new backends get new names (a name is
+    a socket): so every file must be the same, else `fleet reload --all` reloads each in place."""
+    if surge < 1:
+        raise FleetError("--surge: at least 1", exit_code=2)
+    texts = {}
+    for name in sorted(vassals.present(layout.vassals)):
+        texts[name] = layout.vassal_file(name).read_text()
+    if len(set(texts.values())) > 1:
+        raise FleetError(
+            "--surge replaces the backends with copies of one file, and these files differ: "
+            "`fleet reload --all` reloads each in place",
+            exit_code=2,
+        )
+    if not texts:
+        raise FleetError("no backend to reload: `fleet add NAME` first")
+    text = next(iter(texts.values()))
+    plan = core.Plan(DEFAULT_APP, _next_version(layout), text, (), surge=surge, start_timeout=start_timeout)
+    return _run(layout, plan, out)
+
+
 def status(layout: Layout, as_json: bool, out: TextIO = sys.stdout) -> int:
     d = read_state(layout)
     if as_json:

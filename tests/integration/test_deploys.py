@@ -201,3 +201,15 @@ def test_a_deploy_whose_control_plane_is_killed_resumes_and_finishes_by_itself(t
     assert deploy_state(two)["resumed"] is True
     assert {n for n in backends(two)} == {"default-v2-1", "default-v2-2"}
     assert not load.result.failures, load.summary()
+
+
+def test_reload_all_with_surge_replaces_every_backend_start_first_with_no_failed_request(two):
+    with Load(two.url, mix=MIX, max_seconds=180) as load:
+        load.wait_requests(100)
+        proc = two.fleet("reload", "--all", "--surge", "2", timeout=120)
+        load.wait_requests(100)
+    print(proc.stdout)
+    assert "promoted" in proc.stdout
+    assert backends(two) == {"default-v2-1", "default-v2-2"}
+    assert not load.result.failures, load.summary()
+    assert two.fleet("reload", "--surge", "1", "backend-1", check=False).returncode == 2
