@@ -113,7 +113,7 @@ def command_deploy(layout: Layout, args: argparse.Namespace, values: Values) -> 
     canary = deploys.parse_canary(args.canary)
     return deploys.deploy(
         layout, Path(args.file), args.app, canary, args.interval, args.max_error_rate, args.max_p99,
-        args.min_requests, args.surge, args.start_timeout,
+        args.min_requests, args.surge, args.start_timeout, args.probe_rate,
     )  # fmt: skip
 
 
@@ -225,6 +225,12 @@ def parser() -> argparse.ArgumentParser:
     de.add_argument("--min-requests", type=int, default=50, help="answers needed before judging a step (50)")
     de.add_argument("--surge", type=int, default=1, help="new backends started beyond the app's count (1)")
     de.add_argument("--start-timeout", type=float, default=60.0, help="seconds a new backend has to be healthy")
+    de.add_argument(
+        "--probe-rate",
+        type=float,
+        default=0.0,
+        help="GETs/s of the health path to each new backend while short of answers (0)",
+    )
     de.add_argument("--status", action="store_true", help="show the deploy in progress (or the last one)")
     de.add_argument("--json", action="store_true", help="with --status: as JSON")
     de.add_argument("--cancel", action="store_true", help="roll back the deploy in progress")

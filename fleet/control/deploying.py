@@ -14,13 +14,16 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
+from fleet import uwsgi
 from fleet.core import deploy as core
 from fleet.core.model import Model
 from fleet.layout import Layout, write_atomically
 from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
+PROBE_TIMEOUT = 2.0
 
 
 def request_path(layout: Layout):
@@ -51,6 +54,7 @@ class DeployRunner:
 
     def __init__(self, layout: Layout, now: float):
         self.layout = layout
+        self.last_probe = now
         self.deploy = read_state(layout)
         if self.deploy is not None and self.deploy.phase not in core.FINISHED:
             self.deploy = core.resume(self.deploy, now)
@@ -82,11 +86,12 @@ class DeployRunner:
             self._take_request(now)
         if not self.running or self.deploy is None:
             return {}
+        answers = self._with_probes(dict(answers), now)
         seen = core.Seen(
             now,
             {name: b.state.value for name, b in model.backends.items()},
             routed,
-            dict(answers),
+            answers,
             cancel_path(self.layout).exists(),
         )
         orders = core.advance(self.deploy, seen)
@@ -100,6 +105,28 @@ class DeployRunner:
         if not self.running:
             cancel_path(self.layout).unlink(missing_ok=True)
         return orders.weights
+
+    def _with_probes(
+        self, answers: dict[str, tuple[tuple[int, float], ...]], now: float
+    ) -> dict[str, tuple[tuple[int, float], ...]]:
+        """--probe-rate: the deploy's own GETs of the health path to each new backend's socket, added to
+        its answers (low traffic: the canary is judged on these too, never on nothing)."""
+        d = self.deploy
+        if d is None or (due := core.probes_due(d, self.last_probe, now)) == 0:
+            if d is None or d.phase != core.CANARY:
+                self.last_probe = now
+            return answers
+        self.last_probe = now
+        path = vassals.parse(Path("new.ini"), d.plan.text.encode()).health.path
+        targets = {n: (self.layout.socket(n), path) for n in d.started if self.layout.socket(n).exists()}
+        for _ in range(due):
+            started = time.perf_counter()
+            results = uwsgi.request_many(targets, PROBE_TIMEOUT)
+            ms = (time.perf_counter() - started) * 1000
+            for name, result in results.items():
+                status = result[0] if isinstance(result, tuple) else 502
+                answers[name] = (*answers.get(name, ()), (status, ms))
+        return answers
 
     def _take_request(self, now: float) -> None:
         path = request_path(self.layout)

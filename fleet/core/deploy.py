@@ -48,6 +48,7 @@ class Plan:
     min_requests: int = 50
     surge: int = 1
     start_timeout: float = 60.0
+    probe_rate: float = 0.0  # requests/s of its own to the health path of each new backend, while short of answers
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,14 @@ def resume(d: Deploy, now: float) -> Deploy:
     """After a control-plane restart: the phase goes on; a canary step starts its window again (its
     answers were in the lost process), and so do the timeouts."""
     return replace(d, since=now, window=Window(), resumed=True)
+
+
+def probes_due(d: Deploy, last_probe: float, now: float) -> int:
+    """How many probe requests to send each new backend now: only in a canary step still short of answers
+    (its own traffic comes first), at `probe_rate` per second, at most 2 per pass (a pass waits on them)."""
+    if d.phase != CANARY or d.plan.probe_rate <= 0 or d.window.answers >= d.plan.min_requests:
+        return 0
+    return min(2, int((now - last_probe) * d.plan.probe_rate))
 
 
 def cancel_reason(d: Deploy) -> str:

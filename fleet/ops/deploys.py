@@ -53,18 +53,19 @@ def deploy(
     min_requests: int,
     surge: int,
     start_timeout: float,
+    probe_rate: float = 0.0,
     out: TextIO = sys.stdout,
 ) -> int:
     """Deploy NEW.ini as the next version of the app (see the module's docstring)."""
     checked = vassals.read(new_ini, uwsgi.known_options(uwsgi.binary(None)), layout.app)
     if not checked.valid:
         raise InvalidVassal(f"{new_ini}: {checked.reason()}; `fleet check {new_ini}` lists every problem")
-    if interval <= 0 or min_requests < 1 or surge < 1 or max_error_rate < 0 or max_p99 <= 0:
+    if interval <= 0 or min_requests < 1 or surge < 1 or max_error_rate < 0 or max_p99 <= 0 or probe_rate < 0:
         raise FleetError("--interval, --max-p99 above 0; --min-requests, --surge at least 1", exit_code=2)
     text = new_ini.read_text()
     plan = core.Plan(
         app or DEFAULT_APP, _next_version(layout), text, canary, interval, max_error_rate, max_p99, min_requests,
-        surge, start_timeout,
+        surge, start_timeout, probe_rate,
     )  # fmt: skip
     return _run(layout, plan, out)
 

@@ -213,3 +213,14 @@ def test_reload_all_with_surge_replaces_every_backend_start_first_with_no_failed
     assert backends(two) == {"default-v2-1", "default-v2-2"}
     assert not load.result.failures, load.summary()
     assert two.fleet("reload", "--surge", "1", "backend-1", check=False).returncode == 2
+
+
+def test_low_traffic_with_probe_rate_is_judged_on_its_own_probes_and_promoted(two):
+    path = new_version(two, "probed", bad=False)
+    proc = two.fleet(
+        "deploy", path, "--canary", "50", "--interval", "2", "--min-requests", "30", "--probe-rate", "10", timeout=120
+    )
+    assert "canary step 1 (50%) passed: " in proc.stdout
+    passed = re.search(r"passed: (\d+) answers", proc.stdout)
+    assert passed and int(passed.group(1)) >= 30, proc.stdout
+    assert backends(two) == {"default-v2-1", "default-v2-2"}

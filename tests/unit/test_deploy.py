@@ -159,3 +159,12 @@ def test_no_canary_goes_straight_to_promoting():
 def test_percentile_is_the_nearest_rank():
     assert core.percentile(tuple(float(i) for i in range(1, 101)), 99) == 99.0
     assert core.percentile((), 99) == 0.0
+
+
+def test_probes_are_due_only_in_a_canary_short_of_answers_at_the_rate_asked():
+    d = replace(in_canary(), plan=replace(PLAN, probe_rate=4.0))
+    assert core.probes_due(d, 100.0, 100.5) == 2
+    assert core.probes_due(d, 100.0, 100.1) == 0
+    assert core.probes_due(replace(d, window=core.Window(30, 0, ())), 100.0, 101.0) == 0
+    assert core.probes_due(replace(d, phase=core.PROMOTING), 100.0, 101.0) == 0
+    assert core.probes_due(in_canary(), 100.0, 101.0) == 0  # no --probe-rate
