@@ -232,10 +232,23 @@ def test_status_shows_one_row_per_backend(cluster):
     for row in rows:
         assert row["state"] == "healthy"
         assert row["workers"] == 2 and row["pid"] > 0 and row["memory"] > 1_000_000
-        assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
+        assert set(row) == {
+            "name",
+            "state",
+            "pid",
+            "workers",
+            "requests",
+            "memory",
+            "routed",
+            "error",
+            "weight",
+            "share",
+        }
+        assert (row["weight"], row["share"]) == (100, 50.0)
     table = cluster.fleet("status").stdout.split("\n\n", 1)
     assert table[0].startswith("fleet: supervisor up (pid ")
-    assert table[1].splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+    header = ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert table[1].splitlines()[0].split() == header
 
 
 def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):
