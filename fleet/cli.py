@@ -38,7 +38,7 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
     if args.json:
         from fleet.published.snapshot import Snapshot
 
-        sys.stdout.write(status.render_json(table, parts, Snapshot.read(layout).deploy))
+        sys.stdout.write(status.render_json(table, parts, deploy=Snapshot.read(layout).deploy))
     else:
         sys.stdout.write(status.render_parts(parts) + status.render_table(table) + _deploy_line(layout))
     return 0 if parts and all(p.up is not False for p in parts) else 1

@@ -240,7 +240,7 @@ def _handler(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
 
             snap = admin.snapshot()
             table = status.rows_of(snap, admin.layout)
-            body = status.render_json(table, statuses(admin.layout), snap.deploy)
+            body = status.render_json(table, statuses(admin.layout), deploy=snap.deploy)
             self._send(200, body.encode(), "application/json")
 
         def _events(self, after: int, wait: float) -> None:
