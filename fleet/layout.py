@@ -99,6 +99,16 @@ class Layout:
         return self.run / "drain"
 
     @property
+    def weights_dir(self) -> Path:
+        """`fleet weight NAME N` leaves run/weights/NAME.json: NAME's weight until its vassal file changes."""
+        return self.run / "weights"
+
+    @property
+    def deploy_dir(self) -> Path:
+        """`fleet deploy` and the control plane share run/deploy/ (the request, each step, the kept files)."""
+        return self.run / "deploy"
+
+    @property
     def events_file(self) -> Path:
         return self.logs / "events.jsonl"
 
@@ -143,6 +153,8 @@ class Layout:
             self.logs,
             self.run / "fifo",
             self.drain_dir,
+            self.weights_dir,
+            self.deploy_dir,
             self.nginx_dir,
             self.nginx_dir / "tmp",
             self.slots,

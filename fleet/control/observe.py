@@ -10,9 +10,11 @@ from fleet import uwsgi
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import describe
 from fleet.layout import Layout
 from fleet.logs import failure_reason
+from fleet.published import overrides
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.static import StaticMount, agree
@@ -34,7 +36,8 @@ class ClusterObserver:
     ):
         self.layout, self.settings = layout, settings
         self.known_options, self.caps = known_options, caps
-        self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
+        # name -> (mtime_ns, problem, health check, weight)
+        self._checked: dict[str, tuple[int, str, HealthCheck, int]] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
         self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
@@ -89,9 +92,15 @@ class ClusterObserver:
             return cached[1]
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
-        self._checked[name] = (mtime_ns, problem, checked.health)
+        self._checked[name] = (mtime_ns, problem, checked.health, checked.weight)
         self._static[name] = checked.static
         return problem
+
+    def weights(self, wanted: Wanted) -> dict[str, int]:
+        """Each wanted backend's weight: `fleet weight`'s override while its file is unchanged, else the file's."""
+        file_weights = {n: c[3] if (c := self._checked.get(n)) else DEFAULT_WEIGHT for n in wanted.files}
+        mtimes = {n: f.mtime_ns for n, f in wanted.files.items()}
+        return overrides.effective(file_weights, mtimes, overrides.read_all(self.layout))
 
     def _drain_requests(self) -> list[str]:
         try:

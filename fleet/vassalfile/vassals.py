@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import health, static
+from fleet.vassalfile import health, static, weight
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.static import StaticMount
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
+from fleet.vassalfile.weight import DEFAULT_WEIGHT
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
@@ -41,6 +42,7 @@ class VassalFile:
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
     static: StaticMount | None = None  # from its [fleet] section: the folder nginx serves for it
+    weight: int = DEFAULT_WEIGHT  # from its [fleet] section
 
     @property
     def valid(self) -> bool:
@@ -152,18 +154,18 @@ def parse(
 
     options, syntax = _parse_ini(text)
     problems.extend(syntax)
-    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    fleet_options = [(o.key.removeprefix("fleet:"), o.value, o.line) for o in options if o.key.startswith("fleet:")]
     options = [o for o in options if not o.key.startswith("fleet:")]
-    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
-    problems.extend(Problem(*p) for p in health_problems)
+    weighed, weight_problems = weight.parse([o for o in fleet_options if o[0] in weight.KEYS])
+    check, health_problems = health.parse(fleet_options)
+    problems.extend(Problem(*p) for p in health_problems + weight_problems)
     chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
-    fleet_keys = [(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options]
-    mount, static_problems = static.parse(fleet_keys, chdir, must_resolve=app_dir is not None)
+    mount, static_problems = static.parse(fleet_options, chdir, must_resolve=app_dir is not None)
     problems.extend(Problem(*p) for p in static_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check, mount)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, static=mount, weight=weighed)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:

@@ -100,7 +100,7 @@ def test_a_burst_of_files_joins_in_batches_with_one_nginx_reload(cluster):
         cluster.write_vassal(f"{name}.ini")
     cluster.wait(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
     after = cluster.state()["counters"]
-    # 14 backends outgrow the 32 slots of two: nginx is reloaded once, with 128; the joins are batched.
+    # 14 backends outgrow the 64 slots of two: nginx is reloaded once, with 128; the joins are batched.
     assert after["nginx_reloads"] - before["nginx_reloads"] == 1
     changes = after["routing_changes"] - before["routing_changes"]
     assert 1 <= changes <= 3, f"{changes} routing changes for a burst of {len(names)} files"
@@ -232,10 +232,23 @@ def test_status_shows_one_row_per_backend(cluster):
     for row in rows:
         assert row["state"] == "healthy"
         assert row["workers"] == 2 and row["pid"] > 0 and row["memory"] > 1_000_000
-        assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
+        assert set(row) == {
+            "name",
+            "state",
+            "pid",
+            "workers",
+            "requests",
+            "memory",
+            "routed",
+            "error",
+            "weight",
+            "share",
+        }
+        assert (row["weight"], row["share"]) == (100, 50.0)
     table = cluster.fleet("status").stdout.split("\n\n", 1)
     assert table[0].startswith("fleet: supervisor up (pid ")
-    assert table[1].splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+    header = ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert table[1].splitlines()[0].split() == header
 
 
 def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):

@@ -16,10 +16,10 @@ ROWS = [
 
 def test_table_has_a_header_and_one_line_per_row():
     lines = render_table(ROWS).splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
-    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB"]
-    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB"]
-    assert lines[3].split()[:7] == ["broken", "failed", "-", "0", "0", "0.0", "MiB"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB", "100", "(0%)"]
+    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB", "100"]
+    assert lines[3].split()[:8] == ["broken", "failed", "-", "0", "0", "0.0", "MiB", "100"]
     assert lines[3].endswith("ModuleNotFoundError: No module named 'x'")
     assert len(lines) == 4
 
@@ -42,7 +42,7 @@ def test_empty_table_says_how_to_add_a_backend():
 
 def test_json_has_one_object_per_row_with_fixed_keys():
     doc = json.loads(render_json(ROWS))["backends"]
-    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error"]
+    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error", "weight", "share"]
     assert [list(row) for row in doc] == [keys] * 3
     assert doc[0] == {
         "name": "backend-1",
@@ -53,6 +53,8 @@ def test_json_has_one_object_per_row_with_fixed_keys():
         "memory": 50 * 2**20,
         "routed": True,
         "error": "",
+        "weight": 100,
+        "share": 0.0,
     }
     assert doc[2]["pid"] is None
     assert json.loads(render_json([])) == {"parts": [], "backends": []}
