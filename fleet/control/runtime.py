@@ -48,7 +48,7 @@ class Runtime:
             layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
         )
         self.router = NginxRouter(layout, clock)
-        self.effects = Effects(layout, self.router)
+        self.effects = Effects(layout, self.router, self.settings.emperors)
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # The publisher reads each vassal's stats socket about once a second for the published usage;

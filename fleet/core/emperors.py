@@ -12,6 +12,10 @@ Emperors need nothing from the control plane to agree on who runs what.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from fleet.core.stats import EmperorStats
+
 # The characters a vassal name may end with ([a-z0-9][a-z0-9_-]*), in the order they are dealt.
 CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyz-_"
 MAX_EMPERORS = 8
@@ -61,6 +65,20 @@ def share(index: int, count: int) -> str:
 def _bracket(chars: str) -> str:
     """Characters for a glob(3) bracket expression: `-` last, where it stands for itself."""
     return "".join(c for c in chars if c != "-") + ("-" if "-" in chars else "")
+
+
+def merge(answers: Mapping[str, EmperorStats | None], last: Mapping[str, EmperorStats]) -> EmperorStats | None:
+    """The Emperors' stats as one (their shares are disjoint): each one's answer, or for one that did not
+    answer (restarting, slow), its last answer, as with a single Emperor. None if none answered now."""
+    if all(answer is None for answer in answers.values()):
+        return None
+    vassals, blacklist = {}, {}
+    for name, answer in answers.items():
+        stats = answer if answer is not None else last.get(name)
+        if stats is not None:
+            vassals.update(stats.vassals)
+            blacklist.update(stats.blacklist)
+    return EmperorStats(vassals, blacklist)
 
 
 def _check(count: int) -> None:
