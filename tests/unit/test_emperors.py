@@ -9,6 +9,7 @@ import string
 import pytest
 
 from fleet.core import emperors
+from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
 from fleet.vassalfile.vassals import NAME_PATTERN, RESERVED_NAMES
 
 
@@ -75,3 +76,35 @@ def test_emperor_part_names_are_told_from_other_parts():
 def test_no_vassal_may_take_an_emperors_name():
     # Its log would be the Emperor's (run/logs/emperor-2.log).
     assert set(emperors.names(emperors.MAX_EMPERORS)) <= RESERVED_NAMES
+
+
+def _stats(*names: str, blacklisted: tuple[str, ...] = ()) -> EmperorStats:
+    vassals = {n: VassalProcess(n, 100, 0, True, True, 0, False) for n in names}
+    return EmperorStats(vassals, {n: BlacklistEntry(n, 1, 1) for n in blacklisted})
+
+
+def test_the_emperors_answers_are_merged_into_one():
+    merged = emperors.merge({"emperor-1": _stats("b-2"), "emperor-2": _stats("b-1", blacklisted=("x",))}, {})
+    assert merged is not None and set(merged.vassals) == {"b-1", "b-2"} and set(merged.blacklist) == {"x"}
+
+
+def test_an_emperor_that_did_not_answer_counts_with_its_last_answer():
+    last = {"emperor-2": _stats("b-1")}
+    merged = emperors.merge({"emperor-1": _stats("b-2"), "emperor-2": None}, last)
+    assert merged is not None and set(merged.vassals) == {"b-1", "b-2"}
+
+
+def test_no_answer_at_all_is_none_as_with_one_emperor():
+    assert emperors.merge({"emperor-1": None, "emperor-2": None}, {"emperor-1": _stats("b-2")}) is None
+
+
+def test_one_emperor_is_started_as_before_and_each_of_several_with_its_name_and_share():
+    from fleet.ops.lifecycle import emperor_share
+
+    assert emperor_share(0, 1) == []  # emperor.ini's own defaults: every *.ini, run/emperor.sock
+    assert emperor_share(1, 2) == [
+        "--set-ph",
+        "fleet-emperor=emperor-2",
+        "--set-ph",
+        f"fleet-share={emperors.share(1, 2)}",
+    ]

@@ -20,6 +20,7 @@ from fleet.ops.supervisor import (
     Supervisor,
     SupervisorSpec,
     backoff,
+    kind,
     stop_in_order,
 )
 
@@ -125,3 +126,25 @@ def test_stop_in_order_says_when_it_had_to_kill(tmp_path):
         stubborn.wait()
     assert said == [f"fleet: stopping nginx (pid {stubborn.pid})...", "fleet: nginx did not stop within 0 s; killed it"]
     assert gone
+
+
+def test_every_emperor_is_stopped_after_nginx_with_the_emperors_signal_and_timeout(tmp_path):
+    names = ("emperor-2", "control", "emperor-1", "nginx")
+    procs = {name: processes.spawn(["sleep", "30"], tmp_path / f"{name}.log") for name in names}
+    said: list[str] = []
+    try:
+        # By kind: `how` names `emperor` only, as `fleet down`'s STOPPING does.
+        how = {"control": (signal.SIGTERM, 5.0), "nginx": (signal.SIGTERM, 5.0), "emperor": (signal.SIGTERM, 5.0)}
+        stop_in_order({n: p.pid for n, p in procs.items()}, said.append, how)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    order = ("control", "nginx", "emperor-1", "emperor-2")
+    assert said == [f"fleet: stopping {n} (pid {procs[n].pid})..." for n in order]
+    assert not any(processes.is_alive(p.pid) for p in procs.values())
+
+
+def test_an_emperor_of_several_is_of_the_emperor_kind():
+    assert [kind(n) for n in ("emperor", "emperor-3", "nginx", "control")] == ["emperor", "emperor", "nginx", "control"]
