@@ -218,7 +218,7 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = list(vassals.present(layout.vassals))
-    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
+    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperors"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
     out.flush()
     try:
@@ -234,7 +234,8 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         raise
     if failed:
         report_failed(layout, failed, out)
-    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    running = f"fleet: {values.emperors} Emperor{'s' if values.emperors > 1 else ''} running\n"
+    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else running)
     if "control" in parts and values.admin_port:
         admin = f"http://{values.admin_listen}:{values.admin_port}/"
         out.write(f"fleet: status page and /metrics on {admin}\n")

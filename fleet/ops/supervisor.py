@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,16 +93,24 @@ def stop_in_order(
     say: Callable[[str], object] = lambda _: None,
     how: Mapping[str, tuple[int, float]] = STOPPING,
 ) -> None:
-    """Stop the parts `pids` ({name: pid}) gracefully, one after the other in STOP_ORDER (by kind), each
-    with its signal and timeout from `how` (by name, else by kind); SIGKILL only what overstays its
-    timeout. The supervisor stops its own children so, and `fleet down` whatever it finds running."""
+    """Stop the parts `pids` ({name: pid}) gracefully, one kind after the other in STOP_ORDER (the parts of
+    one kind together), each with its signal and timeout from `how` (by name, else by kind); SIGKILL only
+    what overstays its timeout. The supervisor stops its own children so, and `fleet down` whatever it
+    finds running."""
     for part_kind in STOP_ORDER:
-        for name in sorted(n for n in pids if kind(n) == part_kind):
-            pid = pids[name]
-            sig, timeout = how[name] if name in how else how[part_kind]
-            say(f"fleet: stopping {name} (pid {pid})...")
-            if not processes.stop(pid, sig, timeout):
-                say(f"fleet: {name} did not stop within {timeout:.0f} s; killed it")
+        names = sorted(n for n in pids if kind(n) == part_kind)
+        if not names:
+            continue
+        ways = {name: how[name] if name in how else how[part_kind] for name in names}
+        for name in names:
+            say(f"fleet: stopping {name} (pid {pids[name]})...")
+        # The parts of one kind (several Emperors) stop together: each waits for its own vassals' requests,
+        # so `fleet down` takes the longest of them, not their sum.
+        with ThreadPoolExecutor(len(names)) as pool:
+            graceful = list(pool.map(lambda job: processes.stop(*job), [(pids[n], *ways[n]) for n in names]))
+        for name, ok in zip(names, graceful, strict=True):
+            if not ok:
+                say(f"fleet: {name} did not stop within {ways[name][1]:.0f} s; killed it")
 
 
 def backoff(recent_deaths: int) -> float:
