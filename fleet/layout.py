@@ -83,11 +83,19 @@ class Layout:
 
     @property
     def emperor_stats(self) -> Path:
-        return self.run / "emperor.sock"
+        """The one Emperor's stats socket (fleet.core.emperors: `emperor` when there is one)."""
+        return self.emperor_stats_of("emperor")
 
     @property
     def emperor_pid(self) -> Path:
-        return self.run / "emperor.pid"
+        return self.emperor_pid_of("emperor")
+
+    def emperor_stats_of(self, emperor: str) -> Path:
+        """An Emperor's stats socket: run/emperor.sock, or run/emperor-2.sock when there are several."""
+        return self.run / f"{emperor}.sock"
+
+    def emperor_pid_of(self, emperor: str) -> Path:
+        return self.run / f"{emperor}.pid"
 
     @property
     def state_file(self) -> Path:

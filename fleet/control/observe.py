@@ -7,9 +7,10 @@ import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
+from fleet.core import emperors
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
-from fleet.core.stats import VassalStats
+from fleet.core.stats import EmperorStats, VassalStats
 from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import describe
 from fleet.layout import Layout
@@ -43,6 +44,7 @@ class ClusterObserver:
         self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
         self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
+        self._emperors: dict[str, EmperorStats] = {}  # each Emperor's last answer
 
     # ---- what is wanted ----------------------------------------------------------------------------
 
@@ -117,12 +119,7 @@ class ClusterObserver:
     def observe(
         self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
     ) -> Observed:
-        emperor = None
-        if look.emperor:
-            try:
-                emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
-            except (OSError, ValueError):
-                emperor = None  # not up yet, or restarting: decisions use its last answer
+        emperor = self.emperors() if look.emperor else None
         stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
         return Observed(
             routed=routed,
@@ -133,6 +130,16 @@ class ClusterObserver:
             routing_error=routing_error,
             routing_failed_at=routing_failed_at,
         )
+
+    def emperors(self) -> EmperorStats | None:
+        """Every Emperor's stats, as one (reading them also wakes each to rescan its share of vassals/)."""
+        answers: dict[str, EmperorStats | None] = {}
+        for name in emperors.names(self.settings.emperors):
+            try:
+                answers[name] = self._emperors[name] = uwsgi.emperor_stats(self.layout.emperor_stats_of(name))
+            except (OSError, ValueError):
+                answers[name] = None  # not up yet, or restarting: decisions use its last answer
+        return emperors.merge(answers, self._emperors)
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
         try:

@@ -54,7 +54,7 @@ class Runtime:
             layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
         )
         self.router = NginxRouter(layout, clock)
-        self.effects = Effects(layout, self.router)
+        self.effects = Effects(layout, self.router, self.settings.emperors)
         self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)

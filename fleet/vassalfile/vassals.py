@@ -25,7 +25,11 @@ __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "r
 
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 # fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
-RESERVED_NAMES = frozenset({"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"})
+# The Emperors are emperor-1 ... emperor-8 when there are several (fleet.core.emperors.MAX_EMPERORS).
+RESERVED_NAMES = frozenset(
+    {"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"}
+    | {f"emperor-{k}" for k in range(1, 9)}
+)
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
 _SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")

@@ -21,15 +21,19 @@ def routed(c: Cluster) -> set[str]:
 
 
 def emperor_stats(c: Cluster) -> dict:
+    """Every Emperor's stats as one: their vassals (each runs a share of vassals/)."""
     import socket
 
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(2)
-        s.connect(str(c.run_dir / "emperor.sock"))
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
+    vassals = []
+    for path in sorted(c.run_dir.glob("emperor*.sock")):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(path))
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        vassals += json.loads(data)["vassals"]
+    return {"vassals": vassals}
 
 
 def test_dropped_file_is_served_and_deleted_file_is_not(cluster):
@@ -125,10 +129,10 @@ BAD_VASSALS = {
 
 
 def spawn_attempts(c: Cluster, filename: str) -> int:
-    """How often the Emperor has tried to start vassals/`filename`, from its log: each start of uWSGI
+    """How often the Emperors have tried to start vassals/`filename`, from its log: each start of uWSGI
     prints "getting INI configuration from <path>" there, each refusal by the launcher (bin/fleet-vassal)
     "refusing to start <file>"."""
-    text = (c.run_dir / "logs" / "emperor.log").read_text(errors="replace")
+    text = "".join(p.read_text(errors="replace") for p in sorted((c.run_dir / "logs").glob("emperor*.log")))
     path = f"/vassals/{filename}"
     return sum(
         1
@@ -223,7 +227,8 @@ def test_status_shows_one_row_per_backend(cluster):
     doc = json.loads(cluster.fleet("status", "--json").stdout)
     assert [(p["name"], p["up"]) for p in doc["parts"]] == [
         ("supervisor", True),
-        ("emperor", True),
+        ("emperor-1", True),
+        ("emperor-2", True),
         ("nginx", True),
         ("control", True),
     ]

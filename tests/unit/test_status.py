@@ -68,3 +68,25 @@ def test_parts_come_first_and_a_down_part_says_why():
     assert "fleet up" in render_parts([])
     doc = json.loads(render_json([], parts))
     assert doc["parts"][1] == {"name": "control", "up": False, "pid": 12, "detail": "not running"}
+
+
+def test_every_emperor_is_listed_in_its_place_and_one_from_another_container_by_its_stats_socket(tmp_path):
+    import os
+
+    from fleet import processes
+    from fleet.layout import Layout
+    from fleet.published.parts import statuses
+
+    layout = Layout(tmp_path)
+    layout.run.mkdir()
+    here = {"nginx": os.getpid(), "emperor-2": os.getpid(), "emperor-1": os.getpid()}
+    started = {name: processes.start_time(pid) for name, pid in here.items()}
+    doc = {"pids": here, "started": started, "pid_namespace": processes.pid_namespace()}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    assert [(p.name, p.up) for p in statuses(layout)] == [("emperor-1", True), ("emperor-2", True), ("nginx", True)]
+    # Recorded in another pid namespace (compose): told by its own stats socket, which does not answer here.
+    doc = {"pids": {"emperor-1": 7, "emperor-2": 8}, "pid_namespace": "elsewhere"}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    found = statuses(layout)
+    assert [(p.name, p.up) for p in found] == [("emperor-1", False), ("emperor-2", False)]
+    assert all(p.detail == "its stats socket does not answer" for p in found)
