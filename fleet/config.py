@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fleet.core import emperors
 from fleet.core.settings import Settings
 from fleet.errors import FleetError
 from fleet.vassalfile.vassals import Caps
@@ -79,6 +80,14 @@ def whole_seconds_or_zero(text: str) -> int:
 def count(text: str) -> int:
     """A whole number, at least 1."""
     return _at_least_one(text, "")
+
+
+def emperor_count(text: str) -> int:
+    """How many Emperors share the vassal files: 1 to emperors.MAX_EMPERORS."""
+    value = count(text)
+    if value > emperors.MAX_EMPERORS:
+        raise ValueError(f"out of range: 1 to {emperors.MAX_EMPERORS} Emperors")
+    return value
 
 
 def cores() -> int:
@@ -386,6 +395,17 @@ SETTINGS: tuple[Setting, ...] = (
         UP,
     ),
     Setting(
+        "emperors",
+        "--emperors",
+        "FLEET_EMPERORS",
+        str(_CONTROL.emperors),
+        emperor_count,
+        "how many uWSGI Emperors share the vassal files (by the name's last character, so web-1 and web-2 differ):"
+        " a killed Emperor takes only its share down while nginx retries GETs on the others'; 1 to"
+        f" {emperors.MAX_EMPERORS}",
+        CONTROL,
+    ),
+    Setting(
         "file_watch",
         "--file-watch",
         "FLEET_WATCH",
@@ -570,6 +590,7 @@ class Values:
             reload_timeout=self.reload_timeout,
             drain_wait=self.drain_wait,
             health_interval=self.health_interval,
+            emperors=self.emperors,
         )
 
 
@@ -642,6 +663,7 @@ _METAVARS: dict[Callable[[str], Any], str] = {
     seconds: "SECONDS",
     seconds_or_zero: "SECONDS",
     count: "N",
+    emperor_count: "N",
     max_processes: "N",
     user_name: "USER",
     executable: "PATH",

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from fleet import uwsgi
+from fleet.core import emperors
 from fleet.core.apps import DEFAULT_APP, App
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
-from fleet.core.stats import VassalStats
+from fleet.core.stats import EmperorStats, VassalStats
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import describe
 from fleet.layout import Layout
 from fleet.logs import failure_reason
+from fleet.published import overrides
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.static import StaticMount, agree
@@ -36,13 +39,14 @@ class ClusterObserver:
     ):
         self.layout, self.settings = layout, settings
         self.known_options, self.caps = known_options, caps
-        # name -> (mtime_ns, problem, health check, app)
-        self._checked: dict[str, tuple[int, str, HealthCheck, App]] = {}
+        # name -> (mtime_ns, problem, health check, weight, app)
+        self._checked: dict[str, tuple[int, str, HealthCheck, int, App]] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
         self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
         self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
+        self._emperors: dict[str, EmperorStats] = {}  # each Emperor's last answer
 
     # ---- what is wanted ----------------------------------------------------------------------------
 
@@ -50,7 +54,7 @@ class ClusterObserver:
         files = {}
         for name, mtime_ns in self._scan().items():
             problem = self._problem(name, mtime_ns)
-            files[name] = FileInfo(mtime_ns, problem, self._checked[name][3])
+            files[name] = FileInfo(mtime_ns, problem, self._checked[name][4])
         for name in set(self._checked) - set(files):
             del self._checked[name]
             self._static.pop(name, None)
@@ -60,7 +64,7 @@ class ClusterObserver:
     def app_static(self, app: App) -> StaticMount | None:
         """The folder an app other than the default one serves (its vassals agree on `app.static`), if any."""
         for name, checked in sorted(self._checked.items()):
-            identity = checked[3]
+            identity = checked[4]
             if identity.name == app.name and identity.static == app.static and not checked[1]:
                 mount = self._static.get(name)
                 if mount is not None and mount.path is not None:
@@ -112,9 +116,15 @@ class ClusterObserver:
         problem = "" if checked.valid else checked.reason()
         identity = checked.app
         app = App(identity.name, identity.hosts, identity.path, identity.static)
-        self._checked[name] = (mtime_ns, problem, checked.health, app)
+        self._checked[name] = (mtime_ns, problem, checked.health, checked.weight, app)
         self._static[name] = checked.static
         return problem
+
+    def weights(self, wanted: Wanted) -> dict[str, int]:
+        """Each wanted backend's weight: `fleet weight`'s override while its file is unchanged, else the file's."""
+        file_weights = {n: c[3] if (c := self._checked.get(n)) else DEFAULT_WEIGHT for n in wanted.files}
+        mtimes = {n: f.mtime_ns for n, f in wanted.files.items()}
+        return overrides.effective(file_weights, mtimes, overrides.read_all(self.layout))
 
     def _drain_requests(self) -> list[str]:
         try:
@@ -131,12 +141,7 @@ class ClusterObserver:
     def observe(
         self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
     ) -> Observed:
-        emperor = None
-        if look.emperor:
-            try:
-                emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
-            except (OSError, ValueError):
-                emperor = None  # not up yet, or restarting: decisions use its last answer
+        emperor = self.emperors() if look.emperor else None
         stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
         return Observed(
             routed=routed,
@@ -147,6 +152,16 @@ class ClusterObserver:
             routing_error=routing_error,
             routing_failed_at=routing_failed_at,
         )
+
+    def emperors(self) -> EmperorStats | None:
+        """Every Emperor's stats, as one (reading them also wakes each to rescan its share of vassals/)."""
+        answers: dict[str, EmperorStats | None] = {}
+        for name in emperors.names(self.settings.emperors):
+            try:
+                answers[name] = self._emperors[name] = uwsgi.emperor_stats(self.layout.emperor_stats_of(name))
+            except (OSError, ValueError):
+                answers[name] = None  # not up yet, or restarting: decisions use its last answer
+        return emperors.merge(answers, self._emperors)
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
         try:

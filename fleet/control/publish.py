@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from fleet.control.usage import memory_of
@@ -13,6 +13,7 @@ from fleet.core.model import Model
 from fleet.core.settings import Settings
 from fleet.core.states import State
 from fleet.core.stats import VassalStats
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.layout import Layout
 from fleet.published.events import Event
 from fleet.published.snapshot import HEARTBEAT, BackendView, Counters, Snapshot
@@ -45,7 +46,15 @@ class Publisher:
         self.recent.append(event)
 
     def publish(
-        self, model: Model, routed: frozenset[str], counters: Counters, routing_error: str, pid: int
+        self,
+        model: Model,
+        routed: frozenset[str],
+        counters: Counters,
+        routing_error: str,
+        pid: int,
+        weights: Mapping[str, int] | None = None,
+        slots: Sequence[str] = (),
+        deploy: dict | None = None,
     ) -> dict[str, VassalStats | None]:
         """Write the snapshot if its meaning changed (or at the heartbeat). Returns the stats documents read
         for it (None: no answer), read at `usage_at`; empty when this pass read none."""
@@ -83,8 +92,12 @@ class Publisher:
                 mtime_ns=b.mtime_ns,
                 served_mtime_ns=b.served_mtime_ns,
                 app=b.app,
+                weight=(weights or {}).get(name, DEFAULT_WEIGHT),
+                slots=sum(1 for s in slots if s == name),
             )
-        snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
+        snapshot = Snapshot(
+            pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent), deploy
+        )
         if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:
             self.last, self.last_written = snapshot, now
             snapshot.write(self.layout)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from fleet import uwsgi
 from fleet.control.certs import CertWatcher
+from fleet.control.deploying import DeployRunner
 from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
@@ -34,6 +35,7 @@ from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
+DEPLOY_TICK = 0.2
 
 
 class Runtime:
@@ -56,7 +58,7 @@ class Runtime:
         # Each app's static folder beside its location (fleet.proxy.apps); the default app's is static.conf.
         self.router = NginxRouter(layout, clock, static=self._app_static)
         self.static_max_age = static_max_age
-        self.effects = Effects(layout, self.router)
+        self.effects = Effects(layout, self.router, self.settings.emperors)
         self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
@@ -72,6 +74,8 @@ class Runtime:
         self.certs = CertWatcher(layout, *tls_pair, clock=clock) if tls_pair else None
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
+        self.weights: dict[str, int] = {}
+        self.deploys = DeployRunner(layout, clock())
         self.wake = threading.Event()
         self.stopping = threading.Event()
 
@@ -92,6 +96,10 @@ class Runtime:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
         self.serve_static()
+        self.weights = self.cluster.weights(wanted)
+        # A deploy in progress sets its app's weights (the canary's share; 0 for what it takes out).
+        self.weights.update(self.deploys.step(self.model, router.routed, self.answers.timed, now))
+        router.reweigh(self.weights)
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -103,16 +111,29 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        stats = self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
+        stats = self.publisher.publish(
+            self.model,
+            router.routed,
+            counters,
+            router.error,
+            os.getpid(),
+            self.weights,
+            list(router.slot_names().values()),  # every app's slots: a backend's count is its own app's
+            self.deploys.published(),
+        )
         report = PassReport(
             self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
+        wake = decision.wake_after
+        # A deploy looks often: its steps wait on backends and answers (not watched: it writes run/deploy/).
+        if self.deploys.running:
+            wake = min(wake, DEPLOY_TICK)
         if self.certs is None:
-            return decision.wake_after
+            return wake
         self.certs.look()
-        return min(decision.wake_after, self.certs.due_in())
+        return min(wake, self.certs.due_in())
 
     def _app_static(self, app: App) -> str:
         """The nginx location serving an app's static folder under its path ("" for none, or the default app)."""
@@ -160,7 +181,11 @@ class Runtime:
             signal.signal(sig, on_signal)
         # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
         # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        watcher = None if polling else watch_folders([self.layout.vassals, self.layout.drain_dir], self.wake)
+        watcher = (
+            None
+            if polling
+            else watch_folders([self.layout.vassals, self.layout.drain_dir, self.layout.weights_dir], self.wake)
+        )
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from fleet import processes, uwsgi
 from fleet.config import Limits, Values, check_https
+from fleet.core import emperors
 from fleet.core.states import State
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
@@ -130,14 +131,29 @@ def _supervisor_spec(
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
-        "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
-    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
+    specs = []
+    for part in parts:
+        if part == "emperor":
+            for index, name in enumerate(emperors.names(values.emperors)):
+                argv = [uwsgi_bin, *emperor_share(index, values.emperors), "--ini", str(layout.emperor_ini)]
+                specs.append(PartSpec(name, [*argv, *emperor_args], *STOPPING[part]))
+        else:
+            specs.append(PartSpec(part, commands[part](), *STOPPING[part], overlap=part == "nginx"))
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
     return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
+
+
+def emperor_share(index: int, count: int) -> list[str]:
+    """The placeholders that give Emperor `index` of `count` its share of vassals/ and its own stats socket,
+    pid file and log (emperor.ini reads them; with one Emperor: none, every *.ini, run/emperor.sock)."""
+    if count == 1:
+        return []
+    name, share = emperors.names(count)[index], emperors.share(index, count)
+    return ["--set-ph", f"fleet-emperor={name}", "--set-ph", f"fleet-share={share}"]
 
 
 def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subprocess.Popen:
@@ -229,7 +245,7 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = list(vassals.present(layout.vassals))
-    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
+    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperors"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
     out.flush()
     try:
@@ -245,7 +261,8 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         raise
     if failed:
         report_failed(layout, failed, out)
-    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    running = f"fleet: {values.emperors} Emperor{'s' if values.emperors > 1 else ''} running\n"
+    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else running)
     if https is not None and "nginx" in parts:
         https_url = f"https://{'localhost' if listen in ('127.0.0.1', '0.0.0.0') else listen}:{https.port}/"
         redirect = " (HTTP answers 308 to it)" if https.redirect else ""

@@ -6,6 +6,7 @@ routing change takes effect on the next connect and reloads nothing. nginx is re
 the last good config is kept on failure), once for all the files that change, only when an app's slot
 count changes (more backends than its slots share well, or none at all: then nginx answers a JSON 503), or
 when the apps themselves change: one is created or removed, or moves to another host name or path.
+Weights (fleet.core.weights) only re-point slots, each app's among its own backends.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from fleet.core.apps import DEFAULT, DEFAULT_APP, App, groups
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import FleetError
 from fleet.layout import Layout
 from fleet.proxy import apps as rendered_apps
@@ -37,14 +39,17 @@ class NginxRouter:
         self.layout, self.clock, self.static = layout, clock, static
         self.apps = self._configured_apps()
         self.slots = {app.name: self._configured_slots(app.name) for app in self.apps}
+        # The backend each slot of each app points at ("": none).
+        self.pointed = {app.name: self._slot_targets(app.name, self.slots[app.name]) for app in self.apps}
         self.members: dict[str, str] = {}
         routed: set[str] = set()
-        for app in self.apps:
-            for name in self._slot_targets(app.name, self.slots[app.name]):
+        for app, pointed in self.pointed.items():
+            for name in filter(None, pointed):
                 routed.add(name)
-                if app.name != DEFAULT_APP:
-                    self.members[name] = app.name
+                if app != DEFAULT_APP:
+                    self.members[name] = app
         self.routed = frozenset(routed)
+        self.weights: dict[str, int] = {}  # the last weights given (absent: the default)
         self.error = ""
         self.failed_at: float | None = None
         self.changes = self.reloads = self.errors = 0
@@ -65,8 +70,7 @@ class NginxRouter:
         slots = {a.name: slot_count(len(by_app.get(a.name, ())), self.slots.get(a.name, 0)) for a in target}
         try:
             for app in target:
-                for index, name in enumerate(assign(by_app.get(app.name, set()), slots[app.name])):
-                    self._point(app.name, index, name)
+                self._point_all(app.name, assign(by_app.get(app.name, set()), slots[app.name], self.weights))
             if target != self.apps or slots != self.slots:
                 self._configure(target, slots)
         except (FleetError, OSError) as e:
@@ -91,15 +95,42 @@ class NginxRouter:
     def app_of(self, name: str) -> str:
         return self.members.get(name, DEFAULT_APP)
 
+    def reweigh(self, weights: Mapping[str, int]) -> bool:
+        """Share each app's slots among its backends by these weights (no reload: slots are re-pointed);
+        True if a slot moved."""
+        self.weights = dict(weights)
+        by_app = groups(self.routed, self.members)
+        moved = False
+        for app, count in self.slots.items():
+            wanted = assign(by_app.get(app, set()), count, self.weights)
+            if not wanted or wanted == self.pointed.get(app):
+                continue
+            try:
+                self._point_all(app, wanted)
+            except OSError as e:
+                log.error("cannot re-point the slots for the new weights: %s; trying again next pass", e)
+                return moved
+            moved = True
+        if moved:
+            self.changes += 1
+            shown = ", ".join(f"{n}={self.weights.get(n, DEFAULT_WEIGHT)}" for n in sorted(self.routed))
+            log.info("weights %s: slots re-pointed", shown)
+        return moved
+
     def slot_names(self) -> dict[str, str]:
         """The backend each slot points at now: "N" for the default app's slot N, "APP/N" for another's
         (as nginx.conf's answers log names them)."""
         found: dict[str, str] = {}
-        by_app = groups(self.routed, self.members)
-        for app, count in self.slots.items():
-            for index, name in enumerate(assign(by_app.get(app, set()), count)):
-                found[str(index) if app == DEFAULT_APP else f"{app}/{index}"] = name
+        for app, pointed in self.pointed.items():
+            for index, name in enumerate(pointed):
+                if name:
+                    found[str(index) if app == DEFAULT_APP else f"{app}/{index}"] = name
         return found
+
+    def _point_all(self, app: str, names: list[str]) -> None:
+        for index, name in enumerate(names):
+            self._point(app, index, name)
+        self.pointed[app] = list(names)
 
     def _point(self, app: str, index: int, name: str) -> None:
         """Re-point one slot at `name`'s socket: a new symlink renamed over the old one (atomic)."""
@@ -133,6 +164,7 @@ class NginxRouter:
         if target != self.apps:
             log.info("nginx serves the apps: %s", "; ".join(f"{a.name} ({a.where()})" for a in target))
         self.apps, self.slots = target, slots
+        self.pointed = {a.name: self.pointed.get(a.name, []) for a in target}
         if not reloaded:  # every file already as wanted (e.g. read back after a restart)
             return
         self.reloads += 1
@@ -156,14 +188,14 @@ class NginxRouter:
         except OSError:
             return 0
 
-    def _slot_targets(self, app: str, slots: int) -> set[str]:
-        names = set()
+    def _slot_targets(self, app: str, slots: int) -> list[str]:
+        names = []
         for index in range(slots):
             try:
                 target = os.readlink(slot_path(self.layout.app_slots(app), index))
             except OSError:
+                names.append("")
                 continue
             name = os.path.basename(target).rsplit(".", 1)[0]
-            if target == str(self.layout.socket(name)):
-                names.add(name)
+            names.append(name if target == str(self.layout.socket(name)) else "")
         return names

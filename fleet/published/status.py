@@ -26,6 +26,8 @@ class Row:
     memory: int  # bytes, proportional set size of the master and its workers
     routed: bool
     error: str
+    weight: int = 100
+    share: float = 0.0  # percent of new requests (its slots over all slots)
     app: str = "default"
 
 
@@ -43,8 +45,13 @@ def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
         if b is None:
             result.append(Row(name, unseen, None, 0, 0, 0, False, ""))
             continue
+        # Its share of its own app's new requests (each app has its own slots).
+        app_total = sum(o.slots for o in snap.backends.values() if o.app == b.app)
+        share = round(100.0 * b.slots / app_total, 1) if app_total else 0.0
         routed = name in snap.routed
-        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, routed, b.error, b.app))
+        result.append(
+            Row(name, b.state, b.pid, b.workers, b.requests, b.memory, routed, b.error, b.weight, share, b.app)
+        )
     return result
 
 
@@ -53,7 +60,7 @@ def render_table(table: list[Row]) -> str:
         return "no backends: drop a file into vassals/ or run `fleet add NAME`\n"
     apps = len({r.app for r in table}) > 1  # the APP column only where there is more than one
     header: tuple[str, ...] = ("NAME", *(("APP",) if apps else ()), "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY")
-    header += ("ERROR",)
+    header += ("WEIGHT", "ERROR")
     lines = [header]
     for r in table:
         state = r.state + ("" if r.routed or r.state != State.HEALTHY else " (unrouted)")
@@ -66,6 +73,7 @@ def render_table(table: list[Row]) -> str:
                 str(r.workers),
                 str(r.requests),
                 f"{r.memory / 2**20:.1f} MiB",
+                f"{r.weight} ({r.share:g}%)" if r.routed else str(r.weight),
                 r.error,
             )
         )
@@ -76,10 +84,14 @@ def render_table(table: list[Row]) -> str:
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-def render_json(table: list[Row], parts: list[PartStatus] | None = None, https: dict | None = None) -> str:
-    doc: dict = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+def render_json(
+    table: list[Row], parts: list[PartStatus] | None = None, https: dict | None = None, deploy: dict | None = None
+) -> str:
+    doc: dict[str, object] = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
     if https is not None:  # the certificate served, and the last pair refused (fleet/proxy/tls.py)
         doc["https"] = https
+    if deploy is not None:  # only while one runs: the keys stay fixed otherwise
+        doc["deploy"] = deploy
     return json.dumps(doc, indent=1) + "\n"
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fleet.vassalfile import static
+from fleet.vassalfile import static, weight
 
 _STATUS_RE = re.compile(r"\d{3}(-\d{3})?\Z")
-KNOWN_KEYS = ("health_path", "health_status", *static.KNOWN_KEYS, "app", "host", "path")
+KNOWN_KEYS = ("health_path", "health_status", *static.KNOWN_KEYS, *weight.KEYS, "app", "host", "path")
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import app, health, static
+from fleet.vassalfile import app, health, static, weight
 from fleet.vassalfile.app import AppIdentity
 from fleet.vassalfile.health import HealthCheck
 from fleet.vassalfile.static import StaticMount
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
+from fleet.vassalfile.weight import DEFAULT_WEIGHT
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 # fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
-RESERVED_NAMES = frozenset({"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"})
+# The Emperors are emperor-1 ... emperor-8 when there are several (fleet.core.emperors.MAX_EMPERORS).
+RESERVED_NAMES = frozenset(
+    {"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"}
+    | {f"emperor-{k}" for k in range(1, 9)}
+)
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
 _SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -43,6 +48,7 @@ class VassalFile:
     health: HealthCheck = HealthCheck()  # from its [fleet] section
     app: AppIdentity = AppIdentity()  # which app it serves, and where (its [fleet] section)
     static: StaticMount | None = None  # from its [fleet] section: the folder nginx serves for it
+    weight: int = DEFAULT_WEIGHT  # from its [fleet] section
 
     @property
     def valid(self) -> bool:
@@ -154,20 +160,20 @@ def parse(
 
     options, syntax = _parse_ini(text)
     problems.extend(syntax)
-    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    fleet_options = [(o.key.removeprefix("fleet:"), o.value, o.line) for o in options if o.key.startswith("fleet:")]
     options = [o for o in options if not o.key.startswith("fleet:")]
-    fleet_section = [(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options]
-    check, health_problems = health.parse(fleet_section)
-    problems.extend(Problem(*p) for p in health_problems)
-    identity, app_problems = app.parse(fleet_section)
+    weighed, weight_problems = weight.parse([o for o in fleet_options if o[0] in weight.KEYS])
+    check, health_problems = health.parse(fleet_options)
+    problems.extend(Problem(*p) for p in health_problems + weight_problems)
+    identity, app_problems = app.parse(fleet_options)
     problems.extend(Problem(*p) for p in app_problems)
     chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
-    mount, static_problems = static.parse(fleet_section, chdir, must_resolve=app_dir is not None)
+    mount, static_problems = static.parse(fleet_options, chdir, must_resolve=app_dir is not None)
     problems.extend(Problem(*p) for p in static_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check, app=identity, static=mount)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, app=identity, static=mount, weight=weighed)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:

@@ -54,6 +54,7 @@ GOOD = {
     "reload_timeout": ("45", 45.0),
     "drain_wait": ("0", 0.0),
     "health_interval": ("0.5", 0.5),
+    "emperors": ("3", 3),
     "cells": ("tasks.web", "tasks.web"),
     "cell_port": ("8000", 8000),
     "health_port": ("9090", 9090),
@@ -87,6 +88,7 @@ BAD = {
     "reload_timeout": "nan",
     "drain_wait": "-2",
     "health_interval": "inf",
+    "emperors": "9",
     "cells": "tasks..cell",
     "cell_port": "0",
     "health_port": "65536",
@@ -157,6 +159,7 @@ OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "reload_timeout": "46",
     "drain_wait": "1",
     "health_interval": "2",
+    "emperors": "1",
     "cells": "tasks.other",
     "cell_port": "8001",
     "health_port": "9091",
@@ -263,6 +266,7 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--reload-timeout": "60",
         "--drain-wait": "2",
         "--health-interval": "1",
+        "--emperors": "2",
         "--max-processes": "auto",
         "--max-threads": "64",
         "--static-max-age": "300",
@@ -359,3 +363,15 @@ def test_a_user_that_does_not_exist_is_named_with_its_source(monkeypatch):
         privileges.drop_for("no-such-user-here", "FLEET_USER=no-such-user-here")
     assert str(raised.value).startswith("FLEET_USER=no-such-user-here: there is no such user")
     assert raised.value.exit_code == 2
+
+
+def test_the_emperors_are_two_by_default_and_reach_the_control_planes_settings():
+    assert config.resolve("up", {}, {}).emperors == 2
+    assert config.resolve("up", {}, {"FLEET_EMPERORS": "1"}).control.emperors == 1
+    assert "--emperors" in config.resolve("up", {}, {}).argv("control-plane")
+
+
+@pytest.mark.parametrize("text", ["0", "9", "two"])
+def test_a_count_of_emperors_out_of_1_to_8_is_refused(text):
+    with pytest.raises(config.SettingError, match="FLEET_EMPERORS"):
+        config.resolve("up", {}, {"FLEET_EMPERORS": text})

@@ -16,10 +16,10 @@ ROWS = [
 
 def test_table_has_a_header_and_one_line_per_row():
     lines = render_table(ROWS).splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
-    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB"]
-    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB"]
-    assert lines[3].split()[:7] == ["broken", "failed", "-", "0", "0", "0.0", "MiB"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB", "100", "(0%)"]
+    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB", "100"]
+    assert lines[3].split()[:8] == ["broken", "failed", "-", "0", "0", "0.0", "MiB", "100"]
     assert lines[3].endswith("ModuleNotFoundError: No module named 'x'")
     assert len(lines) == 4
 
@@ -42,7 +42,7 @@ def test_empty_table_says_how_to_add_a_backend():
 
 def test_json_has_one_object_per_row_with_fixed_keys():
     doc = json.loads(render_json(ROWS))["backends"]
-    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error", "app"]
+    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error", "weight", "share", "app"]
     assert [list(row) for row in doc] == [keys] * 3
     assert doc[0] == {
         "name": "backend-1",
@@ -53,6 +53,8 @@ def test_json_has_one_object_per_row_with_fixed_keys():
         "memory": 50 * 2**20,
         "routed": True,
         "error": "",
+        "weight": 100,
+        "share": 0.0,
         "app": "default",
     }
     assert doc[2]["pid"] is None
@@ -72,6 +74,30 @@ def test_parts_come_first_and_a_down_part_says_why():
 def test_the_table_has_an_app_column_only_when_there_is_more_than_one_app():
     one = render_table([Row("b", "healthy", 1, 1, 0, 0, True, "")])
     assert "APP" not in one.splitlines()[0]
-    two = render_table([Row("a", "healthy", 1, 1, 0, 0, True, ""), Row("b", "healthy", 2, 1, 0, 0, True, "", "blog")])
+    two = render_table(
+        [Row("a", "healthy", 1, 1, 0, 0, True, ""), Row("b", "healthy", 2, 1, 0, 0, True, "", app="blog")]
+    )
     assert two.splitlines()[0].split()[:3] == ["NAME", "APP", "STATE"]
     assert two.splitlines()[2].split()[:3] == ["b", "blog", "healthy"]
+
+
+def test_every_emperor_is_listed_in_its_place_and_one_from_another_container_by_its_stats_socket(tmp_path):
+    import os
+
+    from fleet import processes
+    from fleet.layout import Layout
+    from fleet.published.parts import statuses
+
+    layout = Layout(tmp_path)
+    layout.run.mkdir()
+    here = {"nginx": os.getpid(), "emperor-2": os.getpid(), "emperor-1": os.getpid()}
+    started = {name: processes.start_time(pid) for name, pid in here.items()}
+    doc = {"pids": here, "started": started, "pid_namespace": processes.pid_namespace()}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    assert [(p.name, p.up) for p in statuses(layout)] == [("emperor-1", True), ("emperor-2", True), ("nginx", True)]
+    # Recorded in another pid namespace (compose): told by its own stats socket, which does not answer here.
+    doc = {"pids": {"emperor-1": 7, "emperor-2": 8}, "pid_namespace": "elsewhere"}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    found = statuses(layout)
+    assert [(p.name, p.up) for p in found] == [("emperor-1", False), ("emperor-2", False)]
+    assert all(p.detail == "its stats socket does not answer" for p in found)
