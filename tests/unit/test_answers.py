@@ -93,3 +93,19 @@ def test_answers_retried_on_another_backend_count_for_the_backend_that_gave_them
     assert log.read(["a", "b", "c"]) == {"a": (500, 500), "b": (200, 200, 200)}
     assert log.timed["a"] == ((500, 12.0), (500, 10.0))
     log.close()
+
+
+def test_an_earlier_try_on_an_apps_slot_counts_for_that_apps_backend(tmp_path):
+    path = tmp_path / "answers.log"
+    path.write_bytes(b"")
+    log = AnswerLog(path, lambda: None)
+    with open(path, "ab") as f:
+        f.write(b"200 blog/1 b2 0.004 |500|unix:/r/nginx/apps/blog/slots/slot-0000.sock|0.012\n")
+        f.write(b"200 1 d2 0.004 |500|unix:/r/nginx/slots/slot-0000.sock|0.012\n")
+    assert log.read({"0": "d1", "1": "d2", "blog/0": "b1", "blog/1": "b2"}) == {
+        "b1": (500,),
+        "b2": (200,),
+        "d1": (500,),
+        "d2": (200,),
+    }
+    log.close()
