@@ -114,7 +114,10 @@ def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(thre
     status = c.fleet("status").stdout
     assert re.search(r"blog-1\s+blog\s+healthy", status), status
     admin = f"http://127.0.0.1:{c.port + 1}"  # the admin listener's default port
-    c.wait(lambda: 'fleet_vassal_routed{app="blog",vassal="blog-1"} 1.0' in requests.get(admin + "/metrics").text, "")
+    c.wait(
+        lambda: 'fleet_vassal_routed{app="blog",vassal="blog-1"} 1.0' in requests.get(admin + "/metrics").text,
+        "metrics",
+    )
     api = requests.get(admin + "/api/status", timeout=5).json()
     assert {b["name"]: b["app"] for b in api["backends"]} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
     log = c.run_dir / "logs" / "nginx-access.jsonl"

@@ -169,7 +169,7 @@ def test_low_traffic_waits_and_says_so_and_never_promotes_on_too_few_answers(two
         assert requests.get(two.admin + "/api/status", timeout=5).json()["deploy"]["percent"] == 50
         metrics = requests.get(two.admin + "/metrics", timeout=5).text
         assert 'fleet_deploy_canary_percent{app="default",version="v2"} 50.0' in metrics
-        assert 'fleet_vassal_weight{vassal="default-v2-1"} 1000.0' in metrics
+        assert 'fleet_vassal_weight{app="default",vassal="default-v2-1"} 1000.0' in metrics
         proc.send_signal(signal.SIGINT)  # Ctrl-C: roll back
         out, _ = proc.communicate(timeout=60)
     finally:
