@@ -112,6 +112,8 @@ def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(thre
     backends = c.state()["backends"]
     assert {n: b["app"] for n, b in backends.items()} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
     status = c.fleet("status").stdout
+    shares = {r["name"]: r["share"] for r in json.loads(c.fleet("status", "--json").stdout)["backends"]}
+    assert shares == {"backend-1": 100.0, "blog-1": 100.0, "js-1": 100.0}, "each app's slots are its own"
     assert re.search(r"blog-1\s+blog\s+healthy", status), status
     admin = f"http://127.0.0.1:{c.port + 1}"  # the admin listener's default port
     c.wait(
