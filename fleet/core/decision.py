@@ -63,5 +63,18 @@ class Pass:
 
     def start_reload(self, b: Backend, reason: str) -> Backend:
         reload = self.old_version(b.name)
-        drain_until = self.now + self.s.drain_wait
-        return self.move(b, S.RELOADING, reason, reload=reload, told_at=None, drain_until=drain_until, ready_at=None)
+        drain_until, settled_at = self.now + self.s.drain_wait, self.settled_at(b.name)
+        return self.move(
+            b,
+            S.RELOADING,
+            reason,
+            reload=reload,
+            told_at=None,
+            drain_until=drain_until,
+            settled_at=settled_at,
+            ready_at=None,
+        )
+
+    def settled_at(self, name: str) -> float | None:
+        """For a backend leaving nginx now: when its idle workers will prove it drained (None: not routed)."""
+        return self.now + self.s.drain_settle if name in self.observed.routed else None

@@ -69,7 +69,9 @@ def _ready_to_tell(p: Pass, b: Backend, routes: frozenset[str]) -> bool:
             reload = replace(b.reload, old_workers=frozenset(w.pid for w in stats.workers))
             p.backends[b.name] = replace(b, reload=reload)
     stats = p.observed.stats.get(b.name)
-    idle = stats is None or all(w.idle for w in stats.workers)
+    # Idle workers prove nothing while connections nginx made just before the change may still wait in the
+    # socket's backlog (uWSGI cannot count a unix socket's): the Emperor stopping it then resets them.
+    idle = (stats is None or all(w.idle for w in stats.workers)) and p.now >= (b.settled_at or p.now)
     drained = b.name not in p.observed.routed and (idle or p.now >= (b.drain_until or p.now))
     keeps_traffic = b.state == S.RELOADING and b.name in routes  # alone: requests wait in its backlog
     return drained or keeps_traffic

@@ -33,6 +33,7 @@ class Backend:
     probe_failures: int = 0
     last_probe: str = ""  # what the last failed probe got, for the operator
     drain_until: float | None = None  # unrouted: may finish what nginx sent it until then
+    settled_at: float | None = None  # left nginx while routed: idle workers prove it drained only from then
     told_at: float | None = None  # when the Emperor was told to reload or stop it
     reload: Reload | None = None
     crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)

@@ -119,7 +119,16 @@ def _apply_files(p: Pass, wanted: Wanted) -> None:
     """New, changed and deleted files, and `fleet rm` drain requests."""
     for name, b in list(p.backends.items()):
         if name not in wanted.files and b.state != S.REMOVING:
-            p.move(b, S.REMOVING, "its file was deleted", drain_until=p.now + p.s.drain_wait, told_at=None, reload=None)
+            drain_until, settled_at = p.now + p.s.drain_wait, p.settled_at(name)
+            p.move(
+                b,
+                S.REMOVING,
+                "its file was deleted",
+                drain_until=drain_until,
+                settled_at=settled_at,
+                told_at=None,
+                reload=None,
+            )
     for name, file in wanted.files.items():
         if name not in p.backends:
             _new_file(p, name, file.mtime_ns, file.problem)

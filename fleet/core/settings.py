@@ -12,7 +12,10 @@ class Settings:
     debounce: float = 0.02  # after a file event, wait this long for the rest of its burst
     start_timeout: float = 60.0  # a vassal not healthy by then is failed
     reload_timeout: float = 60.0  # a reload (or a removal) not finished by then is failed (or given up)
-    drain_wait: float = 2.0  # how long an unrouted backend may take to finish what nginx sent it
+    # how long an unrouted backend may take to finish what nginx sent it: what its workers execute and what
+    # waits behind them in its socket's backlog (which the Emperor's stop would reset); idle ends it sooner
+    drain_wait: float = 10.0
+    drain_settle: float = 0.25  # ... and its idle workers prove it drained only this long after it left
     batch_window: float = 3.0  # newly healthy backends wait at most this long for their batch
     # How often routed and failed backends are probed: a hung one is ejected within about two of these.
     # Each probe is a request to the app; 0.5 s made probing half of an idle control plane's CPU at 50 vassals.

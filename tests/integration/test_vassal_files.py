@@ -51,7 +51,7 @@ def test_deleting_a_vassal_under_load_fails_no_request(make_cluster):
     c.up()
     held: list[int] = []
 
-    def hold() -> None:  # longer than the drain wait (2 s): the Emperor's graceful stop lets it finish
+    def hold() -> None:  # slow requests keep b3 busy: what queues behind them must be served, not reset
         held.append(requests.get(c.url + "/slow?seconds=3", timeout=30).status_code)
 
     with (

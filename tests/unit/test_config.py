@@ -264,7 +264,7 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--file-watch": "poll",
         "--start-timeout": "90",
         "--reload-timeout": "60",
-        "--drain-wait": "2",
+        "--drain-wait": "10",
         "--health-interval": "1",
         "--emperors": "2",
         "--max-processes": "auto",
