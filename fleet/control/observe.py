@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
+from fleet.core.looking import answered
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
@@ -54,23 +55,38 @@ class ClusterObserver:
     # ---- what runs ---------------------------------------------------------------------------------
 
     def observe(
-        self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
+        self,
+        look: Look,
+        routed: frozenset[str],
+        routing_error: str,
+        routing_failed_at: float | None,
+        backends: Iterable[str] = (),
     ) -> Observed:
+        """What `look` asks for; `backends`: every backend's name (whose stats a usage round reads)."""
         emperor = None
         if look.emperor:
             try:
                 emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
             except (OSError, ValueError):
                 emperor = None  # not up yet, or restarting: decisions use its last answer
-        stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
+        # Stats first: they tell which probes traffic already answered, and a probe after them is counted
+        # in the next read, not this one.
+        names = set(look.stats) | set(look.unless_answered) | (set(backends) if look.usage else set())
+        stats = {name: s for name in sorted(names) if (s := self.stats(name)) is not None}
+        by_traffic = {n for n, before in look.unless_answered.items() if answered(before, stats.get(n))}
+        probes = self.probe_all(look.probe | (set(look.unless_answered) - by_traffic))
+        for name in by_traffic:
+            done = stats[name].requests - look.unless_answered[name].requests
+            probes[name] = Probe(True, f"answered {done} requests since the last look", traffic=True)
         return Observed(
             routed=routed,
             emperor=emperor,
-            probes=self.probe_all(look.probe),
+            probes=probes,
             stats=stats,
             reasons={name: r for name in look.reasons if (r := self.reason(name))},
             routing_error=routing_error,
             routing_failed_at=routing_failed_at,
+            usage=look.usage,
         )
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:

@@ -1,11 +1,11 @@
 """Publishing (I/O, no decisions): the typed snapshot in run/state.json, with each vassal's usage (its stats
-socket, read about once a second through the reader it is given)."""
+socket, as the pass read it in a usage round: see fleet.core.looking.usage_round)."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from fleet.control.usage import memory_of
@@ -22,14 +22,8 @@ RECENT_EVENTS = 50
 class Publisher:
     """Writes the snapshot when its meaning changes; subscribes to events to keep the recent ones."""
 
-    def __init__(
-        self,
-        layout: Layout,
-        settings: Settings,
-        read_stats: Callable[[str], VassalStats | None],  # the control plane's reader (ClusterObserver.stats)
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.layout, self.settings, self.read_stats, self.clock = layout, settings, read_stats, clock
+    def __init__(self, layout: Layout, settings: Settings, clock: Callable[[], float] = time.monotonic):
+        self.layout, self.settings, self.clock = layout, settings, clock
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.usage: dict[str, tuple[int | None, int, int, int]] = {}  # name -> pid, workers, requests, memory
         self.usage_at = float("-inf")
@@ -43,15 +37,19 @@ class Publisher:
         self.recent.append(event)
 
     def publish(
-        self, model: Model, routed: frozenset[str], counters: Counters, routing_error: str, pid: int
-    ) -> dict[str, VassalStats | None]:
-        """Write the snapshot if its meaning changed (or at the heartbeat). Returns the stats documents read
-        for it (None: no answer), read at `usage_at`; empty when this pass read none."""
+        self,
+        model: Model,
+        routed: frozenset[str],
+        counters: Counters,
+        routing_error: str,
+        pid: int,
+        read: Mapping[str, VassalStats | None] | None = None,
+    ) -> None:
+        """Write the snapshot if its meaning changed (or at the heartbeat). `read`: every backend's stats as
+        this pass read them in a usage round (None: no answer), else None (the usage stays as last read)."""
         now = self.clock()
-        read: dict[str, VassalStats | None] = {}
-        if now - self.usage_at >= self.settings.usage_interval:
+        if read is not None:
             self.usage_at = now
-            read = {name: self.read_stats(name) for name in model.backends}
             self.usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
             self.memory = {name: m for name, m in self.memory.items() if name in model.backends}
         wall = time.time()
@@ -75,7 +73,6 @@ class Publisher:
         if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:
             self.last, self.last_written = snapshot, now
             snapshot.write(self.layout)
-        return read
 
     def _usage(self, name: str, stats: VassalStats | None, now: float) -> tuple[int | None, int, int, int]:
         if stats is None:

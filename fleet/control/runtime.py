@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from fleet import uwsgi
 from fleet.control.effects import Effects
@@ -41,9 +42,11 @@ class Runtime:
         self.cluster = ClusterObserver(layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)))
         self.router = NginxRouter(layout, clock)
         self.effects = Effects(layout, self.router)
-        # The publisher reads each vassal's stats socket about once a second for the published usage;
-        # the subscribers get those reads with the pass report instead of reading again.
-        self.publisher = Publisher(layout, self.settings, self.cluster.stats, clock)
+        # A usage round of the pass reads every vassal's stats socket (each second while someone watches,
+        # see fleet.core.looking); the publisher and the subscribers get those reads instead of reading again.
+        self.publisher = Publisher(layout, self.settings, clock)
+        # When the admin listener last answered a request (the status page, /metrics): set by fleet.control.main.
+        self.admin_asked_at: Callable[[], float] = lambda: float("-inf")
         self.subscribers = tuple(subscribers)
         self.bus = Bus()
         own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
@@ -58,10 +61,12 @@ class Runtime:
         """One pass; returns how long until the next one at the latest."""
         started = time.perf_counter()
         now = self.clock()
-        wanted = self.cluster.wanted()
+        wanted = replace(self.cluster.wanted(), watched_at=self._watched_at(now))
         look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
-        observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
+        names = set(self.model.backends) | set(wanted.files)  # new files too: their usage from the first pass
+        observed = self.cluster.observe(look, router.routed, router.error, router.failed_at, names)
+        read = {name: observed.stats.get(name) for name in sorted(names)} if observed.usage else None
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
         wall = time.time()
@@ -79,13 +84,22 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        stats = self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid())
+        self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid(), read)
         report = PassReport(
-            self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at
+            self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, read or {}, self.publisher.usage_at
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
         return decision.wake_after
+
+    def _watched_at(self, now: float) -> float:
+        """When someone last wanted fresh usage, on our clock: the admin listener's last request, or the
+        last `fleet status` (it touches run/usage-wanted)."""
+        try:
+            touched = now - max(0.0, time.time() - self.layout.usage_wanted.stat().st_mtime)
+        except OSError:
+            touched = float("-inf")
+        return max(touched, self.admin_asked_at())
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from fleet.core.states import State, check_transition
-from fleet.core.stats import EmperorStats
+from fleet.core.stats import EmperorStats, Served
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Backend:
     reload: Reload | None = None
     crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)
     retry_at: float | None = None  # failed for flapping: not started again before then
+    served: Served | None = None  # its counts at the last read of its stats, with the probes sent since
+    answered_at: float | None = None  # the last read of its stats that showed it answered users
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,4 @@ class Model:
     emperor: EmperorStats | None = None  # the last answer of the Emperor's stats socket
     emperor_read_at: float = float("-inf")
     health_at: float = float("-inf")  # the last round of health probes
+    usage_at: float = float("-inf")  # the last read of every backend's stats socket (the published usage)

@@ -23,7 +23,11 @@ class Settings:
     emperor_urgent_poll: float = 0.25  # ... while waiting for it to stop or reload a vassal
     nudge_after: float = 1.0  # a reload the Emperor has not started by then is done through the FIFO
     routing_retry: float = 2.0  # after nginx rejected a routing change, try again this much later
-    usage_interval: float = 1.0  # how often pid, workers and requests are read for status and metrics
+    # How often pid, workers and requests are read for status and metrics while someone watches (the status
+    # page, /metrics or `fleet status` asked within watch_window) or something changed that recently ...
+    usage_interval: float = 1.0
+    usage_idle_interval: float = 10.0  # ... and otherwise, for state.json's totals
+    watch_window: float = 30.0  # longer than the status page's long poll (25 s) and a usual scrape interval
     memory_interval: float = 60.0  # how often each vassal's memory (PSS, ~2 ms a process) is read again
     probe_timeout: float = 0.5
     flap_crashes: int = 3  # this many crashes of a healthy backend ...
