@@ -82,8 +82,8 @@ def what_to_observe(model: Model, wanted: Wanted, now: float, s: Settings) -> Lo
             if emperor or name in blacklist or now - b.since > timeout:
                 reasons.add(name)
         elif health and b.state == S.HEALTHY:
-            if _traffic_may_answer(model, b, usage):
-                unless_answered[name] = b.served  # type: ignore[assignment]  # checked there
+            if (served := _traffic_may_answer(model, b, usage)) is not None:
+                unless_answered[name] = served
             else:
                 probe.add(name)
         elif health and b.state == S.FAILED and name not in blacklist and name in wanted.files:
@@ -97,11 +97,12 @@ def what_to_observe(model: Model, wanted: Wanted, now: float, s: Settings) -> Lo
     )
 
 
-def _traffic_may_answer(model: Model, b: Backend, usage: bool) -> bool:
-    """Whether a healthy backend's stats may stand for its probe this round: counts read since the last round
-    (so that what they show is from this interval), no probe failed since, and its stats read anyway (a usage
-    round) or it answered users when they were read last. One that nobody uses gets its probe alone, not a
-    read of its stats as well."""
-    if b.served is None or b.served.at < model.health_at or b.probe_failures:
-        return False
-    return usage or (b.answered_at is not None and b.answered_at >= b.served.at)
+def _traffic_may_answer(model: Model, b: Backend, usage: bool) -> Served | None:
+    """The counts a healthy backend's stats, read now, must pass to stand for its probe this round, or None
+    (probe it): counts read since the last round (so that what they show is from this interval), no probe
+    failed since, and its stats read anyway (a usage round) or it answered users when they were read last.
+    One that nobody uses gets its probe alone, not a read of its stats as well."""
+    served = b.served
+    if served is None or served.at < model.health_at or b.probe_failures:
+        return None
+    return served if usage or (b.answered_at is not None and b.answered_at >= served.at) else None

@@ -26,13 +26,9 @@ def backend(name: str, state: State, **kw) -> Backend:
     return Backend(name, state, **{"since": T0, "mtime_ns": V1, **kw})
 
 
-def model(
-    *backends: Backend, read_at: float = NOW, health_at: float = NOW, usage_at: float = NOW, **kw
-) -> Model:
+def model(*backends: Backend, read_at: float = NOW, health_at: float = NOW, usage_at: float = NOW, **kw) -> Model:
     """By default the Emperor was just read, a health round and a usage round just done: nothing is due."""
-    return Model(
-        {b.name: b for b in backends}, emperor_read_at=read_at, health_at=health_at, usage_at=usage_at, **kw
-    )
+    return Model({b.name: b for b in backends}, emperor_read_at=read_at, health_at=health_at, usage_at=usage_at, **kw)
 
 
 def emperor(*vassals: str, blacklist: tuple[str, ...] = ()) -> EmperorStats:
