@@ -7,7 +7,9 @@ window, so that it is really idle), then the CPU (utime + stime from /proc/PID/s
 bench/scale.py) of the control plane, the Emperor, nginx and the vassals is taken over `seconds`, with
 nobody watching; then over `watched` seconds more with `fleet status` asking every few seconds (touching
 run/usage-wanted as it does), where the tree knows that signal. Nothing here runs `fleet status` itself
-or reads the admin listener, which would count as watching.
+or reads the admin listener, which would count as watching. Self-contained (the standard library, fleet
+and bench.machine): it drives `python -m fleet` in each copy, so any tree with that command line can be
+measured.
 
     .venv/bin/python -m bench.idle --tree after=. --tree before=/tmp/main-tree@<commit> --sizes 50,200
 
@@ -18,23 +20,85 @@ writes bench/results/idle-cpu-<UTC date>.json: the commit of each tree, start an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.cluster import Cluster, copy_tree, vassal_text
 from bench.machine import cpu_model
-from bench.procs import descendants, free_port
-from bench.scale import CLK_TCK, cpu_ticks, idle_cpu
-from fleet.layout import write_atomically
+from fleet.layout import Layout, write_atomically
+from fleet.processes import process_table, stat_fields
+from fleet.published import records
 from fleet.published.snapshot import Snapshot
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
+VASSAL = "; written by bench.idle\n[uwsgi]\nprocesses = 1\n"
+
+
+class Cluster:
+    """One cluster in a copy of a tree, on a free port, through `python -m fleet`."""
+
+    def __init__(self, tree: Path, root: Path):
+        shutil.copytree(tree, root, ignore=IGNORED, symlinks=True)
+        self.root, self.layout = root, Layout(root)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+
+    def fleet(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "fleet", "--root", str(self.root), *args]
+        return subprocess.run(argv, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> None:
+        out = self.fleet("up", "--port", str(self.port), "--detach", "--timeout", "900", timeout=960)
+        if out.returncode != 0:
+            raise RuntimeError(f"fleet up failed (rc={out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+    def down(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self.fleet("down", timeout=300)
+        root = str(self.root)
+        for pid in process_table():  # a backstop: whatever still runs from the copy
+            with contextlib.suppress(OSError):
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                if pid != os.getpid() and (cwd == root or cwd.startswith(root + "/")):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for child, fields in process_table().items():
+        parents.setdefault(int(fields[1]), []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process in clock ticks (0 if it is gone), as bench/scale.py reads them."""
+    fields = stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
+
+
+def group_ticks(groups: dict[str, list[int]]) -> dict[str, int]:
+    return {k: sum(cpu_ticks(p) for p in pids) for k, pids in groups.items()}
+
+
+def percent(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
+    return {k: round(100.0 * (after[k] - before[k]) / CLK_TCK / seconds, 3) for k in before}
 
 
 def log(text: str) -> None:
@@ -73,20 +137,23 @@ def wait_routed(cluster: Cluster, names: list[str], timeout: float) -> None:
 def measure(
     tree: Path, label: str, work: Path, n: int, batch: int, settle: float, seconds: float, watched: float
 ) -> dict:
-    cluster = Cluster(copy_tree(tree, work / f"idle-{label}-{n}"), free_port())
+    cluster = Cluster(tree, work / f"idle-{label}-{n}")
     names = [f"b{i:03d}" for i in range(1, n + 1)]
-    cluster.set_vassals(names[:batch], processes=1)
+    for old in cluster.layout.vassals.glob("*.ini"):
+        old.unlink()
+    for name in names[:batch]:
+        write_atomically(cluster.layout.vassals / f"{name}.ini", VASSAL)
     result: dict = {"vassals": n, "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     started = time.monotonic()
     try:
-        cluster.up(timeout=900)
+        cluster.up()
         for i in range(batch, n, batch):
             for name in names[i : i + batch]:
-                write_atomically(cluster.vassals / f"{name}.ini", vassal_text(1))
+                write_atomically(cluster.layout.vassals / f"{name}.ini", VASSAL)
             wait_routed(cluster, names[: i + batch], 600)
         wait_routed(cluster, names, 600)
         result["up_s"] = round(time.monotonic() - started, 1)
-        pids = cluster.pids()
+        pids = records.running(cluster.layout)
         control = pids.get("control") or Snapshot.read(cluster.layout).control_pid
         groups = {
             "control": [control],
@@ -95,9 +162,11 @@ def measure(
             "vassals": descendants(pids["emperor"]),
         }
         time.sleep(settle)  # the idle state is what is measured: nothing changes, nobody watches
-        result["idle_cpu_pct"] = {k: round(v, 3) for k, v in idle_cpu(groups, seconds).items()}
+        before = group_ticks(groups)
+        time.sleep(seconds)  # the window itself
+        result["idle_cpu_pct"] = percent(before, group_ticks(groups), seconds)
         if watched > 0:
-            before = {k: sum(cpu_ticks(p) for p in group) for k, group in groups.items()}
+            before = group_ticks(groups)
             end = time.monotonic() + watched
             while time.monotonic() < end:
                 (cluster.layout.run / "usage-wanted").touch()  # what `fleet status` does (a no-op for older trees)
@@ -147,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"batch": args.batch, "settle_s": args.settle, "window_s": args.seconds, "watched_s": args.watched},
         "runs": [],
     }
-    with tempfile.TemporaryDirectory(prefix="fleet-idle-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fleet-idle-", dir="/tmp") as tmp:
+        Path(tmp).chmod(0o755)  # nginx's unprivileged workers walk through it
         for n in sizes:  # sizes outside, trees inside: before and after measured right after each other
             for label, path, commit in trees:
                 row = measure(path, label, Path(tmp), n, args.batch, args.settle, args.seconds, args.watched)
