@@ -69,15 +69,17 @@ class ClusterObserver:
                 emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
             except (OSError, ValueError):
                 emperor = None  # not up yet, or restarting: decisions use its last answer
-        # Stats first: they tell which probes traffic already answered, and a probe after them is counted
-        # in the next read, not this one.
-        names = set(look.stats) | set(look.unless_answered) | (set(backends) if look.usage else set())
-        stats = {name: s for name in sorted(names) if (s := self.stats(name)) is not None}
+        # The stats decisions need first: they tell which probes traffic already answered. The rest of a
+        # usage round after the probes, so that a backend that just answered its first one shows its workers.
+        first = set(look.stats) | set(look.unless_answered)
+        stats = {name: s for name in sorted(first) if (s := self.stats(name)) is not None}
         by_traffic = {n for n, before in look.unless_answered.items() if answered(before, stats.get(n))}
         probes = self.probe_all(look.probe | (set(look.unless_answered) - by_traffic))
         for name in by_traffic:
             done = stats[name].requests - look.unless_answered[name].requests
             probes[name] = Probe(True, f"answered {done} requests since the last look", traffic=True)
+        if look.usage:
+            stats |= {name: s for name in sorted(set(backends) - first) if (s := self.stats(name)) is not None}
         return Observed(
             routed=routed,
             emperor=emperor,

@@ -58,7 +58,7 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
 
 
 def _note_counts(p: Pass) -> None:
-    """Each backend's request counts as its stats were read this pass (with the probe sent after the read),
+    """Each backend's request counts as its stats were read this pass (with the probe sent this pass),
     or its last ones plus the probe sent: the next read then tells its users' answers from our probes."""
     for name, b in list(p.backends.items()):
         stats, probe = p.observed.stats.get(name), p.observed.probes.get(name)

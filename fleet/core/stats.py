@@ -134,7 +134,8 @@ class Served:
 
     @classmethod
     def of(cls, stats: VassalStats, at: float, probed: bool) -> Served:
-        """The counts of `stats`; `probed`: a probe was sent after this read, and will be counted too."""
+        """The counts of `stats`; `probed`: a probe was sent this pass, before or after the read: counted as
+        one more in either case (one too many at worst, which only asks one more answer of the users)."""
         return cls(stats.pid, stats.requests + (1 if probed else 0), stats.exceptions, at)
 
     def probed(self) -> Served:
