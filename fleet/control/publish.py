@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 
 from fleet.control.usage import memory_of
 from fleet.core.model import Model
@@ -91,7 +90,12 @@ def _same(a: Snapshot, b: Snapshot) -> bool:
     return _meaning(a) == _meaning(b)
 
 
-def _meaning(s: Snapshot) -> Snapshot:
-    counters = Counters(nginx_reloads=s.counters.nginx_reloads, routing_errors=s.counters.routing_errors)
-    backends = {name: replace(b, requests=0, memory=0) for name, b in s.backends.items()}
-    return replace(s, written_at=0, counters=counters, backends=backends)
+def _meaning(s: Snapshot) -> tuple:
+    """What `_same` compares, as plain tuples: every pass builds it (dataclasses.replace on each backend's
+    view cost 200 backends ~7 ms a pass)."""
+    backends = tuple(
+        (n, b.state, b.since, b.routed, b.error, b.pid, b.workers, b.mtime_ns, b.served_mtime_ns)
+        for n, b in s.backends.items()
+    )
+    counters = (s.counters.nginx_reloads, s.counters.routing_errors)
+    return (s.control_pid, s.routed, backends, counters, s.routing_error, s.events)

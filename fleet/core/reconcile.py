@@ -175,7 +175,8 @@ def _progress(p: Pass, b: Backend, wanted: Wanted) -> None:
                 p.fail(b, f"not healthy {s.start_timeout:.0f} s after {since}{got}; see {name}.log")
     elif b.state == S.HEALTHY and probe is not None:
         if probe.ok or probe.busy:
-            p.backends[name] = replace(b, probe_failures=0)
+            if b.probe_failures:  # else it stays as it is: no new value for each backend each round
+                p.backends[name] = replace(b, probe_failures=0)
         elif b.probe_failures + 1 >= s.probe_failures_to_eject:
             why = f"stopped answering health probes ({probe.detail})"
             b = flapping.note_crashes(b, 1, now, s)
