@@ -14,7 +14,8 @@ class Settings:
     reload_timeout: float = 60.0  # a reload (or a removal) not finished by then is failed (or given up)
     drain_wait: float = 2.0  # how long an unrouted backend may take to finish what nginx sent it
     batch_window: float = 3.0  # newly healthy backends wait at most this long for their batch
-    # How often routed and failed backends are probed: a hung one is ejected within about two of these.
+    # How often routed and failed backends are probed: a hung one is ejected within about two of these (three
+    # when its master still answers and its users got answers right up to the hang: those stand for a probe).
     # Each probe is a request to the app; 0.5 s made probing half of an idle control plane's CPU at 50 vassals.
     health_interval: float = 1.0
     probe_failures_to_eject: int = 2
