@@ -101,11 +101,13 @@ class ClusterObserver:
         """Each vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
         would send it; all at once, within one probe timeout."""
         checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
-        present = {name for name in checks if self.layout.socket(name).exists()}
-        targets = {name: (self.layout.socket(name), checks[name].path) for name in present}
+        # No exists() first: the connect tells (a stat and a Path less per probe, 200 probes a second).
+        targets = {name: (self.layout.socket(name), check.path) for name, check in checks.items()}
         answers = uwsgi.request_many(targets, self.settings.probe_timeout)
         return {
-            name: self._verdict(name, check, answers[name]) if name in present else NO_SOCKET
+            name: NO_SOCKET
+            if isinstance(answers[name], FileNotFoundError)
+            else self._verdict(name, check, answers[name])
             for name, check in checks.items()
         }
 

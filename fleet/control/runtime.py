@@ -135,6 +135,8 @@ class Runtime:
                 self.wake.clear()
                 if not self.stopping.is_set():
                     wake_after = self.step_safely()
+                    if watcher is not None and wake_after >= self.settings.tick:
+                        wake_after = self.settings.event_tick  # nothing in flight, and file events wake us
         finally:
             if watcher is not None:
                 watcher.stop()
