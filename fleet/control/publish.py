@@ -44,12 +44,14 @@ class Publisher:
         pid: int,
         read: Mapping[str, VassalStats | None] | None = None,
     ) -> None:
-        """Write the snapshot if its meaning changed (or at the heartbeat). `read`: every backend's stats as
-        this pass read them in a usage round (None: no answer), else None (the usage stays as last read)."""
+        """Write the snapshot if its meaning changed (or at the heartbeat). `read`: the stats this pass read
+        (None: no answer), every backend's in a usage round; None: none read, the usage stays as last read."""
         now = self.clock()
         if read is not None:
             self.usage_at = now
-            self.usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
+            usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
+            # A usage round reads every backend; a pass may also read only those that just became healthy.
+            self.usage = usage if set(read) >= set(model.backends) else {**self.usage, **usage}
             self.memory = {name: m for name, m in self.memory.items() if name in model.backends}
         wall = time.time()
         views = {}

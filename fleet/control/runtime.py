@@ -21,6 +21,7 @@ from fleet.core.looking import what_to_observe
 from fleet.core.model import Model
 from fleet.core.reconcile import decide
 from fleet.core.settings import Settings
+from fleet.core.states import State
 from fleet.layout import Layout
 from fleet.proxy.router import NginxRouter
 from fleet.published.events import Bus, Event, EventFile, log_event
@@ -69,6 +70,11 @@ class Runtime:
         read = {name: observed.stats.get(name) for name in sorted(names)} if observed.usage else None
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
+        # A backend that just became healthy is published with its workers at once (`fleet up` returns
+        # then, and the last usage round may predate its processes): one read each, as the pass ends.
+        fresh = {t.name for t in decision.transitions if t.new == State.HEALTHY} - set(read or {})
+        if fresh:
+            read = {**(read or {}), **{name: self.cluster.stats(name) for name in sorted(fresh)}}
         wall = time.time()
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))

@@ -20,7 +20,7 @@ from fleet.control.subscribers import PassReport
 from fleet.layout import Layout
 from fleet.proxy.nginxstats import NginxView
 from fleet.published.events import Event
-from fleet.published.snapshot import Snapshot
+from fleet.published.snapshot import Counters, Snapshot
 
 
 def modules_after_importing(module: str) -> set[str]:
@@ -105,3 +105,22 @@ def test_a_pass_hands_its_stats_reads_to_every_subscriber_and_publishes_from_the
     runtime.step()  # within the usage interval: no new read, and none by the subscribers either
     assert len(reads) == read_once and recorder.reports[-1].stats == {}
     assert metrics.usage("a") == usage
+
+
+def test_a_pass_that_reads_only_newly_healthy_backends_keeps_the_others_usage(tmp_path):
+    from fleet.control.publish import Publisher
+    from fleet.core.model import Backend, Model
+    from fleet.core.settings import Settings
+    from fleet.core.states import State
+    from fleet.core.stats import VassalStats, Worker
+
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    publisher = Publisher(layout, Settings(), clock=lambda: 10.0)
+    m = Model({n: Backend(n, State.HEALTHY, since=1.0, mtime_ns=1) for n in ("a", "b")})
+    stats = VassalStats(0, (Worker(0, True, "idle", 3),))  # no pids: no memory read from /proc
+    publisher.publish(m, frozenset(), Counters(), "", 1, {"a": stats, "b": None})  # a usage round
+    publisher.publish(m, frozenset(), Counters(), "", 1, {"b": stats})  # b just became healthy
+    assert publisher.usage["a"][1:3] == (1, 3) and publisher.usage["b"][1:3] == (1, 3)
+    publisher.publish(m, frozenset(), Counters(), "", 1, {"a": None, "b": None})  # a usage round again
+    assert publisher.usage["a"] == publisher.usage["b"] == (None, 0, 0, 0)
