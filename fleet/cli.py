@@ -34,6 +34,7 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
     """One row per backend: name, state, pid, workers, requests, memory, last error."""
     if args.watch:
         return status.watch(layout, lambda: statuses(layout), args.interval)
+    status.want_usage(layout)
     table, parts = status.rows(layout), statuses(layout)
     if args.json:
         sys.stdout.write(status.render_json(table, parts))

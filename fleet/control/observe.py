@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
+from fleet.core.looking import answered
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import VassalStats
@@ -92,23 +93,40 @@ class ClusterObserver:
     # ---- what runs ---------------------------------------------------------------------------------
 
     def observe(
-        self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
+        self,
+        look: Look,
+        routed: frozenset[str],
+        routing_error: str,
+        routing_failed_at: float | None,
+        backends: Iterable[str] = (),
     ) -> Observed:
+        """What `look` asks for; `backends`: every backend's name (whose stats a usage round reads)."""
         emperor = None
         if look.emperor:
             try:
                 emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
             except (OSError, ValueError):
                 emperor = None  # not up yet, or restarting: decisions use its last answer
-        stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
+        # The stats decisions need first: they tell which probes traffic already answered. The rest of a
+        # usage round after the probes, so that a backend that just answered its first one shows its workers.
+        first = set(look.stats) | set(look.unless_answered)
+        stats = {name: s for name in sorted(first) if (s := self.stats(name)) is not None}
+        by_traffic = {n for n, before in look.unless_answered.items() if answered(before, stats.get(n))}
+        probes = self.probe_all(look.probe | (set(look.unless_answered) - by_traffic))
+        for name in by_traffic:
+            done = stats[name].requests - look.unless_answered[name].requests
+            probes[name] = Probe(True, f"answered {done} requests since the last look", traffic=True)
+        if look.usage:
+            stats |= {name: s for name in sorted(set(backends) - first) if (s := self.stats(name)) is not None}
         return Observed(
             routed=routed,
             emperor=emperor,
-            probes=self.probe_all(look.probe),
+            probes=probes,
             stats=stats,
             reasons={name: r for name in look.reasons if (r := self.reason(name))},
             routing_error=routing_error,
             routing_failed_at=routing_failed_at,
+            usage=look.usage,
         )
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
@@ -121,11 +139,13 @@ class ClusterObserver:
         """Each vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
         would send it; all at once, within one probe timeout."""
         checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
-        present = {name for name in checks if self.layout.socket(name).exists()}
-        targets = {name: (self.layout.socket(name), checks[name].path) for name in present}
+        # No exists() first: the connect tells (a stat and a Path less per probe, 200 probes a second).
+        targets = {name: (self.layout.socket(name), check.path) for name, check in checks.items()}
         answers = uwsgi.request_many(targets, self.settings.probe_timeout)
         return {
-            name: self._verdict(name, check, answers[name]) if name in present else NO_SOCKET
+            name: NO_SOCKET
+            if isinstance(answers[name], FileNotFoundError)
+            else self._verdict(name, check, answers[name])
             for name, check in checks.items()
         }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from fleet.core.outliers import Record
 from fleet.core.states import State, check_transition
-from fleet.core.stats import EmperorStats
+from fleet.core.stats import EmperorStats, Served
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Backend:
     crashes: tuple[float, ...] = ()  # recent crashes after a healthy start (see fleet.flapping)
     retry_at: float | None = None  # failed for flapping: not started again before then
     outlier: Record = Record()  # its recent answers and outlier ejections (see fleet.core.outliers)
+    served: Served | None = None  # its counts at the last read of its stats, with the probes sent since
+    answered_at: float | None = None  # the last read of its stats that showed it answered users
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,4 @@ class Model:
     emperor: EmperorStats | None = None  # the last answer of the Emperor's stats socket
     emperor_read_at: float = float("-inf")
     health_at: float = float("-inf")  # the last round of health probes
+    usage_at: float = float("-inf")  # the last read of every backend's stats socket (the published usage)

@@ -14,12 +14,13 @@ from dataclasses import replace
 from fleet.core import flapping, handoff, outliers
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route
 from fleet.core.decision import Decision, Pass
-from fleet.core.looking import health_round
+from fleet.core.looking import answered, health_round
 from fleet.core.model import Backend, Model, Transition
 from fleet.core.observations import Observed, Wanted
 from fleet.core.routing import wanted_routes
 from fleet.core.settings import Settings
 from fleet.core.states import IN_FLIGHT, State, check_transition
+from fleet.core.stats import Served
 
 S = State
 
@@ -49,11 +50,13 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
         if p.backends[name].ready_at is not None:  # its batch is in nginx now
             p.backends[name] = replace(p.backends[name], ready_at=None)
     handoff.tell_all(p, routes)
+    _note_counts(p)
     new_model = Model(
         backends=p.backends,
         emperor=p.emperor,
         emperor_read_at=now if observed.emperor is not None else model.emperor_read_at,
         health_at=now if health_round(model, now, s) else model.health_at,
+        usage_at=now if observed.usage else model.usage_at,
     )
     return Decision(new_model, tuple(p.transitions), tuple(p.actions), wake_after)
 
@@ -96,6 +99,19 @@ def _outliers(p: Pass) -> bool:
         name not in eject and name not in kept and any(x >= 500 for x in p.observed.answers.get(name, ()))
         for name in judged
     )
+
+
+def _note_counts(p: Pass) -> None:
+    """Each backend's request counts as its stats were read this pass (with the probe sent this pass),
+    or its last ones plus the probe sent: the next read then tells its users' answers from our probes."""
+    for name, b in list(p.backends.items()):
+        stats, probe = p.observed.stats.get(name), p.observed.probes.get(name)
+        probed = probe is not None and not probe.traffic
+        if stats is not None:
+            answered_at = p.now if b.served is not None and answered(b.served, stats) else b.answered_at
+            p.backends[name] = replace(b, served=Served.of(stats, p.now, probed), answered_at=answered_at)
+        elif probed and b.served is not None:
+            p.backends[name] = replace(b, served=b.served.probed())
 
 
 def _apply_files(p: Pass, wanted: Wanted) -> None:
@@ -201,7 +217,8 @@ def _progress(p: Pass, b: Backend, wanted: Wanted) -> None:
                 p.fail(b, f"not healthy {s.start_timeout:.0f} s after {since}{got}; see {name}.log")
     elif b.state == S.HEALTHY and probe is not None:
         if probe.ok or probe.busy:
-            p.backends[name] = replace(b, probe_failures=0)
+            if b.probe_failures:  # else it stays as it is: no new value for each backend each round
+                p.backends[name] = replace(b, probe_failures=0)
         elif b.probe_failures + 1 >= s.probe_failures_to_eject:
             why = f"stopped answering health probes ({probe.detail})"
             b = flapping.note_crashes(b, 1, now, s)

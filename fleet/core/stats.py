@@ -120,3 +120,24 @@ class VassalStats:
     def pids(self) -> list[int]:
         """The master and its workers."""
         return ([self.pid] if self.pid else []) + [w.pid for w in self.workers]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A vassal's request and exception counts at one read of its stats socket, with the probes sent since
+    (each is a request its workers count: not the users')."""
+
+    pid: int | None  # its master: counts start again with a new one
+    requests: int
+    exceptions: int
+    at: float  # the control plane's clock
+
+    @classmethod
+    def of(cls, stats: VassalStats, at: float, probed: bool) -> Served:
+        """The counts of `stats`; `probed`: a probe was sent this pass, before or after the read: counted as
+        one more in either case (one too many at worst, which only asks one more answer of the users)."""
+        return cls(stats.pid, stats.requests + (1 if probed else 0), stats.exceptions, at)
+
+    def probed(self) -> Served:
+        """The same counts after one more probe."""
+        return Served(self.pid, self.requests + 1, self.exceptions, self.at)

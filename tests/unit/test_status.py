@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
+from fleet.layout import Layout
 from fleet.published.parts import PartStatus
-from fleet.published.status import Row, render_json, render_parts, render_table
+from fleet.published.status import Row, render_json, render_parts, render_table, want_usage
 
 ROWS = [
     Row("backend-1", "healthy", 100, 2, 15, 50 * 2**20, True, ""),
@@ -66,3 +68,17 @@ def test_parts_come_first_and_a_down_part_says_why():
     assert "fleet up" in render_parts([])
     doc = json.loads(render_json([], parts))
     assert doc["parts"][1] == {"name": "control", "up": False, "pid": 12, "detail": "not running"}
+
+
+def test_fleet_status_asks_for_fresh_usage_by_touching_its_file(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    want_usage(layout)
+    first = layout.usage_wanted.stat().st_mtime_ns
+    os.utime(layout.usage_wanted, ns=(first - 10**9, first - 10**9))
+    want_usage(layout)
+    assert layout.usage_wanted.stat().st_mtime_ns >= first
+
+
+def test_asking_for_usage_where_run_cannot_be_written_is_no_error(tmp_path):
+    want_usage(Layout(tmp_path / "absent"))  # no run/ there: the status is shown all the same
