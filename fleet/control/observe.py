@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -37,6 +38,8 @@ class ClusterObserver:
         self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
+        # Each vassal's socket and stats socket paths, made once: 200 probes a second built three Paths each.
+        self._paths: dict[str, tuple[str, str]] = {}
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
 
     # ---- what is wanted ----------------------------------------------------------------------------
@@ -45,6 +48,8 @@ class ClusterObserver:
         files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
         for name in set(self._checked) - set(files):
             del self._checked[name]
+        for name in set(self._paths) - set(files):
+            del self._paths[name]
         return Wanted(files, frozenset(self._drain_requests()))
 
     def _scan(self) -> dict[str, int]:
@@ -131,7 +136,7 @@ class ClusterObserver:
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
         try:
-            return uwsgi.vassal_stats(self.layout.stats_socket(name), timeout)
+            return uwsgi.vassal_stats(self._path(name)[1], timeout)
         except (OSError, ValueError):
             return None
 
@@ -140,7 +145,7 @@ class ClusterObserver:
         would send it; all at once, within one probe timeout."""
         checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
         # No exists() first: the connect tells (a stat and a Path less per probe, 200 probes a second).
-        targets = {name: (self.layout.socket(name), check.path) for name, check in checks.items()}
+        targets = {name: (self._path(name)[0], check.path) for name, check in checks.items()}
         answers = uwsgi.request_many(targets, self.settings.probe_timeout)
         return {
             name: NO_SOCKET
@@ -149,11 +154,17 @@ class ClusterObserver:
             for name, check in checks.items()
         }
 
+    def _path(self, name: str) -> tuple[str, str]:
+        """Vassal `name`'s socket and stats socket."""
+        if (paths := self._paths.get(name)) is None:
+            paths = self._paths[name] = (str(self.layout.socket(name)), str(self.layout.stats_socket(name)))
+        return paths
+
     def _verdict(self, name: str, check: HealthCheck, answer: tuple[int, bytes] | Exception) -> Probe:
         if isinstance(answer, Exception):
             detail = f"GET {check.path}: {_describe(answer)}"
         elif check.accepts(answer[0]):
-            return Probe(True, f"GET {check.path} -> {answer[0]}")
+            return _answered(check.path, answer[0])
         else:
             detail = f"GET {check.path} -> {answer[0]}, expected {check.expected()}"
         stats = self.stats(name)
@@ -164,6 +175,12 @@ class ClusterObserver:
         log = self.layout.log(name)
         found = failure_reason(log)
         return f"{found} (see {log})" if found else ""
+
+
+@functools.lru_cache(maxsize=256)
+def _answered(path: str, status: int) -> Probe:
+    """The verdict of a probe that got an accepted answer: the same few each second, made once."""
+    return Probe(True, f"GET {path} -> {status}")
 
 
 def _describe(e: Exception) -> str:

@@ -39,6 +39,10 @@ class Publisher:
         # PSS costs ~2 ms per process to read (/proc/PID/smaps_rollup): 150 processes every second would
         # be a fifth of a core, so memory is read less often than the rest of the usage.
         self.memory: dict[str, tuple[float, tuple[int, ...], int]] = {}  # name -> (read at, pids, bytes)
+        self.watched = True  # someone watches the usage: memory at memory_interval, else memory_idle_interval
+        # The wall clock minus ours, kept while they agree: each `since` then stays the same number from pass
+        # to pass (computed afresh, its rounding moved, and an idle fleet's snapshot was rewritten each pass).
+        self.wall_offset: float | None = None
 
     def on_event(self, event: Event) -> None:
         self.recent.append(event)
@@ -51,10 +55,13 @@ class Publisher:
         routing_error: str,
         pid: int,
         read: Mapping[str, VassalStats | None] | None = None,
+        watched: bool = True,
     ) -> None:
         """Write the snapshot if its meaning changed (or at the heartbeat). `read`: the stats this pass read
-        (None: no answer), every backend's in a usage round; None: none read, the usage stays as last read."""
+        (None: no answer), every backend's in a usage round; None: none read, the usage stays as last read.
+        `watched`: someone watches the usage now (memory is read more often then)."""
         now = self.clock()
+        self.watched = watched
         if read is not None:
             self.usage_at = now
             usage = {name: self._usage(name, stats, now) for name, stats in read.items()}
@@ -71,13 +78,16 @@ class Publisher:
                 self.usage[name] = self._usage(name, self.read_stats(name), now)
                 self.usage_states[name] = model.backends[name].state
         wall = time.time()
+        if self.wall_offset is None or abs(wall - now - self.wall_offset) > 0.5:
+            self.wall_offset = wall - now  # the first pass, or the wall clock was set
+        offset = self.wall_offset
         views = {}
         for name, b in sorted(model.backends.items()):
             vassal_pid, workers, requests, memory = self.usage.get(name, (None, 0, 0, 0))
             views[name] = BackendView(
                 name=name,
                 state=b.state,
-                since=round(wall - (now - b.since), 3),
+                since=round(offset + b.since, 3),
                 routed=name in routed,
                 error=b.error,
                 pid=vassal_pid,
@@ -97,7 +107,8 @@ class Publisher:
             return None, 0, 0, 0
         pids = tuple(stats.pids)
         at, seen_pids, memory = self.memory.get(name, (float("-inf"), (), 0))
-        if pids != seen_pids or now - at >= self.settings.memory_interval:  # new processes: read at once
+        every = self.settings.memory_interval if self.watched else self.settings.memory_idle_interval
+        if pids != seen_pids or now - at >= every:  # new processes: read at once
             memory = memory_of(list(pids))
             self.memory[name] = (now, pids, memory)
         return stats.pid, len(stats.workers), stats.requests, memory

@@ -95,7 +95,8 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid(), read)
+        watched = now - wanted.watched_at <= self.settings.watch_window
+        self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid(), read, watched)
         report = PassReport(
             self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, read or {}, self.publisher.usage_at
         )

@@ -39,6 +39,8 @@ class Record:
 def note(r: Record, statuses: Iterable[int], now: float, s: Settings) -> Record:
     """`r` with the answers seen since the last pass, and those older than the window forgotten."""
     statuses = tuple(statuses)
+    if not statuses and (not r.interval or now - r.interval[0][0] <= s.outlier_interval):
+        return r  # nothing new and nothing to forget: the same record (an idle backend's, every pass)
     recent = (r.recent + statuses)[-s.outlier_window :]
     interval = tuple(e for e in r.interval if now - e[0] <= s.outlier_interval)
     if statuses:

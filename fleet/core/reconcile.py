@@ -94,7 +94,8 @@ def _outliers(p: Pass) -> bool:
         else:
             # The panic note stays while the verdict holds, and goes with it.
             error = kept.get(name, "" if b.error.startswith(outliers.PREFIX) else b.error)
-            p.backends[name] = replace(b, outlier=record, error=error)
+            if record is not b.outlier or error != b.error:  # else the same backend: no new one each pass
+                p.backends[name] = replace(b, outlier=record, error=error)
     return any(
         name not in eject and name not in kept and any(x >= 500 for x in p.observed.answers.get(name, ()))
         for name in judged

@@ -32,7 +32,8 @@ class Settings:
     usage_interval: float = 1.0
     usage_idle_interval: float = 10.0  # ... and otherwise, for state.json's totals
     watch_window: float = 30.0  # longer than the status page's long poll (25 s) and a usual scrape interval
-    memory_interval: float = 60.0  # how often each vassal's memory (PSS, ~2 ms a process) is read again
+    memory_interval: float = 60.0  # how often each vassal's memory (PSS, ~2 ms a process) is read again ...
+    memory_idle_interval: float = 600.0  # ... while nobody watches the usage (see usage_round)
     probe_timeout: float = 0.5
     flap_crashes: int = 3  # this many crashes of a healthy backend ...
     flap_window: float = 60.0  # ... within this many seconds make it failed (flapping)

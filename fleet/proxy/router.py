@@ -29,6 +29,7 @@ class NginxRouter:
         self.layout, self.clock = layout, clock
         self.slots = self._configured_slots()
         self.routed = frozenset(self._slot_targets(self.slots))
+        self._assigned: tuple[tuple[frozenset[str], int], list[str]] = ((frozenset(), -1), [])
         self.error = ""
         self.failed_at: float | None = None
         self.changes = self.reloads = self.errors = 0
@@ -60,8 +61,11 @@ class NginxRouter:
         self.routed = names
 
     def slot_names(self) -> list[str]:
-        """The backend each slot points at now (index: the slot number)."""
-        return assign(self.routed, self.slots)
+        """The backend each slot points at now (index: the slot number): worked out again only when the
+        routing changed (every pass asks, for the answer log)."""
+        if self._assigned[0] != (self.routed, self.slots):
+            self._assigned = ((self.routed, self.slots), assign(self.routed, self.slots))
+        return self._assigned[1]
 
     def _point(self, index: int, name: str) -> None:
         """Re-point one slot at `name`'s socket: a new symlink renamed over the old one (atomic)."""
