@@ -109,7 +109,10 @@ def decide(records: Mapping[str, Record], s: Settings, ejected: int = 0) -> tupl
     """Among the routed healthy backends' `records`, with `ejected` outliers already out: (to eject:
     name -> reason, outliers kept: name -> reason). The worst go first; the last healthy backend is never
     ejected, nor more than `outlier_max_share` of them all (but always one, if it is not the last)."""
-    reasons = {name: why for name in records if (why := verdict(name, records, s))}
+    # Only one that answered within the window can be an outlier (an idle fleet's 200 records: no verdict each).
+    reasons = {
+        name: why for name, r in records.items() if (r.recent or r.interval) and (why := verdict(name, records, s))
+    }
 
     def badness(name: str) -> tuple[float, str]:
         answers, errors = _totals(records[name])
