@@ -108,4 +108,6 @@ def _traffic_may_answer(model: Model, b: Backend, usage: bool) -> Served | None:
     served = b.served
     if served is None or served.at < model.health_at or b.probe_failures:
         return None
-    return served if usage or (b.answered_at is not None and b.answered_at >= served.at) else None
+    if usage or (b.answered_at is not None and b.answered_at >= served.at):
+        return served.since(model.probe_rounds)  # with the probes of the rounds since it was read
+    return None

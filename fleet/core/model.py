@@ -67,4 +67,5 @@ class Model:
     emperor: EmperorStats | None = None  # the last answer of the Emperor's stats socket
     emperor_read_at: float = float("-inf")
     health_at: float = float("-inf")  # the last round of health probes
+    probe_rounds: int = 0  # health rounds done (what Served.since counts probes by)
     usage_at: float = float("-inf")  # the last read of every backend's stats socket (the published usage)

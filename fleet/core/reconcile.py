@@ -50,12 +50,15 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
         if p.backends[name].ready_at is not None:  # its batch is in nginx now
             p.backends[name] = replace(p.backends[name], ready_at=None)
     handoff.tell_all(p, routes)
-    _note_counts(p)
+    health = health_round(model, now, s)
+    rounds = model.probe_rounds + (1 if health else 0)
+    _note_counts(p, model.probe_rounds, rounds)
     new_model = Model(
         backends=p.backends,
         emperor=p.emperor,
         emperor_read_at=now if observed.emperor is not None else model.emperor_read_at,
-        health_at=now if health_round(model, now, s) else model.health_at,
+        health_at=now if health else model.health_at,
+        probe_rounds=rounds,
         usage_at=now if observed.usage else model.usage_at,
     )
     return Decision(new_model, tuple(p.transitions), tuple(p.actions), wake_after)
@@ -102,17 +105,23 @@ def _outliers(p: Pass) -> bool:
     )
 
 
-def _note_counts(p: Pass) -> None:
-    """Each backend's request counts as its stats were read this pass (with the probe sent this pass),
-    or its last ones plus the probe sent: the next read then tells its users' answers from our probes."""
+def _note_counts(p: Pass, done: int, rounds: int) -> None:
+    """Each healthy backend's request counts as its stats were read this pass (with the probe sent this
+    pass; the later ones are counted by round: `done` health rounds before this pass, `rounds` after it): the next read
+    then tells its users' answers from our probes. Only while healthy: a backend starting, ejected or
+    reloading is probed each pass, not each round, so its counts start again when it is healthy."""
     for name, b in list(p.backends.items()):
-        stats, probe = p.observed.stats.get(name), p.observed.probes.get(name)
+        if b.state != S.HEALTHY:
+            if b.served is not None:
+                p.backends[name] = replace(b, served=None)
+            continue
+        if (stats := p.observed.stats.get(name)) is None:
+            continue  # nothing to note: the probes since its last read are counted by round
+        probe = p.observed.probes.get(name)
         probed = probe is not None and not probe.traffic
-        if stats is not None:
-            answered_at = p.now if b.served is not None and answered(b.served, stats) else b.answered_at
-            p.backends[name] = replace(b, served=Served.of(stats, p.now, probed), answered_at=answered_at)
-        elif probed and b.served is not None:
-            p.backends[name] = replace(b, served=b.served.probed())
+        before = b.served.since(done) if b.served is not None else None
+        answered_at = p.now if before is not None and answered(before, stats) else b.answered_at
+        p.backends[name] = replace(b, served=Served.of(stats, p.now, probed, rounds), answered_at=answered_at)
 
 
 def _apply_files(p: Pass, wanted: Wanted) -> None:

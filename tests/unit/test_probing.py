@@ -182,21 +182,29 @@ def test_our_own_probes_are_not_taken_for_users_answers():
     assert fleet.model.backends["idle"].answered_at is None
 
 
-def test_counts_note_the_probe_sent_after_a_read_and_a_probe_sent_without_one():
+def test_counts_note_the_probe_sent_with_a_read_and_count_the_later_probes_by_health_round():
     b = Backend("a", S.HEALTHY, since=T0, mtime_ns=V1, served_mtime_ns=V1, served=Served(1, 10, 0, T0 - 1))
     m, w = Model({"a": b}), Wanted({"a": FileInfo(V1)})
     stats = VassalStats(1, (Worker(2, True, "idle", 20),))
     read_and_probed = decide(
         w, Observed(frozenset({"a"}), probes={"a": Probe(True)}, stats={"a": stats}), m, SETTINGS, T0
     )
-    assert read_and_probed.model.backends["a"].served == Served(1, 21, 0, T0)
+    assert read_and_probed.model.probe_rounds == 1
+    assert read_and_probed.model.backends["a"].served == Served(1, 21, 0, T0, round=1)
     assert read_and_probed.model.backends["a"].answered_at == T0  # 20 > 10: its users got answers
     probed_only = decide(w, Observed(frozenset({"a"}), probes={"a": Probe(True)}), m, SETTINGS, T0)
-    assert probed_only.model.backends["a"].served == Served(1, 11, 0, T0 - 1)
+    assert probed_only.model.backends["a"] is b  # no new backend for a probe: the round is counted instead
+    assert b.served is not None and b.served.since(probed_only.model.probe_rounds).requests == 11
     by_traffic = decide(
         w, Observed(frozenset({"a"}), probes={"a": Probe(True, traffic=True)}, stats={"a": stats}), m, SETTINGS, T0
     )
-    assert by_traffic.model.backends["a"].served == Served(1, 20, 0, T0)  # no probe sent: nothing to add
+    assert by_traffic.model.backends["a"].served == Served(1, 20, 0, T0, round=1)  # no probe sent: nothing to add
+
+
+def test_a_backend_that_leaves_healthy_forgets_its_counts():
+    b = Backend("a", S.EJECTED, since=T0, mtime_ns=V1, served_mtime_ns=V1, served=Served(1, 10, 0, T0 - 1))
+    d = decide(Wanted({"a": FileInfo(V1)}), Observed(frozenset()), Model({"a": b}), SETTINGS, T0)
+    assert d.model.backends["a"].served is None  # probed each pass meanwhile, not each round
 
 
 def test_a_usage_round_is_noted_and_a_traffic_answer_resets_the_failed_probes():
