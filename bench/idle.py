@@ -13,16 +13,14 @@ measured.
 
     .venv/bin/python -m bench.idle --tree after=. --tree before=/tmp/main-tree@<commit> --sizes 50,200
 
-writes bench/results/idle-cpu-<UTC date>.json: the commit of each tree, start and end time, the machine
-(CPU model, cores) and its load average before and after, and every figure.
+writes its stamped results file, bench/results/idle/<ended, UTC>.json (harness/evidence.py: commit, start
+and end, machine, load average before and after), with the commit of each tree and every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -33,13 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.machine import cpu_model
 from fleet.layout import Layout, write_atomically
 from fleet.processes import process_table, stat_fields
 from fleet.published import records
 from fleet.published.snapshot import Snapshot
+from harness import evidence
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IGNORED = shutil.ignore_patterns(".venv", "run", ".git", "results", "__pycache__", ".pytest_cache", ".ruff_cache")
 VASSAL = "; written by bench.idle\n[uwsgi]\nprocesses = 1\n"
@@ -197,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=35.0, help="seconds idle before measuring")
     parser.add_argument("--seconds", type=float, default=45.0, help="the unwatched window")
     parser.add_argument("--watched", type=float, default=30.0, help="the watched window (0: none)")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=evidence.RESULTS, help="results folder (default: bench/results)")
     args = parser.parse_args(argv)
     trees = []
     for spec in args.tree:
@@ -205,13 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         path, _, commit = rest.partition("@")
         trees.append((label, Path(path).resolve(), commit or commit_of(Path(path))))
     sizes = [int(x) for x in args.sizes.split(",")]
+    stamp = evidence.start(Path(__file__).resolve().parent.parent)
     doc: dict = {
         "what": "idle control-plane CPU, percent of one core, vassals of one process each",
         "method": "utime+stime from /proc/PID/stat over the window, after every vassal healthy and routed and "
         f"{args.settle:g} s idle; watched: run/usage-wanted touched every 5 s as `fleet status` does",
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count()},
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "trees": {label: {"path": str(path), "commit": commit} for label, path, commit in trees},
         "settings": {"batch": args.batch, "settle_s": args.settle, "window_s": args.seconds, "watched_s": args.watched},
         "runs": [],
@@ -223,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(path, label, Path(tmp), n, args.batch, args.settle, args.seconds, args.watched)
                 row.update(tree=label, commit=commit, loadavg_after=[round(x, 2) for x in os.getloadavg()])
                 doc["runs"].append(row)
-    doc["ended"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    doc["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    out = args.out or RESULTS / f"idle-cpu-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out = evidence.write("idle", evidence.finish(stamp), doc, out=args.out)
     log(f"wrote {out}")
     return 0
 
