@@ -107,9 +107,9 @@ def _outliers(p: Pass) -> bool:
 
 def _note_counts(p: Pass, done: int, rounds: int) -> None:
     """Each healthy backend's request counts as its stats were read this pass (with the probe sent this
-    pass; the later ones are counted by round: `done` health rounds before this pass, `rounds` after it): the next read
-    then tells its users' answers from our probes. Only while healthy: a backend starting, ejected or
-    reloading is probed each pass, not each round, so its counts start again when it is healthy."""
+    pass; the later ones are counted by round: `done` health rounds before this pass, `rounds` after it):
+    the next read then tells its users' answers from our probes. Only while healthy: a backend starting,
+    ejected or reloading is probed each pass, not each round, so its counts start again when it is healthy."""
     for name, b in list(p.backends.items()):
         if b.state != S.HEALTHY:
             if b.served is not None:
@@ -119,7 +119,9 @@ def _note_counts(p: Pass, done: int, rounds: int) -> None:
             continue  # nothing to note: the probes since its last read are counted by round
         probe = p.observed.probes.get(name)
         probed = probe is not None and not probe.traffic
-        before = b.served.since(done) if b.served is not None else None
+        # This pass's probe counted too when one was sent: a usage round reads after its probes (a read made
+        # before them, to see whether traffic stands for one, then asks one more answer of the users: safe).
+        before = b.served.since(rounds if probed else done) if b.served is not None else None
         answered_at = p.now if before is not None and answered(before, stats) else b.answered_at
         p.backends[name] = replace(b, served=Served.of(stats, p.now, probed, rounds), answered_at=answered_at)
 

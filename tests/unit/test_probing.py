@@ -201,6 +201,18 @@ def test_counts_note_the_probe_sent_with_a_read_and_count_the_later_probes_by_he
     assert by_traffic.model.backends["a"].served == Served(1, 20, 0, T0, round=1)  # no probe sent: nothing to add
 
 
+def test_a_read_after_this_rounds_probe_counts_that_probe_and_sees_no_users_answers():
+    # Read at round 41 before its probe (42 with it); probed each round since; a usage round reads after its
+    # probe of round 50: 51 requests, all ours (counting rounds up to 49 only took one of them for a user's).
+    b = Backend("a", S.HEALTHY, since=T0, mtime_ns=V1, served_mtime_ns=V1, served=Served(1, 42, 0, T0 - 10, round=41))
+    m, w = Model({"a": b}, probe_rounds=49), Wanted({"a": FileInfo(V1)})
+    stats = VassalStats(1, (Worker(2, True, "idle", 51),))
+    d = decide(
+        w, Observed(frozenset({"a"}), probes={"a": Probe(True)}, stats={"a": stats}, usage=True), m, SETTINGS, T0
+    )
+    assert d.model.backends["a"].answered_at is None
+
+
 def test_a_backend_that_leaves_healthy_forgets_its_counts():
     b = Backend("a", S.EJECTED, since=T0, mtime_ns=V1, served_mtime_ns=V1, served=Served(1, 10, 0, T0 - 1))
     d = decide(Wanted({"a": FileInfo(V1)}), Observed(frozenset()), Model({"a": b}), SETTINGS, T0)
