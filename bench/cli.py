@@ -4,7 +4,9 @@ Sections: throughput (fleet vs the tutorial layout, gunicorn, granian alone and 
 and the nginx ceiling; the proxy hop in pairs and by CPU time per request), tuning (fleet as shipped vs
 one change at a time), hotadd (file drop to routed, vs the Emperor alone; removal; where the time goes),
 reload (keep-alive clients across 18 add/touch/rm changes; touch, rolling reload, kill -9 under load, 1
-and 2 backends), scale (1..50 vassals). The section runners are in bench/sections.py.
+and 2 backends), scale (1..50 vassals), https (HTTPS vs HTTP, keep-alive and new connections: the
+handshake), static (a file from nginx's [fleet] static vs through a vassal). The section runners are in
+bench/sections.py.
 Each section run writes its own stamped, dated file, bench/results/<section>/<ended, UTC>.json (harness/evidence.py),
 and results.md is generated again from the latest file of each section. --quick is a smoke run into
 bench/results/quick/.
@@ -26,7 +28,7 @@ from bench.servers import tool
 from harness import evidence
 from harness.cluster import fleet_available
 
-SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale")
+SECTIONS = ("throughput", "tuning", "hotadd", "reload", "scale", "https", "static")
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,9 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+from bench.https import https_md
 from bench.report_changes import hotadd_md, reload_md, scale_md
 from bench.report_plots import plot_all
 from bench.report_speed import targets_md, throughput_md, tuning_md
+from bench.static import static_md
 from harness import evidence
 
 TIMELINES = ".timelines.json"  # bench/cli.py writes a reload run's per-request points beside its file
@@ -37,6 +39,8 @@ SECTIONS = [
     ("hotadd", "Hot add and removal", hotadd_md),
     ("reload", "Reloads, crashes and changes under load", reload_md),
     ("scale", "Cost as vassals grow", scale_md),
+    ("https", "HTTPS against HTTP: encryption and the handshake", https_md),
+    ("static", "Static files: from nginx vs through a vassal", static_md),
     ("admin", "The operator's view (`python -m bench.admin`, not part of `make bench`)", admin_md),
 ]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from bench import stats
 from bench.nginx import NGINX
 from fleet.control.usage import pss, rss_and_pss
+from fleet.core import emperors
 from fleet.processes import stat_fields
 from fleet.published.snapshot import Snapshot
 from harness.cluster import Cluster, copy_tree
@@ -73,15 +74,15 @@ def nginx_reload_time(nginx_pid: int, timeout: float = 30.0) -> float:
     return time.perf_counter() - started
 
 
-def vassal_masters(cluster: Cluster, emperor_pid: int) -> dict[str, int]:
-    """name -> master pid, from `fleet status --json`, else the Emperor's direct children."""
+def vassal_masters(cluster: Cluster, emperor_pids: list[int]) -> dict[str, int]:
+    """name -> master pid, from `fleet status --json`, else the Emperors' direct children."""
     masters: dict[str, int] = {}
     with contextlib.suppress(Exception):
         for row in cluster.status():
             if row.get("pid"):
                 masters[row["name"]] = int(row["pid"])
     if not masters:
-        for i, pid in enumerate(children(emperor_pid)):
+        for i, pid in enumerate(p for emperor in emperor_pids for p in children(emperor)):
             masters[f"#{i}"] = pid
     return masters
 
@@ -98,21 +99,21 @@ def measure_size(root: Path, work: Path, n: int, idle_seconds: float, log: Log) 
         result["up_s"] = time.monotonic() - started
         pids = cluster.pids()
         control_pid = pids.get("control") or Snapshot.read(cluster.layout).control_pid
-        emperor_pid = pids["emperor"]
+        emperor_pids = [pid for name, pid in sorted(pids.items()) if emperors.is_emperor(name)]
         nginx_pid = pids["nginx"]
-        masters = vassal_masters(cluster, emperor_pid)
+        masters = vassal_masters(cluster, emperor_pids)
         time.sleep(1.0)
         per_vassal = [tree_memory(pid) for pid in masters.values()]
         result["vassal_rss_mib"] = stats.median([m["rss_mib"] for m in per_vassal])
         result["vassal_pss_mib"] = stats.median([m["pss_mib"] for m in per_vassal])
         result["vassals_pss_total_mib"] = sum(m["pss_mib"] for m in per_vassal)
         result["vassal_processes"] = stats.median([m["processes"] for m in per_vassal])
-        result["emperor_pss_mib"] = pss(emperor_pid) / MIB
+        result["emperor_pss_mib"] = sum(pss(pid) for pid in emperor_pids) / MIB  # all of them
         result["nginx_pss_mib"] = tree_memory(nginx_pid)["pss_mib"]
         if control_pid:
             result["control_pss_mib"] = pss(control_pid) / MIB
         groups = {
-            "emperor": [emperor_pid],
+            "emperor": emperor_pids,
             "vassals": [p for m in masters.values() for p in [m, *descendants(m)]],
         }
         if control_pid:

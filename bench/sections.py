@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import churn, hopcpu, hotadd, keepalive, reload, scale, stats, throughput
+from bench import churn, hopcpu, hotadd, https, keepalive, reload, scale, static, stats, throughput
 from bench.servers import Stacks
 from bench.variants import shipped_options, variants
 from harness.cluster import Cluster, copy_tree
@@ -227,10 +227,38 @@ def run_scale(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
     return {"rows": rows, "idle_seconds": cfg.idle_seconds}
 
 
+def run_https(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    """HTTPS against HTTP through one fleet (1 vassal x 2 processes, --tls local, HTTP kept serving)."""
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    plan = throughput.Plan(rounds=cfg.rounds, seconds=cfg.seconds)
+    with Procs() as procs:
+        cluster = Cluster(copy_tree(root, work / "https"), free_port())
+        cluster.set_vassals(["backend-1"], processes=2)
+        procs.on_close(cluster.down)
+        https_port = free_port()
+        cluster.up("--tls", "local", "--https-port", str(https_port), "--http-redirect", "off", timeout=300)
+        https_url = f"https://localhost:{https_port}/"
+        log(f"  HTTP vs HTTPS, keep-alive and new connections; {plan.rounds} rounds of {plan.seconds:.0f} s")
+        results = https.measure(cluster.url + "/", https_url, plan, log)
+        handshake = https.handshake_ms(https_url, cluster.run_dir / "tls" / "ca.crt", 20 if cfg is QUICK else 100)
+        log(f"  TLS handshake (curl, new connections): {handshake}")
+    return {"plan": plan.__dict__, **https.summarize(results), "handshake": handshake}
+
+
+def run_static(root: Path, work: Path, cfg: Config, has_fleet: bool) -> dict:
+    if not has_fleet:
+        return {"skipped": "needs the fleet command line"}
+    work.mkdir(parents=True, exist_ok=True)
+    return static.run(root, work, throughput.Plan(rounds=cfg.hop_rounds, seconds=cfg.hop_seconds), log)
+
+
 RUNNERS = {
     "throughput": run_throughput,
     "tuning": run_tuning,
     "hotadd": run_hotadd,
     "reload": run_reload,
     "scale": run_scale,
+    "https": run_https,
+    "static": run_static,
 }

@@ -101,12 +101,15 @@ class Running:
 class Wrk:
     """Runs wrk against a URL with fixed threads/connections and returns a WrkResult per run."""
 
-    def __init__(self, threads: int = 2, connections: int = 64, timeout: float = 5.0) -> None:
+    def __init__(
+        self, threads: int = 2, connections: int = 64, timeout: float = 5.0, headers: tuple[str, ...] = ()
+    ) -> None:
         if WRK is None:
             raise RuntimeError("wrk is not installed: apt-get install -y wrk")
         self.threads = threads
         self.connections = connections
         self.timeout = timeout
+        self.headers = headers  # e.g. "Connection: close": a new connection (and TLS handshake) per request
         self._dir = tempfile.TemporaryDirectory(prefix="bench-wrk-")
         self.script = Path(self._dir.name) / "report.lua"
         self.script.write_text(REPORTER)
@@ -121,6 +124,7 @@ class Wrk:
             f"{self.timeout:g}s",
             "-s",
             str(self.script),
+            *(arg for header in self.headers for arg in ("-H", header)),
             url,
         ]
 

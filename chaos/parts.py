@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleet.processes import is_alive
+from fleet.core import emperors
+from fleet.processes import is_alive, start_time
 from harness.cluster import Cluster
 from harness.procs import descendants, kill
 
@@ -102,16 +103,20 @@ def _kill_nginx_group(c: Cluster) -> object:
 
 
 def _kill_emperor(c: Cluster) -> object:
-    masters = {name: _master(c, name) for name in TWO}
-    pid = c.pids()["emperor"]
-    _sigkill(pid)
-    return (pid, masters)
+    """SIGKILL one Emperor: the one running longest, so that successive kills take each in turn."""
+    pids = c.pids()
+    names = sorted(n for n in pids if emperors.is_emperor(n))
+    name = min(names, key=lambda n: (start_time(pids[n]) or 0, n))
+    # Its vassals exit with it (uWSGI); the other Emperors' vassals serve on, and nginx retries on them.
+    masters = {b: _master(c, b) for b in TWO if emperors.owner_name(b, len(names)) == name}
+    _sigkill(pids[name])
+    return (name, pids[name], masters)
 
 
 def _emperor_replaced(c: Cluster, before: object) -> bool:
-    old, masters = before  # type: ignore[misc]
-    # uWSGI's vassals exit with their Emperor: replaced means a new Emperor and a new master for each.
-    return _part_replaced("emperor")(c, old) and all(_answering_master(c, n, m) for n, m in masters.items())
+    name, old, masters = before  # type: ignore[misc]
+    # Replaced means a new Emperor and a new master for each vassal of its share.
+    return _part_replaced(name)(c, old) and all(_answering_master(c, n, m) for n, m in masters.items())
 
 
 def _kill_control(c: Cluster) -> object:
@@ -137,7 +142,14 @@ PARTS: tuple[Part, ...] = (
     Part("worker", "a worker (2 backends)", TWO, _kill_worker, _worker_replaced),
     Part("nginx-master", "nginx's master", TWO, _kill_part("nginx"), _part_replaced("nginx")),
     Part("nginx-group", "nginx's whole process group", TWO, _kill_nginx_group, _part_replaced("nginx")),
-    Part("emperor", "the Emperor", TWO, _kill_emperor, _emperor_replaced),
+    Part(
+        "emperor",
+        "an Emperor (2 backends, one per Emperor)",
+        TWO,
+        _kill_emperor,
+        _emperor_replaced,
+        note="the killed Emperor's vassals exit with it; the other's serve while it and they restart",
+    ),
     Part("control", "the control plane", TWO, _kill_control, _control_replaced),
     Part(
         "supervisor",

@@ -13,6 +13,7 @@ from fleet.config import Values
 from fleet.errors import FleetError, describe
 from fleet.layout import Layout
 from fleet.ops import commands, lifecycle, shutdown
+from fleet.proxy import tls
 from fleet.published import status
 from fleet.published.parts import statuses
 from fleet.published.records import recorded_caps
@@ -36,11 +37,26 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
         return status.watch(layout, lambda: statuses(layout), args.interval)
     status.want_usage(layout)
     table, parts = status.rows(layout), statuses(layout)
+    https = tls.read_state(layout) if parts else None
     if args.json:
-        sys.stdout.write(status.render_json(table, parts))
+        from fleet.published.snapshot import Snapshot
+
+        deploy = Snapshot.read(layout).deploy
+        sys.stdout.write(status.render_json(table, parts, https.to_dict() if https else None, deploy=deploy))
     else:
-        sys.stdout.write(status.render_parts(parts) + status.render_table(table))
+        text = status.render_parts(parts, https.describe() if https else "") + status.render_table(table)
+        sys.stdout.write(text + _deploy_line(layout))
     return 0 if parts and all(p.up is not False for p in parts) else 1
+
+
+def _deploy_line(layout: Layout) -> str:
+    """The deploy in progress, if any, under the table."""
+    from fleet.control.deploying import read_state
+    from fleet.core.deploy import FINISHED
+    from fleet.ops.deploys import describe
+
+    d = read_state(layout)
+    return "" if d is None or d.phase in FINISHED else describe(d) + "\n"
 
 
 def command_events(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -73,7 +89,44 @@ def command_rm(layout: Layout, args: argparse.Namespace, values: Values) -> int:
 
 def command_reload(layout: Layout, args: argparse.Namespace, values: Values) -> int:
     """Zero-downtime reload of NAME..., or of every backend one at a time (--all)."""
+    if args.surge is not None:
+        from fleet.ops import deploys
+
+        if not args.all or args.names:
+            raise FleetError("--surge goes with --all: `fleet reload --all --surge N`", exit_code=2)
+        return deploys.reload_by_replacement(layout, args.surge, args.start_timeout)
     return commands.reload(layout, args.names, args.all, values.timeout)
+
+
+def command_weight(layout: Layout, args: argparse.Namespace, values: Values) -> int:
+    """Set NAME's weight (0-1000; 0: a warm standby) at run time, until its file changes; no reload."""
+    from fleet.ops.weighing import weigh
+
+    return weigh(layout, args.name, args.weight)
+
+
+def command_deploy(layout: Layout, args: argparse.Namespace, values: Values) -> int:
+    """Deploy NEW.ini beside the app's backends, canary judged on its own answers; exit 0 promoted, 1 rolled back."""
+    from fleet.ops import deploys
+
+    if args.status:
+        return deploys.status(layout, args.json)
+    if args.cancel:
+        return deploys.cancel(layout)
+    if args.file is None:
+        raise FleetError("name the new version's vassal file: `fleet deploy NEW.ini`", exit_code=2)
+    canary = deploys.parse_canary(args.canary)
+    return deploys.deploy(
+        layout, Path(args.file), args.app, canary, args.interval, args.max_error_rate, args.max_p99,
+        args.min_requests, args.surge, args.start_timeout, args.probe_rate,
+    )  # fmt: skip
+
+
+def command_rollback(layout: Layout, args: argparse.Namespace, values: Values) -> int:
+    """Back to the version before the last `fleet deploy` (kept), by the same zero-loss path, no canary."""
+    from fleet.ops import deploys
+
+    return deploys.rollback(layout, args.app, args.start_timeout)
 
 
 def command_check(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -92,7 +145,10 @@ def command_edge(layout: Layout, args: argparse.Namespace, values: Values) -> in
     from fleet.swarm import edge_process
 
     settings = edge.EdgeSettings(cells_name=values.cells, cell_port=values.cell_port, health_port=values.health_port)
-    return edge_process.main(layout, values.port, values.listen, settings, values.limits)
+    config.check_https(values)
+    pair = (str(Path(values.tls_cert).absolute()), str(Path(values.tls_key).absolute())) if values.tls_cert else None
+    https = tls.Https(values.https_port, values.http_redirect == "on") if pair else None
+    return edge_process.main(layout, values.port, values.listen, settings, values.limits, https, pair)
 
 
 def command_cell(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -110,7 +166,18 @@ def command_control_plane(layout: Layout, args: argparse.Namespace, values: Valu
 
     admin = (values.admin_listen, values.admin_port) if values.admin_port else None
     polling = values.file_watch == "poll"
-    return main(layout, values.control, admin, polling=polling, uwsgi_bin=values.uwsgi, caps=values.caps)
+    config.check_https(values)
+    tls_pair = (values.tls_cert, values.tls_key) if values.tls_cert else None
+    return main(
+        layout,
+        values.control,
+        admin,
+        polling=polling,
+        uwsgi_bin=values.uwsgi,
+        caps=values.caps,
+        tls_pair=tls_pair,
+        static_max_age=values.static_max_age,
+    )
 
 
 def command_supervise(layout: Layout, args: argparse.Namespace, values: Values) -> int:
@@ -159,7 +226,36 @@ def parser() -> argparse.ArgumentParser:
     rl = add("reload", command_reload)
     rl.add_argument("names", nargs="*", metavar="NAME")
     rl.add_argument("--all", action="store_true", help="rolling: one backend at a time")
+    rl.add_argument(
+        "--surge", type=int, help="with --all: start N new backends before draining N old (the deploy's path)"
+    )
+    rl.add_argument("--start-timeout", type=float, default=60.0, help="with --surge: seconds to be healthy (60)")
     config.add_flags(rl, "reload")
+    wt = add("weight", command_weight)
+    wt.add_argument("name")
+    wt.add_argument("weight", metavar="N")
+    de = add("deploy", command_deploy)
+    de.add_argument("file", nargs="?", metavar="NEW.ini")
+    de.add_argument("--app", help="the app to deploy (default: default)")
+    de.add_argument("--canary", default="10,50", help="percents of new requests, step by step (10,50; none)")
+    de.add_argument("--interval", type=float, default=30.0, help="seconds per canary step before judging (30)")
+    de.add_argument("--max-error-rate", type=float, default=1.0, help="percent of 5xx the canary may answer (1)")
+    de.add_argument("--max-p99", type=float, default=500.0, help="p99 in ms the canary may answer within (500)")
+    de.add_argument("--min-requests", type=int, default=50, help="answers needed before judging a step (50)")
+    de.add_argument("--surge", type=int, default=1, help="new backends started beyond the app's count (1)")
+    de.add_argument("--start-timeout", type=float, default=60.0, help="seconds a new backend has to be healthy")
+    de.add_argument(
+        "--probe-rate",
+        type=float,
+        default=0.0,
+        help="GETs/s of the health path to each new backend while short of answers (0)",
+    )
+    de.add_argument("--status", action="store_true", help="show the deploy in progress (or the last one)")
+    de.add_argument("--json", action="store_true", help="with --status: as JSON")
+    de.add_argument("--cancel", action="store_true", help="roll back the deploy in progress")
+    rb = add("rollback", command_rollback)
+    rb.add_argument("app", nargs="?")
+    rb.add_argument("--start-timeout", type=float, default=60.0, help="seconds a new backend has to be healthy")
     ck = add("check", command_check)
     ck.add_argument("files", nargs="*", metavar="FILE")
     config.add_flags(ck, "check")

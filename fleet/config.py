@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fleet.core import emperors
 from fleet.core.settings import Settings
 from fleet.errors import FleetError
 from fleet.vassalfile.vassals import Caps
@@ -70,9 +71,23 @@ def whole_seconds(text: str) -> int:
     return _at_least_one(text, " of seconds")
 
 
+def whole_seconds_or_zero(text: str) -> int:
+    if text.strip().isdigit():
+        return int(text)
+    raise ValueError("not a whole number of seconds, 0 or more")
+
+
 def count(text: str) -> int:
     """A whole number, at least 1."""
     return _at_least_one(text, "")
+
+
+def emperor_count(text: str) -> int:
+    """How many Emperors share the vassal files: 1 to emperors.MAX_EMPERORS."""
+    value = count(text)
+    if value > emperors.MAX_EMPERORS:
+        raise ValueError(f"out of range: 1 to {emperors.MAX_EMPERORS} Emperors")
+    return value
 
 
 def cores() -> int:
@@ -161,6 +176,15 @@ def user_name(text: str) -> str:
 def executable(text: str) -> str:
     if not text or not os.path.isfile(text) or not os.access(text, os.X_OK):
         raise ValueError("not an executable file")
+    return text
+
+
+def optional_file(text: str) -> str | None:
+    """A file's path; empty: none (compose passes an unset variable through as empty)."""
+    if not text.strip():
+        return None
+    if "\n" in text or "\0" in text or text.endswith("/"):
+        raise ValueError("not a file's path")
     return text
 
 
@@ -255,6 +279,55 @@ SETTINGS: tuple[Setting, ...] = (
         derive=_admin_port,
         default_text="the port + 1",
     ),
+    Setting(
+        "https_port",
+        "--https-port",
+        "FLEET_HTTPS_PORT",
+        "8443",
+        port,
+        "the HTTPS port (nginx, HTTP/2), when a certificate is given (--tls-cert or --tls local)",
+        (*UP, "edge"),
+    ),
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "FLEET_TLS_CERT",
+        None,
+        optional_file,
+        "the certificate (PEM, chain after it) for HTTPS, with --tls-key; replacing the files is picked up"
+        " within seconds, no reload",
+        (*CONTROL, "edge"),
+        default_text="none: plain HTTP",
+    ),
+    Setting(
+        "tls_key",
+        "--tls-key",
+        "FLEET_TLS_KEY",
+        None,
+        optional_file,
+        "the certificate's private key (PEM, unencrypted), with --tls-cert",
+        (*CONTROL, "edge"),
+        default_text="none",
+    ),
+    Setting(
+        "tls",
+        "--tls",
+        "FLEET_TLS",
+        "off",
+        choice("off", "local"),
+        "local: HTTPS with a certificate from a local CA that fleet makes once (run/tls/ca.crt) for localhost,"
+        " 127.0.0.1 and the apps' hosts",
+        UP,
+    ),
+    Setting(
+        "http_redirect",
+        "--http-redirect",
+        "FLEET_HTTP_REDIRECT",
+        "on",
+        choice("on", "off"),
+        "with HTTPS, the HTTP port answers 308 to the same URL on HTTPS (off: it keeps serving)",
+        (*UP, "edge"),
+    ),
     Setting("admin_listen", "--admin-listen", "FLEET_ADMIN_LISTEN", "127.0.0.1", address, "the admin address", CONTROL),
     Setting(
         "max_body",
@@ -322,6 +395,17 @@ SETTINGS: tuple[Setting, ...] = (
         UP,
     ),
     Setting(
+        "emperors",
+        "--emperors",
+        "FLEET_EMPERORS",
+        str(_CONTROL.emperors),
+        emperor_count,
+        "how many uWSGI Emperors share the vassal files (by the name's last character, so web-1 and web-2 differ):"
+        " a killed Emperor takes only its share down while nginx retries GETs on the others'; 1 to"
+        f" {emperors.MAX_EMPERORS}",
+        CONTROL,
+    ),
+    Setting(
         "file_watch",
         "--file-watch",
         "FLEET_WATCH",
@@ -329,6 +413,16 @@ SETTINGS: tuple[Setting, ...] = (
         choice("inotify", "poll"),
         "how vassals/ is watched: inotify, or poll (a mount that forwards no file events, e.g. Docker Desktop:"
         " changes are seen within 0.5 s)",
+        CONTROL,
+    ),
+    Setting(
+        "static_max_age",
+        "--static-max-age",
+        "FLEET_STATIC_MAX_AGE",
+        "300",
+        whole_seconds_or_zero,
+        "the Cache-Control max-age of static files ([fleet] static); fingerprinted names (app.3f9c2b.css) get a"
+        " year and `immutable`",
         CONTROL,
     ),
     Setting(
@@ -496,6 +590,7 @@ class Values:
             reload_timeout=self.reload_timeout,
             drain_wait=self.drain_wait,
             health_interval=self.health_interval,
+            emperors=self.emperors,
         )
 
 
@@ -539,6 +634,23 @@ def resolve(command: str, flags: Mapping[str, Any], env: Mapping[str, str] | Non
     return Values(command, values, texts, sources, flagged)
 
 
+def check_https(v: Values) -> None:
+    """The HTTPS settings that only make sense together (each alone is parsed already); `fleet up` and the
+    control plane check them before anything starts."""
+    values, sources = v._values, v.sources
+    cert, key = values.get("tls_cert"), values.get("tls_key")
+    if (cert is None) != (key is None):
+        given, missing = ("tls_cert", "--tls-key") if cert else ("tls_key", "--tls-cert")
+        raise SettingError(f"{sources[given]}: give {missing} FILE too (HTTPS needs the certificate and its key)")
+    if cert is not None and values.get("tls") == "local":
+        raise SettingError(f"{sources['tls']}: --tls local makes its own certificate; drop --tls-cert and --tls-key")
+    https = cert is not None or values.get("tls") == "local"
+    if https and "https_port" in values:
+        for other in ("port", "admin_port"):
+            if values.get(other) == values["https_port"]:
+                raise SettingError(f"{sources['https_port']}: {sources[other]} uses that port; choose another")
+
+
 _METAVARS: dict[Callable[[str], Any], str] = {
     port: "PORT",
     port_or_zero: "PORT",
@@ -547,12 +659,15 @@ _METAVARS: dict[Callable[[str], Any], str] = {
     size: "SIZE",
     header_buffer: "SIZE",
     whole_seconds: "SECONDS",
+    whole_seconds_or_zero: "SECONDS",
     seconds: "SECONDS",
     seconds_or_zero: "SECONDS",
     count: "N",
+    emperor_count: "N",
     max_processes: "N",
     user_name: "USER",
     executable: "PATH",
+    optional_file: "FILE",
 }
 
 EPILOG = (

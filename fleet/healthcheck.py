@@ -1,7 +1,8 @@
 """The containers' health checks, one per image: `fleet-healthcheck PART`, exit 0 if healthy, else 1.
 
-emperor: the uWSGI Emperor answers on its stats socket (run/emperor.sock) with its JSON stats. A vassal
-    that fails does not make the Emperor unhealthy: the gateway routes around it, and must start anyway.
+emperor: each uWSGI Emperor recorded in run/processes-emperor.json answers on its stats socket
+    (run/emperor-1.sock...; run/emperor.sock for one) with its JSON stats. A vassal that fails does not
+    make an Emperor unhealthy: the gateway routes around it, and must start anyway.
 gateway: nginx answers /healthz on the container port (200: some backend serves; 503: nginx's own "no
     healthy backend" answer; both are a working gateway, a refused connection or a 502 is not), and the
     control plane is alive: it rewrites run/state.json at least every 2 s (its heartbeat).
@@ -47,22 +48,35 @@ def get(port: int, path: str, timeout: float = TIMEOUT) -> tuple[int, str]:
     return int(status[1]), body.decode("utf-8", "replace").strip()
 
 
+def emperor_names(root: Path) -> list[str]:
+    """The Emperors `fleet up --component emperor` recorded (emperor-1, emperor-2...; `emperor` if none)."""
+    try:
+        pids = json.loads((root / "run" / "processes-emperor.json").read_text()).get("pids", {})
+    except (OSError, ValueError):
+        pids = {}
+    return sorted(n for n in pids if n == "emperor" or n.startswith("emperor-")) or ["emperor"]
+
+
 def emperor(root: Path) -> str:
-    """Read the Emperor's stats; raise if it does not answer with them."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect(str(root / "run" / "emperor.sock"))
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    stats = json.loads(b"".join(chunks))
-    return f"emperor answers, {len(stats.get('vassals', []))} vassals"
+    """Read every Emperor's stats; raise if one does not answer with them."""
+    said = []
+    for name in emperor_names(root):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(str(root / "run" / f"{name}.sock"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        stats = json.loads(b"".join(chunks))
+        said.append(f"{name} answers, {len(stats.get('vassals', []))} vassals")
+    return "; ".join(said)
 
 
 def gateway(root: Path, port: int) -> str:
     """nginx answers as a working gateway does, and the control plane has published lately."""
     status, _ = get(port, "/healthz")
-    if status not in (200, 503):
+    # 308: with HTTPS, plain HTTP answers with a redirect to it (`--http-redirect`), nginx's own answer.
+    if status not in (200, 308, 503):
         raise Unhealthy(f"nginx answered {status}")
     written_at = float(json.loads((root / "run" / "state.json").read_text()).get("written_at", 0))
     age = time.time() - written_at

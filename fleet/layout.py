@@ -83,11 +83,19 @@ class Layout:
 
     @property
     def emperor_stats(self) -> Path:
-        return self.run / "emperor.sock"
+        """The one Emperor's stats socket (fleet.core.emperors: `emperor` when there is one)."""
+        return self.emperor_stats_of("emperor")
 
     @property
     def emperor_pid(self) -> Path:
-        return self.run / "emperor.pid"
+        return self.emperor_pid_of("emperor")
+
+    def emperor_stats_of(self, emperor: str) -> Path:
+        """An Emperor's stats socket: run/emperor.sock, or run/emperor-2.sock when there are several."""
+        return self.run / f"{emperor}.sock"
+
+    def emperor_pid_of(self, emperor: str) -> Path:
+        return self.run / f"{emperor}.pid"
 
     @property
     def state_file(self) -> Path:
@@ -102,6 +110,16 @@ class Layout:
     def drain_dir(self) -> Path:
         """`fleet rm` asks the control plane to drain a backend by creating run/drain/NAME."""
         return self.run / "drain"
+
+    @property
+    def weights_dir(self) -> Path:
+        """`fleet weight NAME N` leaves run/weights/NAME.json: NAME's weight until its vassal file changes."""
+        return self.run / "weights"
+
+    @property
+    def deploy_dir(self) -> Path:
+        """`fleet deploy` and the control plane share run/deploy/ (the request, each step, the kept files)."""
+        return self.run / "deploy"
 
     @property
     def events_file(self) -> Path:
@@ -148,6 +166,8 @@ class Layout:
             self.logs,
             self.run / "fifo",
             self.drain_dir,
+            self.weights_dir,
+            self.deploy_dir,
             self.nginx_dir,
             self.nginx_dir / "tmp",
             self.slots,

@@ -139,7 +139,7 @@ class Load:
 
     `raw` sends through harness.http (GET only), `timeout` bounds each request, `pause_after_failure`
     keeps a client from spinning on refused connections, and `t0` (time.monotonic()) puts the records on
-    the caller's clock.
+    the caller's clock. `verify`: for an https:// url, the CA file to trust.
     """
 
     def __init__(
@@ -157,8 +157,12 @@ class Load:
         max_requests: int | None = None,
         pause_after_failure: float = 0.0,
         t0: float | None = None,
+        verify: str | bool = True,
     ):
         self.url = url.rstrip("/")
+        # HTTPS: the CA file the clients trust, given with each request (a session's own `verify` loses to
+        # REQUESTS_CA_BUNDLE in the environment).
+        self.verify = verify
         self.mix = mix or {Kind("GET" if post is None else "POST", keepalive, path, post): clients}
         self.raw, self.timeout = raw, timeout
         self.max_seconds, self.max_requests = max_seconds, max_requests
@@ -291,9 +295,11 @@ class Load:
         def send() -> tuple[int | None, dict, str, str, str]:
             try:
                 if kind.body is None:
-                    r = session.request(kind.method, url, timeout=self.timeout, headers=headers)
+                    r = session.request(kind.method, url, timeout=self.timeout, headers=headers, verify=self.verify)
                 else:
-                    r = session.request(kind.method, url, data=kind.body, timeout=self.timeout, headers=headers)
+                    r = session.request(
+                        kind.method, url, data=kind.body, timeout=self.timeout, headers=headers, verify=self.verify
+                    )
             except requests.RequestException as e:
                 return None, {}, classify(e), str(e)[:200], type(e).__name__
             if r.status_code != 200:

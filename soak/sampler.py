@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.control.usage import rss_and_pss
+from fleet.core import emperors
 from fleet.layout import Layout
 from fleet.processes import cmdline, process_table
 from fleet.published import records
@@ -73,7 +74,7 @@ def roles(layout: Layout) -> dict[str, list[int]]:
         found[part] = [pid]
         if part == "nginx":
             found["nginx workers"] = children.get(pid, [])
-        elif part == "emperor":
+        elif emperors.is_emperor(part):
             for master in children.get(pid, []):
                 found.setdefault(f"vassal {vassal_name(master)}", []).extend([master, *children.get(master, [])])
     return found

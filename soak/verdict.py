@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from statistics import median
 
+from fleet.core import emperors
 from soak.churn import KINDS, Step
 from soak.sampler import Reading
 
@@ -46,7 +47,8 @@ class Failure:
         return asdict(self)
 
 
-LONG_LIVED = ("emperor", "nginx", "control", "supervisor")
+# Every Emperor by its name (emperor, or emperor-1 ... when there are several); the absent are not judged.
+LONG_LIVED = ("emperor", *emperors.names(emperors.MAX_EMPERORS), "nginx", "control", "supervisor")
 MAX_GROWTH = 0.10
 
 

@@ -46,9 +46,9 @@ def need(*tools: str) -> None:
 
 
 @contextmanager
-def chromium(workdir: Path) -> Iterator:
+def chromium(workdir: Path, home: Path | None = None) -> Iterator:
     """A selenium driver for a fresh headless Chromium; chromedriver and every browser process it started
-    are gone afterwards."""
+    are gone afterwards. `home`: the browser's HOME (Chromium trusts the CAs of HOME/.pki/nssdb)."""
     need("chromium", "chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -57,7 +57,10 @@ def chromium(workdir: Path) -> Iterator:
     options.binary_location = shutil.which("chromium")
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(dir=workdir)}"):
         options.add_argument(flag)
-    service = Service(executable_path=shutil.which("chromedriver"), log_output=str(workdir / "chromedriver.log"))
+    env = {**os.environ, "HOME": str(home)} if home is not None else None
+    service = Service(
+        executable_path=shutil.which("chromedriver"), log_output=str(workdir / "chromedriver.log"), env=env
+    )
     driver = webdriver.Chrome(options=options, service=service)
     started = [service.process.pid, *descendants(service.process.pid)]
     try:

@@ -240,8 +240,10 @@ def _handler(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
         def _status(self) -> None:
             from fleet.published.parts import statuses
 
-            table = status.rows_of(admin.snapshot(), admin.layout)
-            self._send(200, status.render_json(table, statuses(admin.layout)).encode(), "application/json")
+            snap = admin.snapshot()
+            table = status.rows_of(snap, admin.layout)
+            body = status.render_json(table, statuses(admin.layout), deploy=snap.deploy)
+            self._send(200, body.encode(), "application/json")
 
         def _events(self, after: int, wait: float) -> None:
             feed = admin.feed

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from fleet import uwsgi
+from fleet.core import emperors
 from fleet.core.actions import Action, ClearBlacklist, Forget, ReloadThroughFifo, Route, WakeEmperor
 from fleet.errors import FleetError
 from fleet.layout import Layout
@@ -17,8 +18,8 @@ log = logging.getLogger("fleet.control")
 
 
 class Effects:
-    def __init__(self, layout: Layout, router: NginxRouter):
-        self.layout, self.router = layout, router
+    def __init__(self, layout: Layout, router: NginxRouter, emperor_count: int = 1):
+        self.layout, self.router, self.count = layout, router, emperor_count
 
     def apply(self, actions: tuple[Action, ...]) -> None:
         """Carry out `actions` in order. A failed one stops the rest: they may depend on it (a backend
@@ -46,11 +47,14 @@ class Effects:
                 raise TypeError(f"unknown action {action!r}")
 
     def wake_emperor(self) -> None:
-        """Connecting to the Emperor's stats socket makes it rescan vassals/ at once."""
-        try:
-            uwsgi.emperor_stats(self.layout.emperor_stats)
-        except (OSError, ValueError) as e:
-            log.debug("emperor not answering (%s); it rescans by itself every few seconds", e)
+        """Connecting to an Emperor's stats socket makes it rescan its share of vassals/ at once. Every
+        Emperor is woken, as the one was: the core wakes them only when every pending change may be acted
+        on, and a rescan of unchanged files is a stat() of each."""
+        for name in emperors.names(self.count):
+            try:
+                uwsgi.emperor_stats(self.layout.emperor_stats_of(name))
+            except (OSError, ValueError) as e:
+                log.debug("%s not answering (%s); it rescans by itself every few seconds", name, e)
 
     def reload_through_fifo(self, name: str) -> None:
         """Gracefully reload one vassal through its master FIFO ('r'), without the Emperor."""
@@ -65,14 +69,15 @@ class Effects:
             log.warning("%s: cannot write to its master FIFO (%s); the change may not be applied", name, e)
 
     def clear_blacklist(self) -> None:
-        """SIGURG makes the Emperor forget its failing vassals, so a fixed file starts at once."""
-        try:
-            pid = int(self.layout.emperor_pid.read_text().strip())
-            # In compose the Emperor runs in another container: its pid means nothing here.
-            if str(self.layout.emperor_ini).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGURG)
-        except (OSError, ValueError):
-            pass
+        """SIGURG makes each Emperor forget its failing vassals, so a fixed file starts at once."""
+        for name in emperors.names(self.count):
+            try:
+                pid = int(self.layout.emperor_pid_of(name).read_text().strip())
+                # In compose the Emperors run in another container: their pids mean nothing here.
+                if str(self.layout.emperor_ini).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGURG)
+            except (OSError, ValueError):
+                pass
 
     def forget(self, name: str) -> None:
         """uWSGI's vacuum misses sockets inherited across a reload: tidy up after it."""

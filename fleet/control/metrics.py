@@ -165,6 +165,10 @@ class _Collector:
         respawns = CounterMetricFamily("fleet_vassal_respawns", "The Emperor's respawns of it (reloads too).", labels=v)
         reloads = CounterMetricFamily("fleet_vassal_reloads", "Times fleet reloaded it.", labels=v)
         memory = GaugeMetricFamily("fleet_vassal_memory_bytes", "PSS of its master and workers.", labels=v)
+        weight = GaugeMetricFamily("fleet_vassal_weight", "Its weight (0: a warm standby, sent nothing).", labels=v)
+        slots = GaugeMetricFamily(
+            "fleet_vassal_slots", "nginx slots pointing at it (its share of new requests).", labels=v
+        )
         age = GaugeMetricFamily(
             "fleet_vassal_seconds_since_transition", "Seconds since it entered its state.", labels=v
         )
@@ -180,8 +184,12 @@ class _Collector:
             respawns.add_metric([name], m.respawns(name))
             reloads.add_metric([name], m.reloads(name))
             memory.add_metric([name], b.memory)
+            weight.add_metric([name], b.weight)
+            slots.add_metric([name], b.slots)
             age.add_metric([name], max(0.0, round(now - b.since, 3)))
-        yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, age)
+        yield from (state, routed, workers, requests, exceptions, respawns, reloads, memory, weight, slots, age)
+
+        yield from _deploy_series(snap.deploy)
 
         yield CounterMetricFamily("fleet_nginx_reloads", "nginx reloads by fleet.", value=counters.nginx_reloads)
         yield CounterMetricFamily(
@@ -213,3 +221,27 @@ class _Collector:
         for cls, count in answers.items():
             responses.add_metric([cls], count)
         yield responses
+
+
+def _deploy_series(deploy: dict | None) -> Iterator[Metric]:
+    """The deploy in progress: its phase, the canary's share, and what it measured against its bounds."""
+    running = GaugeMetricFamily("fleet_deploy_running", "1 while a deploy runs.", labels=["app", "version", "phase"])
+    if deploy is None:
+        yield running
+        return
+    plan = deploy["plan"]
+    running.add_metric([plan["app"], plan["version"], deploy["phase"]], 1.0)
+    yield running
+    labels = ["app", "version"]
+    key = [plan["app"], plan["version"]]
+    for name, help_text, value in (
+        ("fleet_deploy_canary_percent", "The new version's share of new requests (percent).", deploy["percent"]),
+        ("fleet_deploy_canary_answers", "The canary's answers in this step.", deploy["window"]["answers"]),
+        ("fleet_deploy_canary_error_rate", "The canary's 5xx rate in this step (percent).", deploy["error_rate"]),
+        ("fleet_deploy_canary_p99_ms", "The canary's p99 in this step (ms).", deploy["p99"]),
+        ("fleet_deploy_max_error_rate", "The 5xx rate bound (percent).", plan["max_error_rate"]),
+        ("fleet_deploy_max_p99_ms", "The p99 bound (ms).", plan["max_p99"]),
+    ):
+        family = GaugeMetricFamily(name, help_text, labels=labels)
+        family.add_metric(key, float(value))
+        yield family

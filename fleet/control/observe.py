@@ -8,15 +8,19 @@ import os
 from collections.abc import Callable, Iterable
 
 from fleet import uwsgi
+from fleet.core import emperors
 from fleet.core.looking import answered
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
-from fleet.core.stats import VassalStats
+from fleet.core.stats import EmperorStats, VassalStats
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import describe
 from fleet.layout import Layout
 from fleet.logs import failure_reason
+from fleet.published import overrides
 from fleet.vassalfile import vassals
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount, agree
 
 log = logging.getLogger("fleet.control")
 NO_SOCKET = Probe(False, "its socket does not exist yet")
@@ -35,12 +39,16 @@ class ClusterObserver:
     ):
         self.layout, self.settings = layout, settings
         self.known_options, self.caps = known_options, caps
-        self._checked: dict[str, tuple[int, str, HealthCheck]] = {}  # name -> (mtime_ns, problem, health check)
+        # name -> (mtime_ns, problem, health check, weight)
+        self._checked: dict[str, tuple[int, str, HealthCheck, int]] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
+        self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
+        self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
         # Each vassal's socket and stats socket paths, made once: 200 probes a second built three Paths each.
         self._paths: dict[str, tuple[str, str]] = {}
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
+        self._emperors: dict[str, EmperorStats] = {}  # each Emperor's last answer
 
     # ---- what is wanted ----------------------------------------------------------------------------
 
@@ -48,9 +56,19 @@ class ClusterObserver:
         files = {name: FileInfo(mtime_ns, self._problem(name, mtime_ns)) for name, mtime_ns in self._scan().items()}
         for name in set(self._checked) - set(files):
             del self._checked[name]
+            self._static.pop(name, None)
+        files = self._agree_on_static(files)
         for name in set(self._paths) - set(files):
             del self._paths[name]
         return Wanted(files, frozenset(self._drain_requests()))
+
+    def _agree_on_static(self, files: dict[str, FileInfo]) -> dict[str, FileInfo]:
+        """The backends must agree on [fleet] static: one that disagrees is failed, with the reason."""
+        valid = {name: self._static.get(name) for name, info in files.items() if not info.problem}
+        self.static, reasons = agree("static", valid, {n: files[n].mtime_ns for n in valid}, _describe_static)
+        return {
+            name: FileInfo(info.mtime_ns, reasons[name]) if name in reasons else info for name, info in files.items()
+        }
 
     def _scan(self) -> dict[str, int]:
         """The vassal files present (vassals.present): {name: mtime_ns}.
@@ -82,8 +100,15 @@ class ClusterObserver:
             return cached[1]
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
-        self._checked[name] = (mtime_ns, problem, checked.health)
+        self._checked[name] = (mtime_ns, problem, checked.health, checked.weight)
+        self._static[name] = checked.static
         return problem
+
+    def weights(self, wanted: Wanted) -> dict[str, int]:
+        """Each wanted backend's weight: `fleet weight`'s override while its file is unchanged, else the file's."""
+        file_weights = {n: c[3] if (c := self._checked.get(n)) else DEFAULT_WEIGHT for n in wanted.files}
+        mtimes = {n: f.mtime_ns for n, f in wanted.files.items()}
+        return overrides.effective(file_weights, mtimes, overrides.read_all(self.layout))
 
     def _drain_requests(self) -> list[str]:
         try:
@@ -106,12 +131,7 @@ class ClusterObserver:
         backends: Iterable[str] = (),
     ) -> Observed:
         """What `look` asks for; `backends`: every backend's name (whose stats a usage round reads)."""
-        emperor = None
-        if look.emperor:
-            try:
-                emperor = uwsgi.emperor_stats(self.layout.emperor_stats)
-            except (OSError, ValueError):
-                emperor = None  # not up yet, or restarting: decisions use its last answer
+        emperor = self.emperors() if look.emperor else None
         # The stats decisions need first: they tell which probes traffic already answered. The rest of a
         # usage round after the probes, so that a backend that just answered its first one shows its workers.
         first = set(look.stats) | set(look.unless_answered)
@@ -133,6 +153,16 @@ class ClusterObserver:
             routing_failed_at=routing_failed_at,
             usage=look.usage,
         )
+
+    def emperors(self) -> EmperorStats | None:
+        """Every Emperor's stats, as one (reading them also wakes each to rescan its share of vassals/)."""
+        answers: dict[str, EmperorStats | None] = {}
+        for name in emperors.names(self.settings.emperors):
+            try:
+                answers[name] = self._emperors[name] = uwsgi.emperor_stats(self.layout.emperor_stats_of(name))
+            except (OSError, ValueError):
+                answers[name] = None  # not up yet, or restarting: decisions use its last answer
+        return emperors.merge(answers, self._emperors)
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
         try:
@@ -175,6 +205,10 @@ class ClusterObserver:
         log = self.layout.log(name)
         found = failure_reason(log)
         return f"{found} (see {log})" if found else ""
+
+
+def _describe_static(mount: StaticMount | None) -> str:
+    return mount.describe() if mount is not None else "not set"
 
 
 @functools.lru_cache(maxsize=256)

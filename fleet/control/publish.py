@@ -4,14 +4,15 @@ socket, as the pass read it in a usage round: see fleet.core.looking.usage_round
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 
 from fleet.control.usage import memory_of
 from fleet.core.model import Model
 from fleet.core.settings import Settings
 from fleet.core.states import State
 from fleet.core.stats import VassalStats
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.layout import Layout
 from fleet.published.events import Event
 from fleet.published.snapshot import HEARTBEAT, BackendView, Counters, Snapshot
@@ -54,6 +55,9 @@ class Publisher:
         counters: Counters,
         routing_error: str,
         pid: int,
+        weights: Mapping[str, int] | None = None,
+        slots: Sequence[str] = (),
+        deploy: dict | None = None,
         read: Mapping[str, VassalStats | None] | None = None,
         watched: bool = True,
     ) -> None:
@@ -82,6 +86,7 @@ class Publisher:
             self.wall_offset = wall - now  # the first pass, or the wall clock was set
         offset = self.wall_offset
         views = {}
+        pointed = Counter(slots)  # each backend's slots, counted once (not a pass over the slots per backend)
         for name, b in sorted(model.backends.items()):
             vassal_pid, workers, requests, memory = self.usage.get(name, (None, 0, 0, 0))
             views[name] = BackendView(
@@ -96,8 +101,12 @@ class Publisher:
                 memory=memory,
                 mtime_ns=b.mtime_ns,
                 served_mtime_ns=b.served_mtime_ns,
+                weight=(weights or {}).get(name, DEFAULT_WEIGHT),
+                slots=pointed[name],
             )
-        snapshot = Snapshot(pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent))
+        snapshot = Snapshot(
+            pid, wall, tuple(sorted(routed)), views, counters, routing_error, tuple(self.recent), deploy
+        )
         if self.last is None or not _same(snapshot, self.last) or now - self.last_written >= HEARTBEAT:
             self.last, self.last_written = snapshot, now
             snapshot.write(self.layout)
@@ -124,8 +133,8 @@ def _meaning(s: Snapshot) -> tuple:
     """What `_same` compares, as plain tuples: every pass builds it (dataclasses.replace on each backend's
     view cost 200 backends ~7 ms a pass)."""
     backends = tuple(
-        (n, b.state, b.since, b.routed, b.error, b.pid, b.workers, b.mtime_ns, b.served_mtime_ns)
+        (n, b.state, b.since, b.routed, b.error, b.pid, b.workers, b.mtime_ns, b.served_mtime_ns, b.weight, b.slots)
         for n, b in s.backends.items()
     )
     counters = (s.counters.nginx_reloads, s.counters.routing_errors)
-    return (s.control_pid, s.routed, backends, counters, s.routing_error, s.events)
+    return (s.control_pid, s.routed, backends, counters, s.routing_error, s.events, s.deploy)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from fleet import uwsgi
+from fleet.control.certs import CertWatcher
+from fleet.control.deploying import DeployRunner
 from fleet.control.effects import Effects
 from fleet.control.observe import ClusterObserver
 from fleet.control.publish import Publisher
@@ -25,11 +27,13 @@ from fleet.layout import Layout
 from fleet.proxy import nginx
 from fleet.proxy.answers import AnswerLog
 from fleet.proxy.router import NginxRouter
+from fleet.proxy.static import DEFAULT_MAX_AGE, Mount, StaticFolders, url_prefix
 from fleet.published.events import Bus, Event, EventFile, log_event
 from fleet.published.snapshot import Counters, Snapshot
 from fleet.vassalfile import vassals
 
 log = logging.getLogger("fleet.control")
+DEPLOY_TICK = 0.2
 
 
 class Runtime:
@@ -41,6 +45,8 @@ class Runtime:
         subscribers: Iterable[Subscriber] = (),
         uwsgi_bin: str | None = None,
         caps: vassals.Caps | None = None,
+        tls_pair: tuple[str, str] | None = None,
+        static_max_age: int = DEFAULT_MAX_AGE,
     ):
         self.layout, self.settings, self.clock = layout, settings or Settings(), clock
         # The caps `fleet up` chose reach this process on its command line, as its other settings do.
@@ -48,7 +54,8 @@ class Runtime:
             layout, self.settings, lambda: uwsgi.known_options(uwsgi.binary(uwsgi_bin)), caps
         )
         self.router = NginxRouter(layout, clock)
-        self.effects = Effects(layout, self.router)
+        self.effects = Effects(layout, self.router, self.settings.emperors)
+        self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
         # A usage round of the pass reads every vassal's stats socket (each second while someone watches,
@@ -62,8 +69,12 @@ class Runtime:
         own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
         for on_event in (*own, *(s.on_event for s in self.subscribers)):
             self.bus.subscribe(on_event)
+        # HTTPS: the certificate and key files, looked at about once a second for a rotation.
+        self.certs = CertWatcher(layout, *tls_pair, clock=clock) if tls_pair else None
         self.model = Model()
         self.passes, self.last_pass_ms = 0, 0.0
+        self.weights: dict[str, int] = {}
+        self.deploys = DeployRunner(layout, clock())
         self.wake = threading.Event()
         self.stopping = threading.Event()
 
@@ -84,6 +95,11 @@ class Runtime:
         for transition in decision.transitions:
             self.bus.notify(Event.of(transition, wall))
         self.effects.apply(decision.actions)
+        self.serve_static()
+        self.weights = self.cluster.weights(wanted)
+        # A deploy in progress sets its app's weights (the canary's share; 0 for what it takes out).
+        self.weights.update(self.deploys.step(self.model, router.routed, self.answers.timed, now))
+        router.reweigh(self.weights)
         self.passes += 1
         self.last_pass_ms = (time.perf_counter() - started) * 1000
         counters = Counters(
@@ -91,18 +107,45 @@ class Runtime:
             self.last_pass_ms,
             router.changes,
             router.last_change_ms,
-            router.reloads,
+            router.reloads + self.static.reloads,  # every reload of nginx: routing or static folders
             router.last_reload_ms,
             router.errors,
         )
         watched = now - wanted.watched_at <= self.settings.watch_window
-        self.publisher.publish(self.model, router.routed, counters, router.error, os.getpid(), read, watched)
+        self.publisher.publish(
+            self.model,
+            router.routed,
+            counters,
+            router.error,
+            os.getpid(),
+            self.weights,
+            router.slot_names(),
+            self.deploys.published(),
+            read,
+            watched,
+        )
         report = PassReport(
             self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, read or {}, self.publisher.usage_at
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
-        return decision.wake_after
+        wake = decision.wake_after
+        # A deploy looks often: its steps wait on backends and answers (not watched: it writes run/deploy/).
+        if self.deploys.running:
+            wake = min(wake, DEPLOY_TICK)
+        if self.certs is None:
+            return wake
+        self.certs.look()
+        return min(wake, self.certs.due_in())
+
+    def serve_static(self) -> None:
+        """nginx serves the static folder the default app's valid backends agree on (none: no file, or
+        no valid one). Derived from the files, not from health: a backend coming or going reloads nothing."""
+        agreed = self.cluster.static
+        if agreed is None or agreed.path is None:
+            self.static.update([])
+            return
+        self.static.update([Mount(url_prefix("/", agreed.prefix), agreed.path)])  # the default app's path: /
 
     def _watched_at(self, now: float) -> float:
         """When someone last wanted fresh usage, on our clock: the admin listener's last request, or the
@@ -137,7 +180,11 @@ class Runtime:
             signal.signal(sig, on_signal)
         # Polling: no inotify (a bind mount that does not forward events, e.g. Docker Desktop); every pass
         # scans vassals/ anyway, so changes are seen within the idle tick (0.5 s).
-        watcher = None if polling else watch_folders([self.layout.vassals, self.layout.drain_dir], self.wake)
+        watcher = (
+            None
+            if polling
+            else watch_folders([self.layout.vassals, self.layout.drain_dir, self.layout.weights_dir], self.wake)
+        )
         log.info("watching %s%s", self.layout.vassals, " (polling)" if polling else "")
         wake_after = self.step_safely()
         try:

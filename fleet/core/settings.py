@@ -22,6 +22,7 @@ class Settings:
     # Each probe is a request to the app; 0.5 s made probing half of an idle control plane's CPU at 50 vassals.
     health_interval: float = 1.0
     probe_failures_to_eject: int = 2
+    emperors: int = 2  # how many Emperors share vassals/ (fleet.core.emperors): each is read and woken
     emperor_poll: float = 2.0  # how often to read the Emperor's stats while something is unsettled
     emperor_idle_poll: float = 10.0  # ... and when everything is healthy
     emperor_urgent_poll: float = 0.25  # ... while waiting for it to stop or reload a vassal

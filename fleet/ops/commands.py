@@ -20,6 +20,7 @@ from fleet.ops.progress import wait_until
 from fleet.published.records import running
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
+from fleet.vassalfile.static import StaticMount, agree
 
 
 def _require_running(layout: Layout) -> None:
@@ -88,7 +89,7 @@ def add(
     """Write vassals/NAME.ini atomically, then wait until nginx routes to it. The file is checked
     first (its --processes against `caps`): a file fleet would refuse is never written."""
     path = layout.vassal_file(checked_name(name))
-    text = vassals.new_vassal_text(name, processes_count)
+    text = vassals.new_vassal_text(name, processes_count, agreed_static(layout))
     if problems := vassals.parse(path, text.encode(), caps=caps).problems:
         raise InvalidVassal(f"{problems[0].message}; {problems[0].fix}")
     if path.exists():
@@ -105,6 +106,14 @@ def add(
 
     _wait(layout, f"starting {name}", routed, timeout, out)
     return 0
+
+
+def agreed_static(layout: Layout) -> StaticMount | None:
+    """The [fleet] static the valid vassal files agree on (a new backend must carry it too)."""
+    ages = vassals.present(layout.vassals)
+    files = [vassals.read(layout.vassal_file(name), app_dir=layout.app) for name in ages]
+    mount, _ = agree("static", {f.name: f.static for f in files if f.valid}, ages)
+    return mount
 
 
 def rm(layout: Layout, name: str, timeout: float, out: TextIO = sys.stdout) -> int:

@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes, uwsgi
-from fleet.config import Limits, Values
+from fleet.config import Limits, Values, check_https
+from fleet.core import emperors
 from fleet.core.states import State
 from fleet.errors import AlreadyRunning, FleetError
 from fleet.layout import Layout
-from fleet.ops import privileges
+from fleet.ops import local_ca, privileges
 from fleet.ops.foreground import supervise_in_foreground
 from fleet.ops.lock import ClusterLock
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
 from fleet.ops.shutdown import down
 from fleet.ops.supervisor import STOPPING, PartSpec, Supervisor, SupervisorSpec
-from fleet.proxy import nginx
+from fleet.proxy import nginx, tls
 from fleet.published import records
 from fleet.published.snapshot import Snapshot
 from fleet.vassalfile import vassals
@@ -42,7 +43,7 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _check_port(listen: str, port: int) -> None:
+def _check_port(listen: str, port: int, choose: str = "--port N (or FLEET_PORT)") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -50,7 +51,7 @@ def _check_port(listen: str, port: int) -> None:
         except OSError as e:
             raise FleetError(
                 f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
-                f"stop it, or choose another port with --port N (or FLEET_PORT)."
+                f"stop it, or choose another port with {choose}."
             ) from None
 
 
@@ -63,6 +64,8 @@ def _prepare(
     drop: Drop,
     access_log: str,
     out: TextIO,
+    https: tls.Https | None = None,
+    pair: tuple[str, str] | None = None,
 ) -> list[str]:
     """Create run/, render nginx's config; returns extra Emperor arguments."""
     parts = COMPONENTS[component]
@@ -78,20 +81,40 @@ def _prepare(
     layout.processes_file(component).unlink(missing_ok=True)
     if "control" in parts:
         layout.state_file.unlink(missing_ok=True)
+        tls.state_file(layout).unlink(missing_ok=True)  # a run without HTTPS shows none
         for leftover in layout.drain_dir.iterdir():
             leftover.unlink()
     extra = privileges.prepare(layout, drop, "nginx" in parts, unreachable)
     if "nginx" in parts:
         _check_port(listen, port)
-        nginx.write_config(layout, port, listen, limits, access_log)
+        if https is not None and pair is not None:
+            _check_port(listen, https.port, "--https-port N (or FLEET_HTTPS_PORT)")
+            tls.install_checked(layout, *pair, nginx.worker_group())
+        nginx.write_config(layout, port, listen, limits, access_log, https)
         ok, output = nginx.test_config(layout)
         if not ok:
             raise FleetError(f"nginx rejects the configuration rendered from nginx/nginx.conf:\n{output}")
     return extra
 
 
+def _tls_pair(layout: Layout, values: Values) -> tuple[str, str] | None:
+    """The certificate and key HTTPS serves: the operator's, or (--tls local) the local CA's, made now if
+    needed; None: no HTTPS."""
+    if values.tls == "local":
+        cert, key, _ = local_ca.ensure(layout, local_ca.names_for(local_ca.app_hosts(layout)))
+        return str(cert), str(key)
+    if values.tls_cert:
+        return str(Path(values.tls_cert).absolute()), str(Path(values.tls_key).absolute())
+    return None
+
+
 def _supervisor_spec(
-    layout: Layout, component: str, emperor_args: list[str], values: Values, drop: Drop
+    layout: Layout,
+    component: str,
+    emperor_args: list[str],
+    values: Values,
+    drop: Drop,
+    pair: tuple[str, str] | None = None,
 ) -> SupervisorSpec:
     """The parts of `component`, their commands and environment."""
     parts = COMPONENTS[component]
@@ -102,18 +125,35 @@ def _supervisor_spec(
     env["FLEET_UWSGI"] = uwsgi_bin  # for the vassal launcher (bin/fleet-vassal)
     # The control plane gets its settings on its command line, not through this environment.
     # The caps as numbers (not `auto`): what the control plane applies is what is recorded for `fleet check`.
-    control = values.argv("control-plane", uwsgi=uwsgi_bin, max_processes=str(values.max_processes))
+    # The pair to watch for rotations, by absolute path (--tls local: the local CA's).
+    certs = {"tls_cert": pair[0], "tls_key": pair[1]} if pair else {}
+    control = values.argv("control-plane", uwsgi=uwsgi_bin, max_processes=str(values.max_processes), **certs)
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
-        "emperor": lambda: [uwsgi_bin, "--ini", str(layout.emperor_ini), *emperor_args],
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
-    specs = [PartSpec(name, commands[name](), *STOPPING[name], overlap=name == "nginx") for name in parts]
+    specs = []
+    for part in parts:
+        if part == "emperor":
+            for index, name in enumerate(emperors.names(values.emperors)):
+                argv = [uwsgi_bin, *emperor_share(index, values.emperors), "--ini", str(layout.emperor_ini)]
+                specs.append(PartSpec(name, [*argv, *emperor_args], *STOPPING[part]))
+        else:
+            specs.append(PartSpec(part, commands[part](), *STOPPING[part], overlap=part == "nginx"))
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
     return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
+
+
+def emperor_share(index: int, count: int) -> list[str]:
+    """The placeholders that give Emperor `index` of `count` its share of vassals/ and its own stats socket,
+    pid file and log (emperor.ini reads them; with one Emperor: none, every *.ini, run/emperor.sock)."""
+    if count == 1:
+        return []
+    name, share = emperors.names(count)[index], emperors.share(index, count)
+    return ["--set-ph", f"fleet-emperor={name}", "--set-ph", f"fleet-share={share}"]
 
 
 def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subprocess.Popen:
@@ -190,9 +230,12 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
             "Use `fleet status`, or `fleet down` first."
         )
     nginx.binary() if "nginx" in parts else None
+    check_https(values)
     drop = privileges.drop_for(values.user, values.sources["user"])
-    emperor_args = _prepare(layout, port, listen, component, values.limits, drop, values.access_log, out)
-    setup = _supervisor_spec(layout, component, emperor_args, values, drop)
+    pair = _tls_pair(layout, values) if "nginx" in parts or "control" in parts else None
+    https = tls.Https(values.https_port, values.http_redirect == "on") if pair else None
+    emperor_args = _prepare(layout, port, listen, component, values.limits, drop, values.access_log, out, https, pair)
+    setup = _supervisor_spec(layout, component, emperor_args, values, drop, pair)
     supervisor = None
     if detach:
         watch = {"supervisor": _detach(layout, setup, lock)}
@@ -202,7 +245,7 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         supervisor = Supervisor(layout, setup)
         watch = supervisor.start()
     names = list(vassals.present(layout.vassals))
-    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperor"
+    where = f"http://{listen}:{port}" if "nginx" in parts else "the Emperors"
     out.write(f"fleet: starting {' + '.join(parts)} for {len(names)} vassal(s) at {layout.root}\n")
     out.flush()
     try:
@@ -218,7 +261,14 @@ def _up(layout: Layout, values: Values, detach: bool, component: str, out: TextI
         raise
     if failed:
         report_failed(layout, failed, out)
-    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else "fleet: Emperor running\n")
+    running = f"fleet: {values.emperors} Emperor{'s' if values.emperors > 1 else ''} running\n"
+    out.write(f"fleet: serving on {where}\n" if "nginx" in parts else running)
+    if https is not None and "nginx" in parts:
+        https_url = f"https://{'localhost' if listen in ('127.0.0.1', '0.0.0.0') else listen}:{https.port}/"
+        redirect = " (HTTP answers 308 to it)" if https.redirect else ""
+        out.write(f"fleet: HTTPS (HTTP/2) on {https_url}{redirect}\n")
+        if values.tls == "local":
+            out.write(local_ca.how_to_trust(layout, https_url))
     if "control" in parts and values.admin_port:
         admin = f"http://{values.admin_listen}:{values.admin_port}/"
         out.write(f"fleet: status page and /metrics on {admin}\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fleet import processes
+from fleet.core import emperors
 from fleet.errors import NotRunning
 from fleet.layout import Layout
 from fleet.ops.supervisor import STOPPING, stop_in_order
@@ -22,7 +23,8 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
     if not records:
         # No record (e.g. it was deleted): fall back on the pid files the components write themselves,
         # if they still name this cluster's processes.
-        for name, pidfile in (("nginx", layout.nginx_pid), ("emperor", layout.emperor_pid)):
+        pidfiles = [("nginx", layout.nginx_pid)] + [(p.stem, p) for p in sorted(layout.run.glob("emperor*.pid"))]
+        for name, pidfile in pidfiles:
             try:
                 recorded = int(pidfile.read_text().strip())
                 if str(layout.root).encode() in Path(f"/proc/{recorded}/cmdline").read_bytes():
@@ -60,8 +62,8 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
 
 
 def tidy(layout: Layout) -> None:
-    """The Emperor leaves the vassals' on-demand sockets behind when it stops: remove them once it is gone."""
-    if "emperor" in running(layout):
+    """The Emperors leave the vassals' on-demand sockets behind when they stop: remove them once all are gone."""
+    if any(emperors.is_emperor(name) for name in running(layout)):
         return
     for leftover in layout.sockets.glob("*.socket"):
         leftover.unlink(missing_ok=True)

@@ -19,16 +19,19 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fleet import processes
+from fleet.core import emperors
 from fleet.layout import Layout, write_atomically
 
 log = logging.getLogger("fleet.supervisor")
 
 # Stopping goes in this order: the control plane first (no more routing changes), then nginx (SIGQUIT:
-# stop accepting, finish in-flight requests), then the Emperor (its vassals finish theirs).
+# stop accepting, finish in-flight requests), then the Emperors (their vassals finish theirs), by kind():
+# emperor-1, emperor-2... are each an `emperor`.
 STOP_ORDER = ("control", "nginx", "emperor")
 # How each part stops gracefully: the control plane on SIGTERM; nginx on SIGQUIT (stop accepting, finish
 # in-flight requests); the Emperor on SIGTERM (graceful vassal shutdown). Stopped in STOP_ORDER.
@@ -80,22 +83,34 @@ class SupervisorSpec:
         return cls(**doc)
 
 
+def kind(part: str) -> str:
+    """What a part is, for its place in STOP_ORDER and its STOPPING: emperor-2 is an `emperor`."""
+    return "emperor" if emperors.is_emperor(part) else part
+
+
 def stop_in_order(
     pids: Mapping[str, int],
     say: Callable[[str], object] = lambda _: None,
     how: Mapping[str, tuple[int, float]] = STOPPING,
 ) -> None:
-    """Stop the parts `pids` ({name: pid}) gracefully, one after the other in STOP_ORDER, each with its
-    signal and timeout from `how`; SIGKILL only what overstays its timeout. The supervisor stops its own
-    children so, and `fleet down` whatever it finds running."""
-    for name in STOP_ORDER:
-        pid = pids.get(name)
-        if pid is None:
+    """Stop the parts `pids` ({name: pid}) gracefully, one kind after the other in STOP_ORDER (the parts of
+    one kind together), each with its signal and timeout from `how` (by name, else by kind); SIGKILL only
+    what overstays its timeout. The supervisor stops its own children so, and `fleet down` whatever it
+    finds running."""
+    for part_kind in STOP_ORDER:
+        names = sorted(n for n in pids if kind(n) == part_kind)
+        if not names:
             continue
-        sig, timeout = how[name]
-        say(f"fleet: stopping {name} (pid {pid})...")
-        if not processes.stop(pid, sig, timeout):
-            say(f"fleet: {name} did not stop within {timeout:.0f} s; killed it")
+        ways = {name: how[name] if name in how else how[part_kind] for name in names}
+        for name in names:
+            say(f"fleet: stopping {name} (pid {pids[name]})...")
+        # The parts of one kind (several Emperors) stop together: each waits for its own vassals' requests,
+        # so `fleet down` takes the longest of them, not their sum.
+        with ThreadPoolExecutor(len(names)) as pool:
+            graceful = list(pool.map(lambda job: processes.stop(*job), [(pids[n], *ways[n]) for n in names]))
+        for name, ok in zip(names, graceful, strict=True):
+            if not ok:
+                say(f"fleet: {name} did not stop within {ways[name][1]:.0f} s; killed it")
 
 
 def backoff(recent_deaths: int) -> float:

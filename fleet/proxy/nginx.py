@@ -14,6 +14,7 @@ from pathlib import Path
 from fleet.config import Limits, human
 from fleet.errors import FleetError, MissingTool, NginxConfigError
 from fleet.layout import Layout, write_atomically
+from fleet.proxy import tls
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
@@ -52,6 +53,12 @@ def worker_user() -> str | None:
     return None
 
 
+def worker_group() -> int | None:
+    """The gid of nginx's workers when they drop to another user (started as root); None otherwise."""
+    user = worker_user()
+    return pwd.getpwnam(user).pw_gid if user else None
+
+
 def template_values(
     layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined"
 ) -> dict[str, str]:
@@ -79,15 +86,28 @@ def access_log(layout: Layout, choice: str = "combined") -> str:
     return f"access_log {layout.logs / name} {fmt} buffer=64k flush=2s;"
 
 
-def write_config(layout: Layout, port: int, listen: str, limits: Limits | None = None, log: str = "combined") -> None:
+def write_config(
+    layout: Layout,
+    port: int,
+    listen: str,
+    limits: Limits | None = None,
+    log: str = "combined",
+    https: tls.Https | None = None,
+) -> None:
     """Render the main config; start with no backend (JSON 503) until the control plane routes some:
-    slots left by an earlier run point at sockets that are not there yet."""
+    slots left by an earlier run point at sockets that are not there yet. With `https`, the HTTPS
+    listener, serving run/tls/serving.pem (installed before nginx starts)."""
     layout.make_run_dirs()
+    tls.write_includes(layout, layout.nginx_dir, listen, https)
     conf = render_template(layout.nginx_template.read_text(), template_values(layout, port, listen, limits, log))
     write_atomically(layout.nginx_conf, conf)
     from fleet.proxy.upstreams import render
 
     write_atomically(layout.upstreams_conf, render(0, layout.slots, layout.sockets))
+    # No static folders until the control plane has read the vassal files (its first pass adds them).
+    from fleet.proxy import static
+
+    write_atomically(static.static_conf(layout), static.render([]))
 
 
 def base_command(layout: Layout) -> list[str]:

@@ -3,7 +3,7 @@
 Slots (see fleet.upstreams) are re-pointed with an atomic rename of a new symlink, so a routing change
 takes effect on the next connect and reloads nothing. nginx is reloaded (after `nginx -t`; the last
 good config is kept on failure) only when the slot count changes: more backends than the slots share
-well, or none at all (then nginx answers a JSON 503).
+well, or none at all (then nginx answers a JSON 503). Weights (fleet.core.weights) only re-point slots.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from fleet.core.weights import DEFAULT_WEIGHT
 from fleet.errors import FleetError
 from fleet.layout import Layout
 from fleet.proxy import nginx
@@ -28,8 +29,9 @@ class NginxRouter:
     def __init__(self, layout: Layout, clock: Callable[[], float] = time.monotonic):
         self.layout, self.clock = layout, clock
         self.slots = self._configured_slots()
-        self.routed = frozenset(self._slot_targets(self.slots))
-        self._assigned: tuple[tuple[frozenset[str], int], list[str]] = ((frozenset(), -1), [])
+        self.pointed = self._slot_targets(self.slots)  # the backend each slot points at ("": none)
+        self.routed = frozenset(n for n in self.pointed if n)
+        self.weights: dict[str, int] = {}  # the last weights given (absent: the default)
         self.error = ""
         self.failed_at: float | None = None
         self.changes = self.reloads = self.errors = 0
@@ -39,8 +41,7 @@ class NginxRouter:
         started = time.perf_counter()
         slots = slot_count(len(names), self.slots)
         try:
-            for index, name in enumerate(assign(names, slots)):
-                self._point(index, name)
+            self._point_all(assign(names, slots, self.weights))
             if slots != self.slots:
                 self._configure(slots)
         except (FleetError, OSError) as e:
@@ -60,12 +61,30 @@ class NginxRouter:
         )
         self.routed = names
 
+    def reweigh(self, weights: Mapping[str, int]) -> bool:
+        """Share the slots by these weights (no reload: slots are re-pointed); True if a slot moved."""
+        self.weights = dict(weights)
+        wanted = assign(self.routed, self.slots, self.weights)
+        if not wanted or wanted == self.pointed:
+            return False
+        try:
+            self._point_all(wanted)
+        except OSError as e:
+            log.error("cannot re-point the slots for the new weights: %s; trying again next pass", e)
+            return False
+        self.changes += 1
+        shown = ", ".join(f"{n}={self.weights.get(n, DEFAULT_WEIGHT)}" for n in sorted(self.routed))
+        log.info("weights %s: slots re-pointed", shown)
+        return True
+
     def slot_names(self) -> list[str]:
-        """The backend each slot points at now (index: the slot number): worked out again only when the
-        routing changed (every pass asks, for the answer log)."""
-        if self._assigned[0] != (self.routed, self.slots):
-            self._assigned = ((self.routed, self.slots), assign(self.routed, self.slots))
-        return self._assigned[1]
+        """The backend each slot points at now (index: the slot number)."""
+        return list(self.pointed)
+
+    def _point_all(self, names: list[str]) -> None:
+        for index, name in enumerate(names):
+            self._point(index, name)
+        self.pointed = list(names)
 
     def _point(self, index: int, name: str) -> None:
         """Re-point one slot at `name`'s socket: a new symlink renamed over the old one (atomic)."""
@@ -96,14 +115,14 @@ class NginxRouter:
         except OSError:
             return 0
 
-    def _slot_targets(self, slots: int) -> set[str]:
-        names = set()
+    def _slot_targets(self, slots: int) -> list[str]:
+        names = []
         for index in range(slots):
             try:
                 target = os.readlink(slot_path(self.layout.slots, index))
             except OSError:
+                names.append("")
                 continue
             name = os.path.basename(target).rsplit(".", 1)[0]
-            if target == str(self.layout.socket(name)):
-                names.add(name)
+            names.append(name if target == str(self.layout.socket(name)) else "")
         return names

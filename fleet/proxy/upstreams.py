@@ -7,13 +7,18 @@ traffic at once, with no reload: clients' keep-alive connections stay open. The 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from fleet.core import weights as weighing
 
 HEADER = "# Written by fleet's control plane. Do not edit; it is rewritten.\n"
 # With nothing routed the upstream holds one `down` server: nginx answers "no live upstreams", which
 # nginx.conf turns into a JSON 503 (it tells that case from a failing backend by $upstream_addr).
 NO_BACKEND_SOCKET = "no-healthy-backend.sock"
-MIN_SLOTS = 32
+# 64 slots: a weighted share lands within 1/64 (1.6 points) of the weights' split, with two backends
+# or ten (the issue asks for 3 points); equal weights still differ by at most one slot.
+MIN_SLOTS = 64
 SLOTS_PER_BACKEND = 8  # with at least 8 slots each, backends' shares differ by at most 1/8
 
 
@@ -30,10 +35,10 @@ def slot_count(backends: int, current: int = 0) -> int:
     return count
 
 
-def assign(names: set[str] | frozenset[str], slots: int) -> list[str]:
-    """Which backend each slot points at: round robin over the sorted names (deterministic)."""
-    ordered = sorted(names)
-    return [ordered[i % len(ordered)] for i in range(slots)] if ordered else []
+def assign(names: set[str] | frozenset[str], slots: int, weights: Mapping[str, int] | None = None) -> list[str]:
+    """Which backend each slot points at: shared by weight (default 100 each), interleaved (fleet.core.weights)."""
+    weights = weights or {}
+    return weighing.assign({n: weights.get(n, weighing.DEFAULT_WEIGHT) for n in names}, slots)
 
 
 def slot_path(slots_dir: Path, index: int) -> Path:

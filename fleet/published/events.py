@@ -49,6 +49,8 @@ class Event:
         )
 
     def describe(self) -> str:
+        if self.old is None and self.new is None:  # not a backend's move: a note of fleet's (e.g. [https])
+            return f"{self.name}: {self.reason}"
         return f"{self.name}: {self.old or 'new'} -> {self.new or 'gone'} ({self.reason})"
 
 

@@ -1,4 +1,4 @@
-"""Are fleet's own parts up? The supervisor, the Emperor, nginx and the control plane, as `fleet up`
+"""Are fleet's own parts up? The supervisor, the Emperors, nginx and the control plane, as `fleet up`
 recorded them. A part recorded in another pid namespace (another container) is checked by what it
 serves instead of by pid: the Emperor's stats socket, the control plane's heartbeat in run/state.json."""
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet import processes, uwsgi
+from fleet.core import emperors
 from fleet.layout import Layout
 from fleet.published.records import entries
 from fleet.published.snapshot import HEARTBEAT, Snapshot
 
-ORDER = ("supervisor", "emperor", "nginx", "control")
+ORDER = ("supervisor", "emperor", "nginx", "control")  # by kind: emperor-1, emperor-2... are Emperors
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def statuses(layout: Layout) -> list[PartStatus]:
             found[e.name] = PartStatus(e.name, up, e.pid, "" if up else "not running")
         else:
             found[e.name] = _remote(layout, e.name)
-    return [found[name] for name in ORDER if name in found]
+    return [found[name] for kind in ORDER for name in sorted(found) if _kind(name) == kind]
 
 
 def running_parts(layout: Layout, asking: str) -> dict[str, bool]:
@@ -41,10 +42,14 @@ def running_parts(layout: Layout, asking: str) -> dict[str, bool]:
     return found | {asking: True}
 
 
+def _kind(name: str) -> str:
+    return "emperor" if emperors.is_emperor(name) else name
+
+
 def _remote(layout: Layout, name: str) -> PartStatus:
-    if name == "emperor":
+    if _kind(name) == "emperor":
         try:
-            uwsgi.emperor_stats(layout.emperor_stats, timeout=1.0)
+            uwsgi.emperor_stats(layout.emperor_stats_of(name), timeout=1.0)
             return PartStatus(name, True, None, "answers on its stats socket")
         except (OSError, ValueError):
             return PartStatus(name, False, None, "its stats socket does not answer")

@@ -31,6 +31,8 @@ class BackendView:
     memory: int = 0  # bytes, PSS of its master and workers
     mtime_ns: int = 0  # the file version the control plane acted on
     served_mtime_ns: int = 0  # the file version serving now
+    weight: int = 100  # its weight now (the file's, or `fleet weight`'s until the file changes)
+    slots: int = 0  # nginx slots pointing at it: its share of new requests is slots / all slots
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Snapshot:
     counters: Counters = Counters()
     routing_error: str = ""
     events: tuple[Event, ...] = ()  # the most recent transitions, oldest first
+    deploy: dict | None = None  # the deploy in progress (fleet.core.deploy.to_dict), None when none runs
 
     def backend(self, name: str) -> BackendView | None:
         return self.backends.get(name)
@@ -74,6 +77,7 @@ class Snapshot:
             "counters": vars(self.counters),
             "routing_error": self.routing_error,
             "events": [e.to_dict() for e in self.events],
+            "deploy": self.deploy,
         }
         return json.dumps(doc) + "\n"
 
@@ -91,6 +95,7 @@ class Snapshot:
             counters=_known(Counters, doc.get("counters", {})),
             routing_error=str(doc.get("routing_error", "")),
             events=tuple(Event.from_dict(e) for e in doc.get("events", ())),
+            deploy=doc.get("deploy"),
         )
 
     @classmethod

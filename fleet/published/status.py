@@ -27,6 +27,8 @@ class Row:
     memory: int  # bytes, proportional set size of the master and its workers
     routed: bool
     error: str
+    weight: int = 100
+    share: float = 0.0  # percent of new requests (its slots over all slots)
 
 
 def rows(layout: Layout) -> list[Row]:
@@ -45,19 +47,23 @@ def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
     names = sorted(set(snap.backends) | set(vassals.present(layout.vassals)))
     unseen = State.STARTING if snap.control_pid else "not running"  # a file the control plane has not seen
     result = []
+    total = sum(b.slots for b in snap.backends.values())
     for name in names:
         b = snap.backend(name)
         if b is None:
             result.append(Row(name, unseen, None, 0, 0, 0, False, ""))
             continue
-        result.append(Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error))
+        share = round(100.0 * b.slots / total, 1) if total else 0.0
+        result.append(
+            Row(name, b.state, b.pid, b.workers, b.requests, b.memory, name in snap.routed, b.error, b.weight, share)
+        )
     return result
 
 
 def render_table(table: list[Row]) -> str:
     if not table:
         return "no backends: drop a file into vassals/ or run `fleet add NAME`\n"
-    header = ("NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR")
+    header = ("NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR")
     lines = [header]
     for r in table:
         state = r.state + ("" if r.routed or r.state != State.HEALTHY else " (unrouted)")
@@ -69,6 +75,7 @@ def render_table(table: list[Row]) -> str:
                 str(r.workers),
                 str(r.requests),
                 f"{r.memory / 2**20:.1f} MiB",
+                f"{r.weight} ({r.share:g}%)" if r.routed else str(r.weight),
                 r.error,
             )
         )
@@ -79,19 +86,27 @@ def render_table(table: list[Row]) -> str:
     return "\n".join(s.rstrip() for s in out) + "\n"
 
 
-def render_json(table: list[Row], parts: list[PartStatus] | None = None) -> str:
-    doc = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+def render_json(
+    table: list[Row], parts: list[PartStatus] | None = None, https: dict | None = None, deploy: dict | None = None
+) -> str:
+    doc: dict[str, object] = {"parts": [asdict(p) for p in parts or []], "backends": [asdict(r) for r in table]}
+    if https is not None:  # the certificate served, and the last pair refused (fleet/proxy/tls.py)
+        doc["https"] = https
+    if deploy is not None:  # only while one runs: the keys stay fixed otherwise
+        doc["deploy"] = deploy
     return json.dumps(doc, indent=1) + "\n"
 
 
-def render_parts(parts: list[PartStatus]) -> str:
-    """fleet's own parts, first: a part that is down is the first thing an operator must know."""
+def render_parts(parts: list[PartStatus], https: str = "") -> str:
+    """fleet's own parts, first: a part that is down is the first thing an operator must know; then the
+    certificate HTTPS serves, if any (`https`, a line or two)."""
     if not parts:
         return "fleet is not running here: start it with `fleet up`\n"
     words = {True: "up", False: "DOWN", None: "?"}
     cells = [f"{p.name} {words[p.up]}" + (f" (pid {p.pid})" if p.pid and p.up else "") for p in parts]
     details = [f"  {p.name}: {p.detail}" for p in parts if p.up is False and p.detail]
-    return "fleet: " + ", ".join(cells) + "\n" + "".join(d + "\n" for d in details) + "\n"
+    lines = "".join(d + "\n" for d in details) + (f"{https}\n" if https else "")
+    return "fleet: " + ", ".join(cells) + "\n" + lines + "\n"
 
 
 def watch(

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from fleet import processes
 from fleet.config import Limits, human
+from fleet.control.certs import CertWatcher
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
-from fleet.proxy import nginx
+from fleet.proxy import nginx, tls
 from fleet.swarm import dns, edge
 from fleet.swarm.edge import Answer, Cell, EdgeSettings
 
@@ -107,8 +108,21 @@ def render_config(
 
 
 class Edge:
-    def __init__(self, layout: Layout, port: int, listen: str, settings: EdgeSettings, limits: Limits):
+    def __init__(
+        self,
+        layout: Layout,
+        port: int,
+        listen: str,
+        settings: EdgeSettings,
+        limits: Limits,
+        https: tls.Https | None = None,
+        tls_pair: tuple[str, str] | None = None,
+    ):
         self.layout, self.port, self.listen = layout, port, listen
+        # HTTPS terminated here as in a cell's nginx: the pair looked at each pass, no reload to rotate it.
+        self.https: tls.Https | None = https if tls_pair else None
+        self.tls_pair: tuple[str, str] | None = tls_pair if https else None
+        self.certs: CertWatcher | None = None
         self.settings, self.limits = settings, limits
         self.run_dir = layout.run / "edge"
         self.cells: dict[str, Cell] = {}
@@ -120,6 +134,10 @@ class Edge:
     def start_nginx(self) -> subprocess.Popen:
         for sub in ("", "tmp"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.tls_pair is not None:
+            tls.install_checked(self.layout, *self.tls_pair, nginx.worker_group())
+            self.certs = CertWatcher(self.layout, *self.tls_pair)
+        tls.write_includes(self.layout, self.run_dir, self.listen, self.https)
         conf = self.run_dir / "nginx.conf"
         write_atomically(
             conf,
@@ -190,6 +208,8 @@ class Edge:
                 exit_code = 1
                 break
             self.one_pass()
+            if self.certs is not None:
+                self.certs.look()
             # The interval between passes; a stop request is seen within it.
             time.sleep(max(0.0, self.settings.interval - (time.monotonic() - started)))
         log.info("edge: stopping nginx gracefully (in-flight requests finish)")
@@ -201,9 +221,17 @@ class Edge:
         return exit_code
 
 
-def main(layout: Layout, port: int, listen: str, settings: EdgeSettings, limits: Limits) -> int:
+def main(
+    layout: Layout,
+    port: int,
+    listen: str,
+    settings: EdgeSettings,
+    limits: Limits,
+    https: tls.Https | None = None,
+    tls_pair: tuple[str, str] | None = None,
+) -> int:
     logging.basicConfig(
         stream=sys.stdout, level=logging.INFO, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"
     )
     os.umask(0o022)
-    return Edge(layout, port, listen, settings, limits).run()
+    return Edge(layout, port, listen, settings, limits, https, tls_pair).run()

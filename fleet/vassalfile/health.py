@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fleet.vassalfile import static, weight
+
 _STATUS_RE = re.compile(r"\d{3}(-\d{3})?\Z")
-KNOWN_KEYS = ("health_path", "health_status")
+KNOWN_KEYS = ("health_path", "health_status", *static.KNOWN_KEYS, *weight.KEYS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,6 @@ def parse(options: list[tuple[str, str, int]]) -> tuple[HealthCheck, list[tuple[
                 problems.append((f"health_status {value!r} is not a status list", "write 200, 200-299 or any", line))
             else:
                 status = value if value == "any" else ",".join(parts)
-        else:
+        elif key not in KNOWN_KEYS:  # the others' own parsers check them (static: fleet.vassalfile.static)
             problems.append((f"unknown [fleet] setting {key!r}", f"known: {', '.join(KNOWN_KEYS)}", line))
     return HealthCheck(path, status), problems

@@ -15,15 +15,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.vassalfile import health
+from fleet.vassalfile import health, static, weight
 from fleet.vassalfile.health import HealthCheck
+from fleet.vassalfile.static import StaticMount
 from fleet.vassalfile.vassal_checks import FLEET_OWNED, Caps, Option, Problem, check_options
+from fleet.vassalfile.weight import DEFAULT_WEIGHT
 
 __all__ = ["FLEET_OWNED", "Caps", "Option", "Problem", "VassalFile", "parse", "read"]  # FLEET_OWNED: for checkers
 
 NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 # fleet's own parts log to run/logs/PART.log, beside the vassals' logs: a vassal may not take those names.
-RESERVED_NAMES = frozenset({"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"})
+# The Emperors are emperor-1 ... emperor-8 when there are several (fleet.core.emperors.MAX_EMPERORS).
+RESERVED_NAMES = frozenset(
+    {"control", "emperor", "nginx", "nginx-error", "nginx-access", "supervisor", "events"}
+    | {f"emperor-{k}" for k in range(1, 9)}
+)
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
 _SECTION_RE = re.compile(r"\[\s*([^\]]*?)\s*\]\s*\Z")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -39,6 +45,8 @@ class VassalFile:
     options: tuple[Option, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
     health: HealthCheck = HealthCheck()  # from its [fleet] section
+    static: StaticMount | None = None  # from its [fleet] section: the folder nginx serves for it
+    weight: int = DEFAULT_WEIGHT  # from its [fleet] section
 
     @property
     def valid(self) -> bool:
@@ -150,14 +158,18 @@ def parse(
 
     options, syntax = _parse_ini(text)
     problems.extend(syntax)
-    fleet_options = [(o.key, o.value, o.line) for o in options if o.key.startswith("fleet:")]
+    fleet_options = [(o.key.removeprefix("fleet:"), o.value, o.line) for o in options if o.key.startswith("fleet:")]
     options = [o for o in options if not o.key.startswith("fleet:")]
-    check, health_problems = health.parse([(k.removeprefix("fleet:"), v, n) for k, v, n in fleet_options])
-    problems.extend(Problem(*p) for p in health_problems)
+    weighed, weight_problems = weight.parse([o for o in fleet_options if o[0] in weight.KEYS])
+    check, health_problems = health.parse(fleet_options)
+    problems.extend(Problem(*p) for p in health_problems + weight_problems)
+    chdir = static.chdir_of(next((o.value for o in reversed(options) if o.key == "chdir"), None), path, app_dir)
+    mount, static_problems = static.parse(fleet_options, chdir, must_resolve=app_dir is not None)
+    problems.extend(Problem(*p) for p in static_problems)
     known = frozenset(known_options) if known_options is not None else None
     problems.extend(check_options(options, known, app_dir, caps))
     problems.sort(key=lambda p: p.line or 0)  # file-wide problems first, then in line order
-    return VassalFile(name, path, tuple(options), tuple(problems), check)
+    return VassalFile(name, path, tuple(options), tuple(problems), check, static=mount, weight=weighed)
 
 
 def _parse_ini(text: str) -> tuple[list[Option], list[Problem]]:
@@ -270,8 +282,9 @@ def _unreadable(name: str, path: Path, e: OSError) -> VassalFile:
     return VassalFile(name, path, (), (Problem(f"cannot read the file: {what}", fix),))
 
 
-def new_vassal_text(name: str, processes: int | None = None) -> str:
-    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini."""
+def new_vassal_text(name: str, processes: int | None = None, static: StaticMount | None = None) -> str:
+    """The content `fleet add` writes: a minimal file, defaults coming from emperor.ini; with `static`, the
+    [fleet] static line the other backends agree on (a backend without it would be failed)."""
     lines = [
         f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
         "; anything set here overrides them.",
@@ -279,4 +292,6 @@ def new_vassal_text(name: str, processes: int | None = None) -> str:
     ]
     if processes is not None:
         lines.append(f"processes = {processes}")
+    if static is not None:
+        lines += ["", "[fleet]", f"static = {static.prefix} {static.folder}"]
     return "\n".join(lines) + "\n"

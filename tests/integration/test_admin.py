@@ -84,7 +84,8 @@ def test_metrics_have_every_per_vassal_series_and_pass_promtool(fleet):
         assert f"{{{label}}}" in series(text, "fleet_vassal_seconds_since_transition")
     assert series(text, "fleet_up") == {
         '{part="supervisor"}': 1,
-        '{part="emperor"}': 1,
+        '{part="emperor-1"}': 1,
+        '{part="emperor-2"}': 1,
         '{part="nginx"}': 1,
         '{part="control"}': 1,
     }

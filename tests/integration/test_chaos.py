@@ -15,8 +15,10 @@ LIGHT = Profile("light", get_clients=2, post_clients=1, kills=2, settle=0.5)
 ROUTED_WITHIN = 10.0  # seconds from a kill until everything is routed again
 
 
-@pytest.mark.parametrize("key", ["control", "worker", "vassal-master"])
-def test_killing_control_plane_worker_or_vassal_master_fails_no_get_and_all_is_routed_in_10_s(make_cluster, key):
+@pytest.mark.parametrize("key", ["control", "worker", "vassal-master", "emperor"])
+def test_killing_control_plane_worker_vassal_master_or_an_emperor_fails_no_get_and_all_is_routed_in_10_s(
+    make_cluster, key
+):
     part = BY_KEY[key]
     c = make_cluster(vassal_files(part))
     c.up()

@@ -28,5 +28,5 @@ def test_a_90_second_soak_passes_every_verdict(tmp_path):
     failed = [v for v in doc["verdicts"] if not v["ok"]]
     assert not failed and proc.returncode == 0, output + "\n" + (tmp_path / "soak.md").read_text()
     assert {s["kind"] for s in doc["steps"]} == set(doc["config"]["kinds"])
-    assert {"emperor", "nginx", "control"} <= set(doc["processes"])
+    assert {"emperor-1", "emperor-2", "nginx", "control"} <= set(doc["processes"])
     assert doc["ok"] and doc["leftovers"] == [] and doc["requests"]["ok"] > 1000

@@ -21,15 +21,19 @@ def routed(c: Cluster) -> set[str]:
 
 
 def emperor_stats(c: Cluster) -> dict:
+    """Every Emperor's stats as one: their vassals (each runs a share of vassals/)."""
     import socket
 
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(2)
-        s.connect(str(c.run_dir / "emperor.sock"))
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
+    vassals = []
+    for path in sorted(c.run_dir.glob("emperor*.sock")):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(path))
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        vassals += json.loads(data)["vassals"]
+    return {"vassals": vassals}
 
 
 def test_dropped_file_is_served_and_deleted_file_is_not(cluster):
@@ -100,7 +104,7 @@ def test_a_burst_of_files_joins_in_batches_with_one_nginx_reload(cluster):
         cluster.write_vassal(f"{name}.ini")
     cluster.wait(lambda: set(names) <= routed(cluster), "all burst vassals routed", 90)
     after = cluster.state()["counters"]
-    # 14 backends outgrow the 32 slots of two: nginx is reloaded once, with 128; the joins are batched.
+    # 14 backends outgrow the 64 slots of two: nginx is reloaded once, with 128; the joins are batched.
     assert after["nginx_reloads"] - before["nginx_reloads"] == 1
     changes = after["routing_changes"] - before["routing_changes"]
     assert 1 <= changes <= 3, f"{changes} routing changes for a burst of {len(names)} files"
@@ -125,10 +129,10 @@ BAD_VASSALS = {
 
 
 def spawn_attempts(c: Cluster, filename: str) -> int:
-    """How often the Emperor has tried to start vassals/`filename`, from its log: each start of uWSGI
+    """How often the Emperors have tried to start vassals/`filename`, from its log: each start of uWSGI
     prints "getting INI configuration from <path>" there, each refusal by the launcher (bin/fleet-vassal)
     "refusing to start <file>"."""
-    text = (c.run_dir / "logs" / "emperor.log").read_text(errors="replace")
+    text = "".join(p.read_text(errors="replace") for p in sorted((c.run_dir / "logs").glob("emperor*.log")))
     path = f"/vassals/{filename}"
     return sum(
         1
@@ -223,7 +227,8 @@ def test_status_shows_one_row_per_backend(cluster):
     doc = json.loads(cluster.fleet("status", "--json").stdout)
     assert [(p["name"], p["up"]) for p in doc["parts"]] == [
         ("supervisor", True),
-        ("emperor", True),
+        ("emperor-1", True),
+        ("emperor-2", True),
         ("nginx", True),
         ("control", True),
     ]
@@ -232,10 +237,23 @@ def test_status_shows_one_row_per_backend(cluster):
     for row in rows:
         assert row["state"] == "healthy"
         assert row["workers"] == 2 and row["pid"] > 0 and row["memory"] > 1_000_000
-        assert set(row) == {"name", "state", "pid", "workers", "requests", "memory", "routed", "error"}
+        assert set(row) == {
+            "name",
+            "state",
+            "pid",
+            "workers",
+            "requests",
+            "memory",
+            "routed",
+            "error",
+            "weight",
+            "share",
+        }
+        assert (row["weight"], row["share"]) == (100, 50.0)
     table = cluster.fleet("status").stdout.split("\n\n", 1)
     assert table[0].startswith("fleet: supervisor up (pid ")
-    assert table[1].splitlines()[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
+    header = ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert table[1].splitlines()[0].split() == header
 
 
 def test_a_backend_busy_with_a_long_request_stays_routed(make_cluster):

@@ -68,3 +68,18 @@ def test_the_shipped_template_writes_the_answers_log_and_nginx_accepts_it(tmp_pa
     assert "access_log " + str(layout.nginx_dir / "answers.log") + " fleet_answers" in layout.nginx_conf.read_text()
     ok, output = nginx.test_config(layout)
     assert ok, output
+
+
+def test_answers_retried_on_another_backend_count_for_the_backend_that_gave_them(tmp_path):
+    """With uwsgi_next_upstream http_500, the failing try is in the line's tail: counted for its slot's
+    backend; a failed connection (502) is not an answer (the probes see it)."""
+    path = tmp_path / "answers.log"
+    path.write_bytes(b"")
+    log = AnswerLog(path, lambda: None)
+    with open(path, "ab") as f:
+        f.write(b"200 1 b 0.004 |500|unix:/r/slot-0000.sock|0.012\n")
+        f.write(b"200 1 b 0.003 |502, 500|unix:/r/slot-0002.sock, unix:/r/slot-0000.sock|0.000, 0.010\n")
+        f.write(b"200 1 b 0.002 |-|-|-\n")
+    assert log.read(["a", "b", "c"]) == {"a": (500, 500), "b": (200, 200, 200)}
+    assert log.timed["a"] == ((500, 12.0), (500, 10.0))
+    log.close()

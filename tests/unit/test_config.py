@@ -46,6 +46,7 @@ GOOD = {
     "user": ("nobody", "nobody"),
     "access_log": ("json", "json"),
     "file_watch": ("poll", "poll"),
+    "static_max_age": ("0", 0),
     "uwsgi": (sys.executable, sys.executable),
     "up_timeout": ("30", 30.0),
     "timeout": ("2.5", 2.5),
@@ -53,10 +54,16 @@ GOOD = {
     "reload_timeout": ("45", 45.0),
     "drain_wait": ("0", 0.0),
     "health_interval": ("0.5", 0.5),
+    "emperors": ("3", 3),
     "cells": ("tasks.web", "tasks.web"),
     "cell_port": ("8000", 8000),
     "health_port": ("9090", 9090),
     "drain": ("1.5", 1.5),
+    "https_port": ("9443", 9443),
+    "tls_cert": ("/etc/ssl/site.crt", "/etc/ssl/site.crt"),
+    "tls_key": ("/etc/ssl/site.key", "/etc/ssl/site.key"),
+    "tls": ("local", "local"),
+    "http_redirect": ("off", "off"),
 }
 
 # A bad value of every setting.
@@ -73,6 +80,7 @@ BAD = {
     "user": "no body",
     "access_log": "xml",
     "file_watch": "fsevents",
+    "static_max_age": "5m",
     "uwsgi": "/nonexistent/uwsgi",
     "up_timeout": "-1",
     "timeout": "soon",
@@ -80,10 +88,16 @@ BAD = {
     "reload_timeout": "nan",
     "drain_wait": "-2",
     "health_interval": "inf",
+    "emperors": "9",
     "cells": "tasks..cell",
     "cell_port": "0",
     "health_port": "65536",
     "drain": "x",
+    "https_port": "0",
+    "tls_cert": "/etc/ssl/",
+    "tls_key": "/etc/ssl/private/",
+    "tls": "acme",
+    "http_redirect": "yes",
 }
 
 PAIRS = [(s, c) for s in SETTINGS for c in s.commands]
@@ -126,6 +140,7 @@ def test_a_setting_comes_from_its_flag_then_the_environment_then_the_default(set
 # A second good value, different from GOOD's, to show the flag beats the environment.
 OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "port": "9001",
+    "static_max_age": "60",
     "listen": "127.0.0.2",
     "admin_port": "0",
     "admin_listen": "0.0.0.0",
@@ -144,10 +159,16 @@ OTHER = {name: text for name, (text, _) in GOOD.items()} | {
     "reload_timeout": "46",
     "drain_wait": "1",
     "health_interval": "2",
+    "emperors": "1",
     "cells": "tasks.other",
     "cell_port": "8001",
     "health_port": "9091",
     "drain": "2",
+    "https_port": "9444",
+    "tls_cert": "/srv/other.crt",
+    "tls_key": "/srv/other.key",
+    "tls": "off",
+    "http_redirect": "on",
 }
 
 
@@ -245,8 +266,10 @@ def test_fleet_up_hands_the_control_plane_its_settings_on_its_command_line():
         "--reload-timeout": "60",
         "--drain-wait": "2",
         "--health-interval": "1",
+        "--emperors": "2",
         "--max-processes": "auto",
         "--max-threads": "64",
+        "--static-max-age": "300",
     }
     assert config.resolve("control-plane", pairs_to_flags(pairs), {}).control.start_timeout == 90.0
 
@@ -340,3 +363,15 @@ def test_a_user_that_does_not_exist_is_named_with_its_source(monkeypatch):
         privileges.drop_for("no-such-user-here", "FLEET_USER=no-such-user-here")
     assert str(raised.value).startswith("FLEET_USER=no-such-user-here: there is no such user")
     assert raised.value.exit_code == 2
+
+
+def test_the_emperors_are_two_by_default_and_reach_the_control_planes_settings():
+    assert config.resolve("up", {}, {}).emperors == 2
+    assert config.resolve("up", {}, {"FLEET_EMPERORS": "1"}).control.emperors == 1
+    assert "--emperors" in config.resolve("up", {}, {}).argv("control-plane")
+
+
+@pytest.mark.parametrize("text", ["0", "9", "two"])
+def test_a_count_of_emperors_out_of_1_to_8_is_refused(text):
+    with pytest.raises(config.SettingError, match="FLEET_EMPERORS"):
+        config.resolve("up", {}, {"FLEET_EMPERORS": text})

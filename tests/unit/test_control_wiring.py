@@ -125,12 +125,12 @@ def test_between_usage_rounds_the_publisher_reads_only_a_backend_whose_state_mov
             "b": Backend("b", State.STARTING, since=1.0, mtime_ns=1),
         }
     )
-    publisher.publish(m, frozenset(), Counters(), "", 1, {"a": stats, "b": None})  # a usage round
+    publisher.publish(m, frozenset(), Counters(), "", 1, read={"a": stats, "b": None})  # a usage round
     publisher.publish(m, frozenset(), Counters(), "", 1)  # nothing moved: nothing read
     assert reads == []
     m = Model({**m.backends, "b": Backend("b", State.HEALTHY, since=2.0, mtime_ns=1)})
     publisher.publish(m, frozenset(), Counters(), "", 1)  # b just became healthy: read at once
     assert reads == ["b"]
     assert publisher.usage["a"][1:3] == (1, 3) and publisher.usage["b"][1:3] == (1, 3)
-    publisher.publish(m, frozenset(), Counters(), "", 1, {"a": None, "b": None})  # a usage round again
+    publisher.publish(m, frozenset(), Counters(), "", 1, read={"a": None, "b": None})  # a usage round again
     assert publisher.usage["a"] == publisher.usage["b"] == (None, 0, 0, 0)

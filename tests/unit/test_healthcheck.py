@@ -66,8 +66,10 @@ def test_an_edge_whose_nginx_does_not_answer_is_unhealthy(capsys):
     assert "unhealthy: " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("status", [200, 503])
-def test_a_gateway_answering_200_or_its_own_503_with_a_fresh_state_file_is_healthy(http_answer, tmp_path, status):
+@pytest.mark.parametrize("status", [200, 308, 503])
+def test_a_gateway_answering_200_its_https_redirect_or_its_own_503_with_a_fresh_state_file_is_healthy(
+    http_answer, tmp_path, status
+):
     state_file(tmp_path, age=1.0)
     assert healthcheck.main(["--root", str(tmp_path), "gateway", str(http_answer(status, "{}"))]) == 0
 
@@ -89,6 +91,28 @@ def test_the_emperor_is_healthy_when_its_stats_socket_answers(tmp_path, capsys):
     with sending_once(path, b'{"vassals": [{"id": "a.ini"}, {"id": "b.ini"}]}'):
         assert healthcheck.main(["--root", str(tmp_path), "emperor"]) == 0
     assert capsys.readouterr().out == "emperor answers, 2 vassals\n"
+
+
+def test_every_recorded_emperor_must_answer_on_its_own_stats_socket(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    pids = {"emperor-1": 10, "emperor-2": 11, "supervisor": 9}
+    (run / "processes-emperor.json").write_text(json.dumps({"pids": pids}))
+    with (
+        sending_once(run / "emperor-1.sock", b'{"vassals": [{"id": "a.ini"}]}'),
+        sending_once(run / "emperor-2.sock", b'{"vassals": []}'),
+    ):
+        assert healthcheck.main(["--root", str(tmp_path), "emperor"]) == 0
+    assert capsys.readouterr().out == "emperor-1 answers, 1 vassals; emperor-2 answers, 0 vassals\n"
+
+
+def test_one_emperor_of_several_down_makes_the_container_unhealthy(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "processes-emperor.json").write_text(json.dumps({"pids": {"emperor-1": 10, "emperor-2": 11}}))
+    with sending_once(run / "emperor-1.sock", b'{"vassals": []}'):
+        assert healthcheck.main(["--root", str(tmp_path), "emperor"]) == 1  # emperor-2 has no socket
+    assert "unhealthy" in capsys.readouterr().out
 
 
 def test_an_emperor_without_its_socket_is_unhealthy(tmp_path):

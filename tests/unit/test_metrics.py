@@ -3,6 +3,7 @@ stats the pass read, nginx's view."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,8 @@ def test_every_per_vassal_series_is_there_for_each_backend(metrics):
         "fleet_vassal_respawns_total",
         "fleet_vassal_reloads_total",
         "fleet_vassal_memory_bytes",
+        "fleet_vassal_weight",
+        "fleet_vassal_slots",
         "fleet_vassal_seconds_since_transition",
     }
     assert value(metrics, "fleet_vassal_memory_bytes", vassal="a") == 5 << 20
@@ -261,3 +264,15 @@ def test_ejections_are_counted_by_reason(metrics):
     assert value(metrics, "fleet_ejections_total", reason="timeouts") == 1
     assert value(metrics, "fleet_ejections_total", reason="5xx_rate") == 1
     assert value(metrics, "fleet_ejections_total", reason="probes") == 1
+
+
+def test_a_deploy_in_progress_shows_its_phase_share_and_measures_against_its_bounds(metrics):
+    plan = {"app": "default", "version": "v2", "max_error_rate": 5.0, "max_p99": 500.0}
+    deploy = {"plan": plan, "phase": "canary", "percent": 20, "window": {"answers": 31}, "error_rate": 3.2, "p99": 12.0}
+    snap = replace(snapshot(view("a")), deploy=deploy)
+    metrics.on_pass(PassReport(snap, Counters(), None, 0.001))
+    assert value(metrics, "fleet_deploy_running", app="default", version="v2", phase="canary") == 1
+    assert value(metrics, "fleet_deploy_canary_percent", app="default", version="v2") == 20
+    assert value(metrics, "fleet_deploy_canary_answers", app="default", version="v2") == 31
+    assert value(metrics, "fleet_deploy_canary_error_rate", app="default", version="v2") == 3.2
+    assert value(metrics, "fleet_deploy_max_p99_ms", app="default", version="v2") == 500

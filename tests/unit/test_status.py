@@ -18,10 +18,10 @@ ROWS = [
 
 def test_table_has_a_header_and_one_line_per_row():
     lines = render_table(ROWS).splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "ERROR"]
-    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB"]
-    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB"]
-    assert lines[3].split()[:7] == ["broken", "failed", "-", "0", "0", "0.0", "MiB"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "WORKERS", "REQUESTS", "MEMORY", "WEIGHT", "ERROR"]
+    assert lines[1].split() == ["backend-1", "healthy", "100", "2", "15", "50.0", "MiB", "100", "(0%)"]
+    assert lines[2].split() == ["backend-2", "healthy", "(unrouted)", "200", "4", "0", "1.5", "MiB", "100"]
+    assert lines[3].split()[:8] == ["broken", "failed", "-", "0", "0", "0.0", "MiB", "100"]
     assert lines[3].endswith("ModuleNotFoundError: No module named 'x'")
     assert len(lines) == 4
 
@@ -44,7 +44,7 @@ def test_empty_table_says_how_to_add_a_backend():
 
 def test_json_has_one_object_per_row_with_fixed_keys():
     doc = json.loads(render_json(ROWS))["backends"]
-    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error"]
+    keys = ["name", "state", "pid", "workers", "requests", "memory", "routed", "error", "weight", "share"]
     assert [list(row) for row in doc] == [keys] * 3
     assert doc[0] == {
         "name": "backend-1",
@@ -55,6 +55,8 @@ def test_json_has_one_object_per_row_with_fixed_keys():
         "memory": 50 * 2**20,
         "routed": True,
         "error": "",
+        "weight": 100,
+        "share": 0.0,
     }
     assert doc[2]["pid"] is None
     assert json.loads(render_json([])) == {"parts": [], "backends": []}
@@ -68,6 +70,28 @@ def test_parts_come_first_and_a_down_part_says_why():
     assert "fleet up" in render_parts([])
     doc = json.loads(render_json([], parts))
     assert doc["parts"][1] == {"name": "control", "up": False, "pid": 12, "detail": "not running"}
+
+
+def test_every_emperor_is_listed_in_its_place_and_one_from_another_container_by_its_stats_socket(tmp_path):
+    import os
+
+    from fleet import processes
+    from fleet.layout import Layout
+    from fleet.published.parts import statuses
+
+    layout = Layout(tmp_path)
+    layout.run.mkdir()
+    here = {"nginx": os.getpid(), "emperor-2": os.getpid(), "emperor-1": os.getpid()}
+    started = {name: processes.start_time(pid) for name, pid in here.items()}
+    doc = {"pids": here, "started": started, "pid_namespace": processes.pid_namespace()}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    assert [(p.name, p.up) for p in statuses(layout)] == [("emperor-1", True), ("emperor-2", True), ("nginx", True)]
+    # Recorded in another pid namespace (compose): told by its own stats socket, which does not answer here.
+    doc = {"pids": {"emperor-1": 7, "emperor-2": 8}, "pid_namespace": "elsewhere"}
+    (layout.run / "processes-all.json").write_text(json.dumps(doc))
+    found = statuses(layout)
+    assert [(p.name, p.up) for p in found] == [("emperor-1", False), ("emperor-2", False)]
+    assert all(p.detail == "its stats socket does not answer" for p in found)
 
 
 def test_fleet_status_asks_for_fresh_usage_by_touching_its_file(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -20,8 +21,10 @@ from fleet.ops.supervisor import (
     Supervisor,
     SupervisorSpec,
     backoff,
+    kind,
     stop_in_order,
 )
+from harness.wait import wait_for
 
 
 def test_backoff_starts_small_doubles_and_is_capped():
@@ -125,3 +128,50 @@ def test_stop_in_order_says_when_it_had_to_kill(tmp_path):
         stubborn.wait()
     assert said == [f"fleet: stopping nginx (pid {stubborn.pid})...", "fleet: nginx did not stop within 0 s; killed it"]
     assert gone
+
+
+def test_every_emperor_is_stopped_after_nginx_with_the_emperors_signal_and_timeout(tmp_path):
+    names = ("emperor-2", "control", "emperor-1", "nginx")
+    procs = {name: processes.spawn(["sleep", "30"], tmp_path / f"{name}.log") for name in names}
+    said: list[str] = []
+    try:
+        # By kind: `how` names `emperor` only, as `fleet down`'s STOPPING does.
+        how = {"control": (signal.SIGTERM, 5.0), "nginx": (signal.SIGTERM, 5.0), "emperor": (signal.SIGTERM, 5.0)}
+        stop_in_order({n: p.pid for n, p in procs.items()}, said.append, how)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    order = ("control", "nginx", "emperor-1", "emperor-2")
+    assert said == [f"fleet: stopping {n} (pid {procs[n].pid})..." for n in order]
+    assert not any(processes.is_alive(p.pid) for p in procs.values())
+
+
+def test_an_emperor_of_several_is_of_the_emperor_kind():
+    assert [kind(n) for n in ("emperor", "emperor-3", "nginx", "control")] == ["emperor", "emperor", "nginx", "control"]
+
+
+def test_several_emperors_stop_together_so_down_takes_the_longest_not_the_sum(tmp_path):
+    # Each takes 2 s to stop after SIGTERM (as an Emperor waiting for its vassals' requests would), and
+    # says when its handler is in place.
+    code = (
+        "import signal, sys, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0)))\n"
+        "pathlib.Path(sys.argv[1]).touch()\n"
+        "time.sleep(60)\n"
+    )
+    names = ("emperor-1", "emperor-2")
+    procs = {n: processes.spawn([sys.executable, "-c", code, str(tmp_path / n)], tmp_path / f"{n}.log") for n in names}
+    try:
+        wait_for("both ready", lambda: all((tmp_path / n).exists() for n in names), 20)
+        started = time.monotonic()
+        stop_in_order({n: p.pid for n, p in procs.items()}, how={"emperor": (signal.SIGTERM, 10.0)})
+        took = time.monotonic() - started
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert not any(processes.is_alive(p.pid) for p in procs.values())
+    assert 2.0 <= took < 3.9, took  # one after the other would take 4 s at least

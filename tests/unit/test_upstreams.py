@@ -30,7 +30,7 @@ def test_slots_render_one_server_each_never_marked_failed_by_nginx():
     assert upstreams.rendered_slots(content) == 32
 
 
-@pytest.mark.parametrize(("backends", "slots"), [(0, 0), (1, 32), (4, 32), (5, 64), (8, 64), (9, 128), (50, 512)])
+@pytest.mark.parametrize(("backends", "slots"), [(0, 0), (1, 64), (4, 64), (8, 64), (9, 128), (50, 512)])
 def test_slot_count_gives_each_backend_at_least_eight_slots(backends, slots):
     assert upstreams.slot_count(backends) == slots
 
