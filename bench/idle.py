@@ -152,11 +152,13 @@ def measure(
         result["up_s"] = round(time.monotonic() - started, 1)
         pids = records.running(cluster.layout)
         control = pids.get("control") or Snapshot.read(cluster.layout).control_pid
+        # One Emperor ("emperor") or several ("emperor-1", "emperor-2", ...), as the tree runs them.
+        emperors = [pid for name, pid in sorted(pids.items()) if name.split("-")[0] == "emperor"]
         groups = {
             "control": [control],
-            "emperor": [pids["emperor"]],
+            "emperor": emperors,
             "nginx": [pids["nginx"], *descendants(pids["nginx"])],
-            "vassals": descendants(pids["emperor"]),
+            "vassals": [v for e in emperors for v in descendants(e)],
         }
         time.sleep(settle)  # the idle state is what is measured: nothing changes, nobody watches
         before = group_ticks(groups)
