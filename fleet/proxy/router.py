@@ -32,6 +32,7 @@ class NginxRouter:
         self.pointed = self._slot_targets(self.slots)  # the backend each slot points at ("": none)
         self.routed = frozenset(n for n in self.pointed if n)
         self.weights: dict[str, int] = {}  # the last weights given (absent: the default)
+        self._reweighed: tuple | None = None  # what the last reweigh worked from (routed, slots, weights, pointed)
         self.error = ""
         self.failed_at: float | None = None
         self.changes = self.reloads = self.errors = 0
@@ -64,12 +65,19 @@ class NginxRouter:
     def reweigh(self, weights: Mapping[str, int]) -> bool:
         """Share the slots by these weights (no reload: slots are re-pointed); True if a slot moved."""
         self.weights = dict(weights)
+        # Worked out again only when something it depends on changed: the smooth round robin costs slots x
+        # backends (at 200 idle backends it was 9 of every 10 ms the control plane spent).
+        key = (self.routed, self.slots, tuple(sorted(self.weights.items())), tuple(self.pointed))
+        if key == self._reweighed:
+            return False
+        self._reweighed = key
         wanted = assign(self.routed, self.slots, self.weights)
         if not wanted or wanted == self.pointed:
             return False
         try:
             self._point_all(wanted)
         except OSError as e:
+            self._reweighed = None  # so that the next pass tries again
             log.error("cannot re-point the slots for the new weights: %s; trying again next pass", e)
             return False
         self.changes += 1
