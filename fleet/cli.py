@@ -35,6 +35,7 @@ def command_status(layout: Layout, args: argparse.Namespace, values: Values) -> 
     """One row per backend: name, state, pid, workers, requests, memory, last error."""
     if args.watch:
         return status.watch(layout, lambda: statuses(layout), args.interval)
+    status.want_usage(layout)
     table, parts = status.rows(layout), statuses(layout)
     https = tls.read_state(layout) if parts else None
     if args.json:

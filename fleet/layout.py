@@ -130,6 +130,11 @@ class Layout:
         return self.run / "state.json"
 
     @property
+    def usage_wanted(self) -> Path:
+        """Touched by `fleet status`: someone reads the usage, so the control plane reads it each second."""
+        return self.run / "usage-wanted"
+
+    @property
     def drain_dir(self) -> Path:
         """`fleet rm` asks the control plane to drain a backend by creating run/drain/NAME."""
         return self.run / "drain"

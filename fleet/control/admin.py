@@ -156,6 +156,7 @@ class AdminServer:
         self.httpd: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self.asked_at = float("-inf")  # when it last got a request (time.monotonic, the control plane's clock)
 
     @property
     def url(self) -> str:
@@ -213,6 +214,7 @@ def _handler(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            admin.asked_at = time.monotonic()  # someone watches: the control plane reads the usage each second
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             try:

@@ -54,6 +54,7 @@ def main(
     )
     listener = AdminServer(layout, metrics, feed, runtime.snapshot, *admin)
     server: AdminServer | None = listener
+    runtime.admin_asked_at = lambda: listener.asked_at  # a page or scraper watching: fresh usage each second
     try:
         listener.start()
         log.info("admin listener (status page, /metrics) on %s", listener.url)

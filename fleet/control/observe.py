@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -10,6 +11,7 @@ from dataclasses import replace
 from fleet import uwsgi
 from fleet.core import emperors
 from fleet.core.apps import DEFAULT_APP, App
+from fleet.core.looking import answered
 from fleet.core.observations import FileInfo, Look, Observed, Probe, Wanted
 from fleet.core.settings import Settings
 from fleet.core.stats import EmperorStats, VassalStats
@@ -45,6 +47,8 @@ class ClusterObserver:
         self._last_drains: list[str] = []
         self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
         self.static: StaticMount | None = None  # what the valid backends agree on: nginx serves it
+        # Each vassal's socket and stats socket paths, made once: 200 probes a second built three Paths each.
+        self._paths: dict[str, tuple[str, str]] = {}
         self.scan_error = ""  # why vassals/ cannot be listed now ("": it can)
         self._emperors: dict[str, EmperorStats] = {}  # each Emperor's last answer
 
@@ -59,6 +63,8 @@ class ClusterObserver:
             del self._checked[name]
             self._static.pop(name, None)
         files = self._agree_on_static(files)
+        for name in set(self._paths) - set(files):
+            del self._paths[name]
         return Wanted(files, frozenset(self._drain_requests()))
 
     def app_static(self, app: App) -> StaticMount | None:
@@ -139,18 +145,35 @@ class ClusterObserver:
     # ---- what runs ---------------------------------------------------------------------------------
 
     def observe(
-        self, look: Look, routed: frozenset[str], routing_error: str, routing_failed_at: float | None
+        self,
+        look: Look,
+        routed: frozenset[str],
+        routing_error: str,
+        routing_failed_at: float | None,
+        backends: Iterable[str] = (),
     ) -> Observed:
+        """What `look` asks for; `backends`: every backend's name (whose stats a usage round reads)."""
         emperor = self.emperors() if look.emperor else None
-        stats = {name: s for name in look.stats if (s := self.stats(name)) is not None}
+        # The stats decisions need first: they tell which probes traffic already answered. The rest of a
+        # usage round after the probes, so that a backend that just answered its first one shows its workers.
+        first = set(look.stats) | set(look.unless_answered)
+        stats = {name: s for name in sorted(first) if (s := self.stats(name)) is not None}
+        by_traffic = {n for n, before in look.unless_answered.items() if answered(before, stats.get(n))}
+        probes = self.probe_all(look.probe | (set(look.unless_answered) - by_traffic))
+        for name in by_traffic:
+            done = stats[name].requests - look.unless_answered[name].requests
+            probes[name] = Probe(True, f"answered {done} requests since the last look", traffic=True)
+        if look.usage:
+            stats |= {name: s for name in sorted(set(backends) - first) if (s := self.stats(name)) is not None}
         return Observed(
             routed=routed,
             emperor=emperor,
-            probes=self.probe_all(look.probe),
+            probes=probes,
             stats=stats,
             reasons={name: r for name in look.reasons if (r := self.reason(name))},
             routing_error=routing_error,
             routing_failed_at=routing_failed_at,
+            usage=look.usage,
         )
 
     def emperors(self) -> EmperorStats | None:
@@ -165,7 +188,7 @@ class ClusterObserver:
 
     def stats(self, name: str, timeout: float = 0.3) -> VassalStats | None:
         try:
-            return uwsgi.vassal_stats(self.layout.stats_socket(name), timeout)
+            return uwsgi.vassal_stats(self._path(name)[1], timeout)
         except (OSError, ValueError):
             return None
 
@@ -173,19 +196,27 @@ class ClusterObserver:
         """Each vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
         would send it; all at once, within one probe timeout."""
         checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
-        present = {name for name in checks if self.layout.socket(name).exists()}
-        targets = {name: (self.layout.socket(name), checks[name].path) for name in present}
+        # No exists() first: the connect tells (a stat and a Path less per probe, 200 probes a second).
+        targets = {name: (self._path(name)[0], check.path) for name, check in checks.items()}
         answers = uwsgi.request_many(targets, self.settings.probe_timeout)
         return {
-            name: self._verdict(name, check, answers[name]) if name in present else NO_SOCKET
+            name: NO_SOCKET
+            if isinstance(answers[name], FileNotFoundError)
+            else self._verdict(name, check, answers[name])
             for name, check in checks.items()
         }
+
+    def _path(self, name: str) -> tuple[str, str]:
+        """Vassal `name`'s socket and stats socket."""
+        if (paths := self._paths.get(name)) is None:
+            paths = self._paths[name] = (str(self.layout.socket(name)), str(self.layout.stats_socket(name)))
+        return paths
 
     def _verdict(self, name: str, check: HealthCheck, answer: tuple[int, bytes] | Exception) -> Probe:
         if isinstance(answer, Exception):
             detail = f"GET {check.path}: {_describe(answer)}"
         elif check.accepts(answer[0]):
-            return Probe(True, f"GET {check.path} -> {answer[0]}")
+            return _answered(check.path, answer[0])
         else:
             detail = f"GET {check.path} -> {answer[0]}, expected {check.expected()}"
         stats = self.stats(name)
@@ -200,6 +231,12 @@ class ClusterObserver:
 
 def _describe_static(mount: StaticMount | None) -> str:
     return mount.describe() if mount is not None else "not set"
+
+
+@functools.lru_cache(maxsize=256)
+def _answered(path: str, status: int) -> Probe:
+    """The verdict of a probe that got an accepted answer: the same few each second, made once."""
+    return Probe(True, f"GET {path} -> {status}")
 
 
 def _describe(e: Exception) -> str:

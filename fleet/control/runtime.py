@@ -62,9 +62,12 @@ class Runtime:
         self.static = StaticFolders(layout, static_max_age, nginx.worker_user())
         # What each backend answered, for outlier ejection (passive health): read every pass.
         self.answers = AnswerLog(layout.nginx_dir / "answers.log", lambda: nginx.reopen_logs(layout), clock=clock)
-        # The publisher reads each vassal's stats socket about once a second for the published usage;
-        # the subscribers get those reads with the pass report instead of reading again.
+        # A usage round of the pass reads every vassal's stats socket (each second while someone watches,
+        # see fleet.core.looking); the publisher and the subscribers get those reads instead of reading again.
+        # The publisher reads only a backend whose state moved since (see Publisher.publish).
         self.publisher = Publisher(layout, self.settings, self.cluster.stats, clock)
+        # When the admin listener last answered a request (the status page, /metrics): set by fleet.control.main.
+        self.admin_asked_at: Callable[[], float] = lambda: float("-inf")
         self.subscribers = tuple(subscribers)
         self.bus = Bus()
         own: tuple[Callable[[Event], None], ...] = (log_event, EventFile(layout.events_file), self.publisher.on_event)
@@ -83,12 +86,14 @@ class Runtime:
         """One pass; returns how long until the next one at the latest."""
         started = time.perf_counter()
         now = self.clock()
-        wanted = self.cluster.wanted()
+        wanted = replace(self.cluster.wanted(), watched_at=self._watched_at(now))
         look = what_to_observe(self.model, wanted, now, self.settings)
         router = self.router
-        observed = self.cluster.observe(look, router.routed, router.error, router.failed_at)
+        names = set(self.model.backends) | set(wanted.files)  # new files too: their usage from the first pass
+        observed = self.cluster.observe(look, router.routed, router.error, router.failed_at, names)
         answers = self.answers.read(router.slot_names())
         observed = replace(observed, apps=router.apps, members=dict(router.members), answers=answers)
+        read = {name: observed.stats.get(name) for name in sorted(names)} if observed.usage else None
         decision = decide(wanted, observed, self.model, self.settings, now)
         self.model = decision.model
         wall = time.time()
@@ -111,7 +116,8 @@ class Runtime:
             router.last_reload_ms,
             router.errors,
         )
-        stats = self.publisher.publish(
+        watched = now - wanted.watched_at <= self.settings.watch_window
+        self.publisher.publish(
             self.model,
             router.routed,
             counters,
@@ -120,9 +126,11 @@ class Runtime:
             self.weights,
             list(router.slot_names().values()),  # every app's slots: a backend's count is its own app's
             self.deploys.published(),
+            read,
+            watched,
         )
         report = PassReport(
-            self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, stats, self.publisher.usage_at
+            self.snapshot(), counters, self.model.emperor, self.last_pass_ms / 1000, read or {}, self.publisher.usage_at
         )
         for subscriber in self.subscribers:
             subscriber.on_pass(report)
@@ -156,6 +164,15 @@ class Runtime:
             self.static.update([])
             return
         self.static.update([Mount(url_prefix("/", agreed.prefix), agreed.path)])  # the default app's path: /
+
+    def _watched_at(self, now: float) -> float:
+        """When someone last wanted fresh usage, on our clock: the admin listener's last request, or the
+        last `fleet status` (it touches run/usage-wanted)."""
+        try:
+            touched = now - max(0.0, time.time() - self.layout.usage_wanted.stat().st_mtime)
+        except OSError:
+            touched = float("-inf")
+        return max(touched, self.admin_asked_at())
 
     def snapshot(self) -> Snapshot:
         """The last published snapshot (what run/state.json holds)."""
@@ -195,6 +212,8 @@ class Runtime:
                 self.wake.clear()
                 if not self.stopping.is_set():
                     wake_after = self.step_safely()
+                    if watcher is not None and wake_after >= self.settings.tick:
+                        wake_after = self.settings.event_tick  # nothing in flight, and file events wake us
         finally:
             if watcher is not None:
                 watcher.stop()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from fleet.core.outliers import Record
 from fleet.core.states import State, check_transition
-from fleet.core.stats import EmperorStats
+from fleet.core.stats import EmperorStats, Served
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Backend:
     retry_at: float | None = None  # failed for flapping: not started again before then
     outlier: Record = Record()  # its recent answers and outlier ejections (see fleet.core.outliers)
     app: str = "default"  # the app it is a replica of (its file's [fleet] app)
+    served: Served | None = None  # its counts at the last read of its stats, with the probes sent since
+    answered_at: float | None = None  # the last read of its stats that showed it answered users
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,5 @@ class Model:
     emperor: EmperorStats | None = None  # the last answer of the Emperor's stats socket
     emperor_read_at: float = float("-inf")
     health_at: float = float("-inf")  # the last round of health probes
+    probe_rounds: int = 0  # health rounds done (what Served.since counts probes by)
+    usage_at: float = float("-inf")  # the last read of every backend's stats socket (the published usage)

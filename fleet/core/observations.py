@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleet.core.apps import DEFAULT, App
-from fleet.core.stats import EmperorStats, VassalStats
+from fleet.core.stats import EmperorStats, Served, VassalStats
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Wanted:
 
     files: dict[str, FileInfo]
     drain: frozenset[str] = frozenset()
+    watched_at: float = float("-inf")  # when someone last wanted fresh usage (status page, /metrics, `fleet status`)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Look:
     probe: frozenset[str] = frozenset()  # health probes
     stats: frozenset[str] = frozenset()  # the vassal's own stats socket (workers)
     reasons: frozenset[str] = frozenset()  # the failure reason in the vassal's log
+    usage: bool = False  # read every backend's stats socket, for the published usage
+    # Health from traffic: probe these only if their stats, read now, do not show answers since these counts.
+    unless_answered: dict[str, Served] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Probe:
     ok: bool
     detail: str = ""  # what it got, e.g. "GET /healthz -> 404" or "connection refused"
     busy: bool = False  # not answered, but every worker is busy with a request: alive, just slow
+    traffic: bool = False  # not sent: its stats show it answered users since the last look (ok is True)
 
 
 @dataclass(frozen=True)
@@ -59,3 +64,4 @@ class Observed:
     routing_failed_at: float | None = None
     # The upstream status of each answer nginx got from a backend since the last pass, oldest first.
     answers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    usage: bool = False  # every backend's stats socket was read (a usage round): `stats` lacks those not answering

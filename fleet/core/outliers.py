@@ -39,6 +39,8 @@ class Record:
 def note(r: Record, statuses: Iterable[int], now: float, s: Settings) -> Record:
     """`r` with the answers seen since the last pass, and those older than the window forgotten."""
     statuses = tuple(statuses)
+    if not statuses and (not r.interval or now - r.interval[0][0] <= s.outlier_interval):
+        return r  # nothing new and nothing to forget: the same record (an idle backend's, every pass)
     recent = (r.recent + statuses)[-s.outlier_window :]
     interval = tuple(e for e in r.interval if now - e[0] <= s.outlier_interval)
     if statuses:
@@ -107,7 +109,10 @@ def decide(records: Mapping[str, Record], s: Settings, ejected: int = 0) -> tupl
     """Among the routed healthy backends' `records`, with `ejected` outliers already out: (to eject:
     name -> reason, outliers kept: name -> reason). The worst go first; the last healthy backend is never
     ejected, nor more than `outlier_max_share` of them all (but always one, if it is not the last)."""
-    reasons = {name: why for name in records if (why := verdict(name, records, s))}
+    # Only one that answered within the window can be an outlier (an idle fleet's 200 records: no verdict each).
+    reasons = {
+        name: why for name, r in records.items() if (r.recent or r.interval) and (why := verdict(name, records, s))
+    }
 
     def badness(name: str) -> tuple[float, str]:
         answers, errors = _totals(records[name])

@@ -14,12 +14,13 @@ from dataclasses import replace
 from fleet.core import apps, flapping, handoff, outliers
 from fleet.core.actions import ClearBlacklist, Forget, ReloadThroughFifo, Route
 from fleet.core.decision import Decision, Pass
-from fleet.core.looking import health_round
+from fleet.core.looking import answered, health_round
 from fleet.core.model import Backend, Model, Transition
 from fleet.core.observations import Observed, Wanted
 from fleet.core.routing import wanted_routes
 from fleet.core.settings import Settings
 from fleet.core.states import IN_FLIGHT, State, check_transition
+from fleet.core.stats import Served
 
 S = State
 
@@ -64,11 +65,16 @@ def decide(wanted: Wanted, observed: Observed, model: Model, s: Settings, now: f
         if p.backends[name].ready_at is not None:  # its batch is in nginx now
             p.backends[name] = replace(p.backends[name], ready_at=None)
     handoff.tell_all(p, routes)
+    health = health_round(model, now, s)
+    rounds = model.probe_rounds + (1 if health else 0)
+    _note_counts(p, model.probe_rounds, rounds)
     new_model = Model(
         backends=p.backends,
         emperor=p.emperor,
         emperor_read_at=now if observed.emperor is not None else model.emperor_read_at,
-        health_at=now if health_round(model, now, s) else model.health_at,
+        health_at=now if health else model.health_at,
+        probe_rounds=rounds,
+        usage_at=now if observed.usage else model.usage_at,
     )
     known = {n: b.app for n, b in model.backends.items()} | resolved.app_of  # a deleted file: its last app
     transitions = tuple(replace(t, app=known.get(t.name, t.app)) for t in p.transitions)
@@ -108,11 +114,33 @@ def _outliers(p: Pass) -> bool:
         else:
             # The panic note stays while the verdict holds, and goes with it.
             error = kept.get(name, "" if b.error.startswith(outliers.PREFIX) else b.error)
-            p.backends[name] = replace(b, outlier=record, error=error)
+            if record is not b.outlier or error != b.error:  # else the same backend: no new one each pass
+                p.backends[name] = replace(b, outlier=record, error=error)
     return any(
         name not in eject and name not in kept and any(x >= 500 for x in p.observed.answers.get(name, ()))
         for name in judged
     )
+
+
+def _note_counts(p: Pass, done: int, rounds: int) -> None:
+    """Each healthy backend's request counts as its stats were read this pass (with the probe sent this
+    pass; the later ones are counted by round: `done` health rounds before this pass, `rounds` after it):
+    the next read then tells its users' answers from our probes. Only while healthy: a backend starting,
+    ejected or reloading is probed each pass, not each round, so its counts start again when it is healthy."""
+    for name, b in list(p.backends.items()):
+        if b.state != S.HEALTHY:
+            if b.served is not None:
+                p.backends[name] = replace(b, served=None)
+            continue
+        if (stats := p.observed.stats.get(name)) is None:
+            continue  # nothing to note: the probes since its last read are counted by round
+        probe = p.observed.probes.get(name)
+        probed = probe is not None and not probe.traffic
+        # This pass's probe counted too when one was sent: a usage round reads after its probes (a read made
+        # before them, to see whether traffic stands for one, then asks one more answer of the users: safe).
+        before = b.served.since(rounds if probed else done) if b.served is not None else None
+        answered_at = p.now if before is not None and answered(before, stats) else b.answered_at
+        p.backends[name] = replace(b, served=Served.of(stats, p.now, probed, rounds), answered_at=answered_at)
 
 
 def _apply_files(p: Pass, wanted: Wanted) -> None:
@@ -230,7 +258,8 @@ def _progress(p: Pass, b: Backend, wanted: Wanted) -> None:
                 p.fail(b, f"not healthy {s.start_timeout:.0f} s after {since}{got}; see {name}.log")
     elif b.state == S.HEALTHY and probe is not None:
         if probe.ok or probe.busy:
-            p.backends[name] = replace(b, probe_failures=0)
+            if b.probe_failures:  # else it stays as it is: no new value for each backend each round
+                p.backends[name] = replace(b, probe_failures=0)
         elif b.probe_failures + 1 >= s.probe_failures_to_eject:
             why = f"stopped answering health probes ({probe.detail})"
             b = flapping.note_crashes(b, 1, now, s)

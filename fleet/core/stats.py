@@ -120,3 +120,30 @@ class VassalStats:
     def pids(self) -> list[int]:
         """The master and its workers."""
         return ([self.pid] if self.pid else []) + [w.pid for w in self.workers]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A vassal's request and exception counts at one read of its stats socket, with the probe of that pass.
+    The probes sent after it are counted by health round (see `since`), not noted one by one: that was a new
+    backend value for each of 200 backends each second."""
+
+    pid: int | None  # its master: counts start again with a new one
+    requests: int
+    exceptions: int
+    at: float  # the control plane's clock
+    round: int = 0  # the health rounds done when it was read (Model.probe_rounds after that pass)
+
+    @classmethod
+    def of(cls, stats: VassalStats, at: float, probed: bool, round: int = 0) -> Served:
+        """The counts of `stats`; `probed`: a probe was sent this pass, before or after the read: counted as
+        one more in either case (one too many at worst, which only asks one more answer of the users)."""
+        return cls(stats.pid, stats.requests + (1 if probed else 0), stats.exceptions, at, round)
+
+    def since(self, rounds: int) -> Served:
+        """The counts to compare a read with once `rounds` health rounds are done: one probe more for each
+        round since this read (a healthy backend gets at most one a round; one not probed in a round, its
+        traffic standing for the probe, had its stats read then, which gave a new Served)."""
+        if rounds <= self.round:
+            return self
+        return Served(self.pid, self.requests + rounds - self.round, self.exceptions, self.at, rounds)

@@ -50,6 +50,7 @@ class NginxRouter:
                     self.members[name] = app
         self.routed = frozenset(routed)
         self.weights: dict[str, int] = {}  # the last weights given (absent: the default)
+        self._reweighed: tuple | None = None  # what the last reweigh worked from (routed, slots, weights, pointed)
         self.error = ""
         self.failed_at: float | None = None
         self.changes = self.reloads = self.errors = 0
@@ -99,6 +100,18 @@ class NginxRouter:
         """Share each app's slots among its backends by these weights (no reload: slots are re-pointed);
         True if a slot moved."""
         self.weights = dict(weights)
+        # Worked out again only when something it depends on changed: the smooth round robin costs slots x
+        # backends (at 200 idle backends it was 9 of every 10 ms the control plane spent).
+        key = (
+            self.routed,
+            tuple(sorted(self.members.items())),
+            tuple(sorted(self.slots.items())),
+            tuple(sorted(self.weights.items())),
+            tuple(sorted((app, tuple(names)) for app, names in self.pointed.items())),
+        )
+        if key == self._reweighed:
+            return False
+        self._reweighed = key
         by_app = groups(self.routed, self.members)
         moved = False
         for app, count in self.slots.items():
@@ -108,6 +121,7 @@ class NginxRouter:
             try:
                 self._point_all(app, wanted)
             except OSError as e:
+                self._reweighed = None  # so that the next pass tries again
                 log.error("cannot re-point the slots for the new weights: %s; trying again next pass", e)
                 return moved
             moved = True

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.core.model import Transition
@@ -35,7 +35,15 @@ class Event:
         return cls(t.name, t.old, t.new, t.reason, at, t.app)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Field by field: dataclasses.asdict deep-copies, and each snapshot written holds 50 events.
+        return {
+            "name": self.name,
+            "old": self.old,
+            "new": self.new,
+            "reason": self.reason,
+            "at": self.at,
+            "app": self.app,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict) -> Event:

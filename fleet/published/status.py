@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -33,6 +34,13 @@ class Row:
 
 def rows(layout: Layout) -> list[Row]:
     return rows_of(Snapshot.read(layout), layout)
+
+
+def want_usage(layout: Layout) -> None:
+    """Tell the control plane that someone reads the usage: it then reads the stats sockets each second for
+    a while (else every 10 s). Best effort: a reader that may not write run/ still gets the last snapshot."""
+    with contextlib.suppress(OSError):
+        layout.usage_wanted.touch()
 
 
 def rows_of(snap: Snapshot, layout: Layout) -> list[Row]:
@@ -120,6 +128,7 @@ def watch(
     shown = 0
     try:
         while frames is None or shown < frames:
+            want_usage(layout)
             header = f"fleet status every {interval:g} s, {time.strftime('%H:%M:%S')} (Ctrl-C to stop)\n\n"
             out.write(clear + header + render_parts(parts()) + render_table(rows(layout)))
             out.flush()

@@ -219,3 +219,11 @@ def test_fleet_up_gives_the_control_plane_the_public_port_plus_one_on_its_comman
     assert seen[-1][seen[-1].index("--admin-listen") :][:2] == ["--admin-listen", "127.0.0.1"]
     assert cli.main(["--root", str(tmp_path), "up", "--admin-port", "0"], env={"FLEET_ADMIN_PORT": "9"}) == 0
     assert seen[-1][seen[-1].index("--admin-port") :][:2] == ["--admin-port", "0"]
+
+
+def test_each_request_tells_when_someone_last_watched(admin):
+    # The control plane reads the usage each second while someone watches (fleet.core.looking).
+    assert admin.asked_at == float("-inf")
+    before = time.monotonic()
+    assert get(admin, "/metrics").status_code == 200
+    assert before <= admin.asked_at <= time.monotonic()

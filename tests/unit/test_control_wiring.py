@@ -20,7 +20,7 @@ from fleet.control.subscribers import PassReport
 from fleet.layout import Layout
 from fleet.proxy.nginxstats import NginxView
 from fleet.published.events import Event
-from fleet.published.snapshot import Snapshot
+from fleet.published.snapshot import Counters, Snapshot
 
 
 def modules_after_importing(module: str) -> set[str]:
@@ -105,3 +105,32 @@ def test_a_pass_hands_its_stats_reads_to_every_subscriber_and_publishes_from_the
     runtime.step()  # within the usage interval: no new read, and none by the subscribers either
     assert len(reads) == read_once and recorder.reports[-1].stats == {}
     assert metrics.usage("a") == usage
+
+
+def test_between_usage_rounds_the_publisher_reads_only_a_backend_whose_state_moved(tmp_path):
+    from fleet.control.publish import Publisher
+    from fleet.core.model import Backend, Model
+    from fleet.core.settings import Settings
+    from fleet.core.states import State
+    from fleet.core.stats import VassalStats, Worker
+
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    stats = VassalStats(0, (Worker(0, True, "idle", 3),))  # no pids: no memory read from /proc
+    reads: list[str] = []
+    publisher = Publisher(layout, Settings(), lambda name: reads.append(name) or stats, clock=lambda: 10.0)
+    m = Model(
+        {
+            "a": Backend("a", State.HEALTHY, since=1.0, mtime_ns=1),
+            "b": Backend("b", State.STARTING, since=1.0, mtime_ns=1),
+        }
+    )
+    publisher.publish(m, frozenset(), Counters(), "", 1, read={"a": stats, "b": None})  # a usage round
+    publisher.publish(m, frozenset(), Counters(), "", 1)  # nothing moved: nothing read
+    assert reads == []
+    m = Model({**m.backends, "b": Backend("b", State.HEALTHY, since=2.0, mtime_ns=1)})
+    publisher.publish(m, frozenset(), Counters(), "", 1)  # b just became healthy: read at once
+    assert reads == ["b"]
+    assert publisher.usage["a"][1:3] == (1, 3) and publisher.usage["b"][1:3] == (1, 3)
+    publisher.publish(m, frozenset(), Counters(), "", 1, read={"a": None, "b": None})  # a usage round again
+    assert publisher.usage["a"] == publisher.usage["b"] == (None, 0, 0, 0)

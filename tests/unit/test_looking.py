@@ -1,19 +1,21 @@
 """fleet.core.looking: what to observe each pass (the Emperor, probes, vassal stats, log reasons) and at what rate.
 
 Reading the Emperor's stats wakes it to rescan vassals/, so what_to_observe() holds it while a backend must first
-leave nginx and drain; probes of routed backends are rate-limited by health_interval.
+leave nginx and drain; probes of routed backends are rate-limited by health_interval, and a routed backend whose
+stats show its users got answers is not probed as well; every stats socket is read each second only while someone
+watches or something just changed.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from fleet.core.looking import what_to_observe
+from fleet.core.looking import answered, what_to_observe
 from fleet.core.model import Backend, Model, Reload
 from fleet.core.observations import FileInfo, Look, Wanted
 from fleet.core.settings import Settings
 from fleet.core.states import State
-from fleet.core.stats import BlacklistEntry, EmperorStats, VassalProcess
+from fleet.core.stats import BlacklistEntry, EmperorStats, Served, VassalProcess, VassalStats, Worker
 
 S = State
 SETTINGS = Settings()
@@ -26,9 +28,9 @@ def backend(name: str, state: State, **kw) -> Backend:
     return Backend(name, state, **{"since": T0, "mtime_ns": V1, **kw})
 
 
-def model(*backends: Backend, read_at: float = NOW, health_at: float = NOW, **kw) -> Model:
-    """By default the Emperor was just read and a health round just done: nothing is due."""
-    return Model({b.name: b for b in backends}, emperor_read_at=read_at, health_at=health_at, **kw)
+def model(*backends: Backend, read_at: float = NOW, health_at: float = NOW, usage_at: float = NOW, **kw) -> Model:
+    """By default the Emperor was just read, a health round and a usage round just done: nothing is due."""
+    return Model({b.name: b for b in backends}, emperor_read_at=read_at, health_at=health_at, usage_at=usage_at, **kw)
 
 
 def emperor(*vassals: str, blacklist: tuple[str, ...] = ()) -> EmperorStats:
@@ -205,3 +207,109 @@ def test_reasons_are_read_once_a_start_or_reload_has_timed_out(state, timeout):
 def test_reasons_are_not_read_for_healthy_or_failed_backends():
     m = model(backend("a", S.HEALTHY), backend("b", S.FAILED), read_at=float("-inf"), health_at=float("-inf"))
     assert look(m, want(a=V1, b=V1)).reasons == set()
+
+
+# ---- usage rounds: each second while watched or just changed, else every usage_idle_interval -------------
+
+OLD = T0 - 3600.0  # a backend in its state since long ago: nothing changed lately
+
+
+def settled(name: str = "a", **kw) -> Backend:
+    return backend(name, S.HEALTHY, since=OLD, **kw)
+
+
+def watched(at: float) -> Wanted:
+    return Wanted({"a": FileInfo(V1)}, watched_at=at)
+
+
+def test_nobody_watching_and_nothing_changed_usage_is_read_every_usage_idle_interval():
+    a = settled()
+    assert not look(model(a, usage_at=NOW - SETTINGS.usage_idle_interval + 0.01), want(a=V1)).usage
+    assert look(model(a, usage_at=NOW - SETTINGS.usage_idle_interval), want(a=V1)).usage
+
+
+def test_while_someone_watches_usage_is_read_every_usage_interval():
+    m = model(settled(), usage_at=NOW - SETTINGS.usage_interval)
+    assert look(m, watched(NOW - SETTINGS.watch_window)).usage
+    assert not look(m, watched(NOW - SETTINGS.watch_window - 0.01)).usage  # watched too long ago
+    assert not look(model(settled(), usage_at=NOW - SETTINGS.usage_interval + 0.01), watched(NOW)).usage
+
+
+def test_after_a_transition_usage_is_read_every_usage_interval_for_a_watch_window():
+    recent = backend("a", S.HEALTHY, since=NOW - SETTINGS.watch_window)
+    assert look(model(recent, usage_at=NOW - SETTINGS.usage_interval), want(a=V1)).usage
+    older = backend("a", S.HEALTHY, since=NOW - SETTINGS.watch_window - 0.01)
+    assert not look(model(older, usage_at=NOW - SETTINGS.usage_interval), want(a=V1)).usage
+
+
+def test_an_empty_fleet_reads_usage_when_due_too():
+    assert look(model(usage_at=float("-inf")), want()) == Look(emperor=False, usage=True)
+
+
+# ---- health from traffic: a backend whose users got answers is not probed as well ------------------------
+
+ROUND = NOW - SETTINGS.health_interval  # the last health round: one is due now
+
+
+def counts(requests: int = 10, exceptions: int = 0, at: float = ROUND, pid: int = 1) -> Served:
+    return Served(pid, requests, exceptions, at)
+
+
+def test_a_backend_that_answered_users_at_the_last_read_is_checked_by_its_stats_not_probed():
+    a = settled(served=counts(), answered_at=ROUND)
+    seen = look(model(a, health_at=ROUND), want(a=V1))
+    assert seen.probe == set() and seen.unless_answered == {"a": counts()}
+
+
+def test_in_a_usage_round_every_healthy_backend_with_fresh_counts_is_checked_by_its_stats_first():
+    a = settled(served=counts())  # no traffic seen yet: its stats are read anyway this pass
+    seen = look(model(a, health_at=ROUND, usage_at=float("-inf")), want(a=V1))
+    assert seen.usage and seen.unless_answered == {"a": counts()} and seen.probe == set()
+
+
+def test_a_backend_nobody_uses_is_probed_without_a_read_of_its_stats():
+    a = settled(served=counts(), answered_at=ROUND - 5)  # its last read showed no new answer
+    seen = look(model(a, health_at=ROUND), want(a=V1))
+    assert seen.probe == {"a"} and seen.unless_answered == {} and seen.stats == set() and not seen.usage
+
+
+def test_counts_older_than_the_last_round_cannot_stand_for_a_probe():
+    a = settled(served=counts(at=ROUND - 0.01), answered_at=ROUND - 0.01)
+    assert look(model(a, health_at=ROUND, usage_at=float("-inf")), want(a=V1)).probe == {"a"}
+
+
+def test_a_backend_whose_last_probe_failed_is_probed_whatever_its_traffic():
+    a = settled(served=counts(), answered_at=ROUND, probe_failures=1)
+    seen = look(model(a, health_at=ROUND, usage_at=float("-inf")), want(a=V1))
+    assert seen.probe == {"a"} and seen.unless_answered == {}
+
+
+def test_no_health_round_no_probe_and_no_check_for_a_busy_backend():
+    a = settled(served=counts(at=NOW), answered_at=NOW)
+    assert look(model(a), want(a=V1)) == Look()
+
+
+@pytest.mark.parametrize("state", [S.STARTING, S.EJECTED, S.RELOADING])
+def test_backends_not_healthy_are_always_probed_whatever_their_traffic(state):
+    b = backend("a", state, served=counts(), answered_at=ROUND)
+    seen = look(model(b, health_at=ROUND, usage_at=float("-inf")), want(a=V1))
+    assert "a" in seen.probe and seen.unless_answered == {}
+
+
+def stats(requests: int, exceptions: int = 0, pid: int = 1) -> VassalStats:
+    return VassalStats(pid, (Worker(pid + 1, True, "idle", requests, exceptions),))
+
+
+@pytest.mark.parametrize(
+    "now, result",
+    [
+        (stats(11), True),  # one request more than counted (our probes are in the count)
+        (stats(10), False),  # nothing but what we sent ourselves
+        (stats(15, exceptions=1), False),  # answers, but an exception among them: probe it
+        (stats(15, pid=2), False),  # another master: its counts started again
+        (stats(3), False),  # counts started again (a reload)
+        (None, False),  # its stats did not answer
+    ],
+)
+def test_answered_means_more_requests_than_counted_by_the_same_master_and_no_new_exception(now, result):
+    assert answered(counts(requests=10), now) is result

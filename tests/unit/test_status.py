@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
+from fleet.layout import Layout
 from fleet.published.parts import PartStatus
-from fleet.published.status import Row, render_json, render_parts, render_table
+from fleet.published.status import Row, render_json, render_parts, render_table, want_usage
 
 ROWS = [
     Row("backend-1", "healthy", 100, 2, 15, 50 * 2**20, True, ""),
@@ -101,3 +103,17 @@ def test_every_emperor_is_listed_in_its_place_and_one_from_another_container_by_
     found = statuses(layout)
     assert [(p.name, p.up) for p in found] == [("emperor-1", False), ("emperor-2", False)]
     assert all(p.detail == "its stats socket does not answer" for p in found)
+
+
+def test_fleet_status_asks_for_fresh_usage_by_touching_its_file(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    want_usage(layout)
+    first = layout.usage_wanted.stat().st_mtime_ns
+    os.utime(layout.usage_wanted, ns=(first - 10**9, first - 10**9))
+    want_usage(layout)
+    assert layout.usage_wanted.stat().st_mtime_ns >= first
+
+
+def test_asking_for_usage_where_run_cannot_be_written_is_no_error(tmp_path):
+    want_usage(Layout(tmp_path / "absent"))  # no run/ there: the status is shown all the same
