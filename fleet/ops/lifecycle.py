@@ -137,8 +137,11 @@ def _supervisor_spec(
     specs = []
     for part in parts:
         if part == "emperor":
+            # Beside the control plane, the Emperors act only when it wakes them (emperor.ini: fleet-ordered).
+            ordered = ["--set-ph", "fleet-ordered=1"] if "control" in parts else []
             for index, name in enumerate(emperors.names(values.emperors)):
-                argv = [uwsgi_bin, *emperor_share(index, values.emperors), "--ini", str(layout.emperor_ini)]
+                share = emperor_share(index, values.emperors)
+                argv = [uwsgi_bin, *share, *ordered, "--ini", str(layout.emperor_ini)]
                 specs.append(PartSpec(name, [*argv, *emperor_args], *STOPPING[part]))
         else:
             specs.append(PartSpec(part, commands[part](), *STOPPING[part], overlap=part == "nginx"))
