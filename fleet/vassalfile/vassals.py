@@ -292,10 +292,10 @@ def new_vassal_text(name: str, processes: int | None = None, static: StaticMount
     lines = [
         f"; {name}: added by `fleet add`. Shared defaults come from the [vassal] section of emperor.ini;",
         "; anything set here overrides them.",
-        "[uwsgi]",
     ]
+    if static is not None:  # [fleet] first: a uWSGI option appended to the file lands in [uwsgi]
+        lines += ["[fleet]", f"static = {static.prefix} {static.folder}", ""]
+    lines.append("[uwsgi]")
     if processes is not None:
         lines.append(f"processes = {processes}")
-    if static is not None:
-        lines += ["", "[fleet]", f"static = {static.prefix} {static.folder}"]
     return "\n".join(lines) + "\n"

@@ -287,7 +287,8 @@ def test_the_shipped_nginx_conf_includes_the_static_folders_before_the_app():
 
 def test_fleet_add_writes_the_static_line_the_others_agree_on_and_it_parses_back(tmp_path, app):
     text = vassals.new_vassal_text("backend-9", 2, StaticMount("/static", "static"))
-    assert text.endswith("[fleet]\nstatic = /static static\n")
+    assert "[fleet]\nstatic = /static static\n" in text
+    assert text.endswith("[uwsgi]\nprocesses = 2\n"), "[uwsgi] last: an option appended to the file is uWSGI's"
     checked = vassals.parse(tmp_path / "vassals" / "backend-9.ini", text.encode(), app_dir=app)
     assert checked.valid and checked.static == StaticMount("/static", "static", app / "static")
 
