@@ -49,7 +49,16 @@ def run(root: Path, work: Path, plan: throughput.Plan, log: Callable[[str], None
                     "ratio": {"median": stats.median(r), "min": min(r), "max": max(r), "pairs": r},
                 }
             )
-    return {"plan": plan.__dict__, "processes": processes, "rows": rows}
+    # What the README quotes, by file (the rows keep every pair).
+    quoted = {
+        row["file"]: {
+            "nginx_rps": row["nginx"]["rps_median"],
+            "vassal_rps": row["vassal"]["rps_median"],
+            "ratio": row["ratio"]["median"],
+        }
+        for row in rows
+    }
+    return {"plan": plan.__dict__, "processes": processes, "rows": rows, "summary": quoted}
 
 
 def _row(row: dict) -> dict:
