@@ -73,6 +73,7 @@ class Cluster:
         self.vassals = root / "vassals"
         self.run_dir = root / "run"
         self.log = root / "fleet-commands.log"  # every `fleet` command run and its output
+        self.admin = ""  # the admin listener's URL, once up_with_admin() chose its port
         self.groups: set[int] = set()
 
     @classmethod
@@ -134,6 +135,13 @@ class Cluster:
             return self.fleet("up", "--detach", "--port", str(self.port), *wait, *extra, check=check, timeout=limit)
         finally:
             self.groups.update(self.pids().values())
+
+    def up_with_admin(self, *extra: str, **options) -> subprocess.CompletedProcess:
+        """`up()` with the admin listener on a free port (`self.admin`): its default, the public port + 1,
+        may be another process's."""
+        port = free_port()
+        self.admin = f"http://127.0.0.1:{port}"
+        return self.up("--admin-port", str(port), *extra, **options)
 
     def down(self) -> None:
         """`fleet down`, then SIGKILL whatever of the cluster is left."""

@@ -74,7 +74,7 @@ def three_apps(make_cluster, monkeypatch) -> Cluster:
         "js-1.ini": js_vassal(c.root),
     }.items():
         c.write_vassal(name, text)
-    c.up()
+    c.up_with_admin()
     return c
 
 
@@ -87,7 +87,7 @@ def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(thre
     assert blogger.status_code == 404 and "no app serves" not in blogger.text, blogger.text[:300]
     # js_example by host name, at every path of that host.
     js = requests.get(c.url + "/", headers={"Host": JS_HOST}, timeout=5)
-    assert js.status_code == 200 and "js_example" in js.text or "JavaScript" in js.text, js.text[:300]
+    assert js.status_code == 200 and ("js_example" in js.text or "JavaScript" in js.text), js.text[:300]
     add = requests.post(c.url + "/add", data={"a": "2", "b": "3"}, headers={"Host": JS_HOST}, timeout=5)
     assert add.json() == {"result": 5}
     # /blog alone is sent to /blog/; flaskr's pages carry the prefix in every url_for link.
@@ -115,12 +115,13 @@ def test_three_apps_by_path_and_host_and_flaskr_flows_work_under_its_prefix(thre
     shares = {r["name"]: r["share"] for r in json.loads(c.fleet("status", "--json").stdout)["backends"]}
     assert shares == {"backend-1": 100.0, "blog-1": 100.0, "js-1": 100.0}, "each app's slots are its own"
     assert re.search(r"blog-1\s+blog\s+healthy", status), status
-    admin = f"http://127.0.0.1:{c.port + 1}"  # the admin listener's default port
     c.wait(
-        lambda: 'fleet_vassal_routed{app="blog",vassal="blog-1"} 1.0' in requests.get(admin + "/metrics").text,
+        lambda: (
+            'fleet_vassal_routed{app="blog",vassal="blog-1"} 1.0' in requests.get(c.admin + "/metrics", timeout=5).text
+        ),
         "metrics",
     )
-    api = requests.get(admin + "/api/status", timeout=5).json()
+    api = requests.get(c.admin + "/api/status", timeout=5).json()
     assert {b["name"]: b["app"] for b in api["backends"]} == {"backend-1": "default", "blog-1": "blog", "js-1": "js"}
     log = c.run_dir / "logs" / "nginx-access.jsonl"
 

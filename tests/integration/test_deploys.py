@@ -16,7 +16,6 @@ import requests
 
 from harness.cluster import Cluster
 from harness.load import Kind, Load
-from harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +58,10 @@ def backends(cluster: Cluster) -> set[str]:
 
 
 @pytest.fixture
-def two(make_cluster, monkeypatch) -> Cluster:
+def two(make_cluster) -> Cluster:
     """Two backends of the example app, with the admin listener on a free port (`admin`)."""
     c = make_cluster(OLD)
-    port = free_port()
-    monkeypatch.setenv("FLEET_ADMIN_PORT", str(port))
-    c.up()
-    c.admin = f"http://127.0.0.1:{port}"
+    c.up_with_admin()
     return c
 
 

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from harness.cluster import Cluster
-from harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +35,7 @@ def application(environ, start_response):
 """
 
 
-def flaky_cluster(make_cluster, monkeypatch, *names: str) -> Cluster:
+def flaky_cluster(make_cluster, *names: str) -> Cluster:
     """A running cluster of `names`, each running FLAKY_APP with its own toggle (run/NAME.broken), and its
     admin listener on a free port (`c.admin`)."""
     c = make_cluster({})
@@ -46,10 +45,7 @@ def flaky_cluster(make_cluster, monkeypatch, *names: str) -> Cluster:
     for name in names:
         toggle = c.root / f"{name}.broken"
         c.write_vassal(f"{name}.ini", f"[uwsgi]\nchdir = {app}\nmodule = flaky\nenv = FLAKY_TOGGLE={toggle}\n")
-    port = free_port()
-    monkeypatch.setenv("FLEET_ADMIN_PORT", str(port))
-    c.up()
-    c.admin = f"http://127.0.0.1:{port}"
+    c.up_with_admin()
     c.wait(lambda: set(c.state()["routed"]) == set(names), "every backend routed")
     return c
 
@@ -85,8 +81,8 @@ def load(url: str, clients: int = 4) -> Iterator[list[tuple[float, int, str]]]:
             t.join(10)
 
 
-def test_a_backend_turned_to_500s_is_ejected_within_2_s_and_routed_again_when_fixed(make_cluster, monkeypatch):
-    c = flaky_cluster(make_cluster, monkeypatch, "good", "bad")
+def test_a_backend_turned_to_500s_is_ejected_within_2_s_and_routed_again_when_fixed(make_cluster):
+    c = flaky_cluster(make_cluster, "good", "bad")
     with load(c.url + "/") as answers:
         c.wait(lambda: {b for _, s, b in answers if s == 200} == {"good", "bad"}, "both backends answer")
         switched = time.monotonic()
@@ -126,8 +122,8 @@ def test_a_backend_turned_to_500s_is_ejected_within_2_s_and_routed_again_when_fi
     assert [s for at, s, _ in answers if at > back and s != 200] == []
 
 
-def test_the_only_backend_answering_500s_is_kept_and_status_says_why(make_cluster, monkeypatch):
-    c = flaky_cluster(make_cluster, monkeypatch, "alone")
+def test_the_only_backend_answering_500s_is_kept_and_status_says_why(make_cluster):
+    c = flaky_cluster(make_cluster, "alone")
     with load(c.url + "/", clients=2) as answers:
         c.wait(lambda: any(s == 200 for _, s, _ in answers), "it answers")
         toggle(c, "alone").touch()
