@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import NamedTuple
 
 from fleet import uwsgi
 from fleet.core import emperors
@@ -28,6 +29,16 @@ log = logging.getLogger("fleet.control")
 NO_SOCKET = Probe(False, "its socket does not exist yet")
 
 
+class Checked(NamedTuple):
+    """One vassal file as last read: its version, its problem ("" if valid) and its [fleet] settings."""
+
+    mtime_ns: int
+    problem: str
+    health: HealthCheck
+    weight: int
+    app: App
+
+
 class ClusterObserver:
     """Reads the cluster for the control plane (files, probes, stats sockets, logs). Validates each vassal
     file once per version."""
@@ -42,7 +53,7 @@ class ClusterObserver:
         self.layout, self.settings = layout, settings
         self.known_options, self.caps = known_options, caps
         # name -> (mtime_ns, problem, health check, weight, app)
-        self._checked: dict[str, tuple[int, str, HealthCheck, int, App]] = {}
+        self._checked: dict[str, Checked] = {}
         self._last_scan: dict[str, int] = {}
         self._last_drains: list[str] = []
         self._static: dict[str, StaticMount | None] = {}  # name -> its [fleet] static (valid files only)
@@ -58,7 +69,7 @@ class ClusterObserver:
         files = {}
         for name, mtime_ns in self._scan().items():
             problem = self._problem(name, mtime_ns)
-            files[name] = FileInfo(mtime_ns, problem, self._checked[name][4])
+            files[name] = FileInfo(mtime_ns, problem, self._checked[name].app)
         for name in set(self._checked) - set(files):
             del self._checked[name]
             self._static.pop(name, None)
@@ -70,8 +81,8 @@ class ClusterObserver:
     def app_static(self, app: App) -> StaticMount | None:
         """The folder an app other than the default one serves (its vassals agree on `app.static`), if any."""
         for name, checked in sorted(self._checked.items()):
-            identity = checked[4]
-            if identity.name == app.name and identity.static == app.static and not checked[1]:
+            identity = checked.app
+            if identity.name == app.name and identity.static == app.static and not checked.problem:
                 mount = self._static.get(name)
                 if mount is not None and mount.path is not None:
                     return mount
@@ -116,19 +127,19 @@ class ClusterObserver:
 
     def _problem(self, name: str, mtime_ns: int) -> str:
         cached = self._checked.get(name)
-        if cached and cached[0] == mtime_ns:
-            return cached[1]
+        if cached and cached.mtime_ns == mtime_ns:
+            return cached.problem
         checked = vassals.read(self.layout.vassal_file(name), self.known_options(), self.layout.app, self.caps)
         problem = "" if checked.valid else checked.reason()
         identity = checked.app
         app = App(identity.name, identity.hosts, identity.path, identity.static)
-        self._checked[name] = (mtime_ns, problem, checked.health, checked.weight, app)
+        self._checked[name] = Checked(mtime_ns, problem, checked.health, checked.weight, app)
         self._static[name] = checked.static
         return problem
 
     def weights(self, wanted: Wanted) -> dict[str, int]:
         """Each wanted backend's weight: `fleet weight`'s override while its file is unchanged, else the file's."""
-        file_weights = {n: c[3] if (c := self._checked.get(n)) else DEFAULT_WEIGHT for n in wanted.files}
+        file_weights = {n: c.weight if (c := self._checked.get(n)) else DEFAULT_WEIGHT for n in wanted.files}
         mtimes = {n: f.mtime_ns for n, f in wanted.files.items()}
         return overrides.effective(file_weights, mtimes, overrides.read_all(self.layout))
 
@@ -195,7 +206,7 @@ class ClusterObserver:
     def probe_all(self, names: Iterable[str]) -> dict[str, Probe]:
         """Each vassal's health check (fleet.health) over the uwsgi protocol on its own socket, as nginx
         would send it; all at once, within one probe timeout."""
-        checks = {name: self._checked[name][2] if name in self._checked else HealthCheck() for name in names}
+        checks = {name: self._checked[name].health if name in self._checked else HealthCheck() for name in names}
         # No exists() first: the connect tells (a stat and a Path less per probe, 200 probes a second).
         targets = {name: (self._path(name)[0], check.path) for name, check in checks.items()}
         answers = uwsgi.request_many(targets, self.settings.probe_timeout)
