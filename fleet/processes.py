@@ -16,10 +16,10 @@ def spawn(
     log: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    keep_fds: tuple[int, ...] = (),
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
-    """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`.
-    `keep_fds` are inherited (every other descriptor is closed in the child)."""
+    """Start `argv` in a new session (so a terminal's Ctrl-C reaches only fleet), output to `log`; the
+    descriptors `pass_fds` are inherited under the same numbers (every other one is closed in the child)."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             argv,
@@ -29,8 +29,39 @@ def spawn(
             start_new_session=True,
             env=env,
             cwd=cwd,
-            pass_fds=keep_fds,
+            pass_fds=pass_fds,
         )
+
+
+LISTEN_BACKLOG = 511  # nginx's own default on Linux: it keeps this queue when it inherits the socket
+
+
+def bind_listeners(addresses: list[tuple[str, int]]) -> list[socket.socket]:
+    """Listening TCP sockets at `addresses` ((host, port); "::" style hosts are IPv6), for a server
+    started with them inherited. Every address is bound before any listens: a wildcard and a specific
+    address on one port can be bound side by side (SO_REUSEADDR) only while neither listens yet.
+    No SO_REUSEPORT: nobody else may bind the port while fleet holds it. Raises OSError."""
+    sockets: list[socket.socket] = []
+    try:
+        for host, port in addresses:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as nginx's `listen [::]`
+            sock.bind((host, port))
+            # nginx makes the sockets it opens non-blocking, but not those it inherits: on a blocking one, a
+            # worker woken with another (EPOLLEXCLUSIVE may wake several) waits in accept() for the next
+            # connection, and every connection it already serves hangs meanwhile.
+            sock.setblocking(False)
+        for sock in sockets:
+            sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def start_time(pid: int) -> int | None:

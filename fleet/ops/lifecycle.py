@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,24 +35,31 @@ COMPONENTS = {
 
 
 def _answers(host: str, port: int) -> bool:
-    """Something accepts TCP connections at host:port (0.0.0.0 is reached through loopback)."""
+    """nginx answers HTTP at host:port (a wildcard is reached through loopback). A connection alone proves
+    nothing: the supervisor holds the listener, so it is accepted into the queue before nginx runs.
+    The path is one of nginx.conf's internal locations: nginx answers it itself (404), no backend does."""
+    loopback = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    conn = http.client.HTTPConnection(loopback, port, timeout=1)
     try:
-        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout=1):
-            return True
-    except OSError:
+        conn.request("HEAD", "/.fleet/bad-request")
+        conn.getresponse()
+        return True
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        conn.close()
 
 
 def _check_port(listen: str, port: int, choose: str = "--port N (or FLEET_PORT)") -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((listen, port))
-        except OSError as e:
-            raise FleetError(
-                f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
-                f"stop it, or choose another port with {choose}."
-            ) from None
+    """Before anything starts: the port is free (the supervisor binds it later, for nginx)."""
+    try:
+        for sock in processes.bind_listeners([(listen, port)]):
+            sock.close()
+    except OSError as e:
+        raise FleetError(
+            f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
+            f"stop it, or choose another port with {choose}."
+        ) from None
 
 
 def _prepare(
@@ -134,6 +141,8 @@ def _supervisor_spec(
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
     }
+    # The supervisor binds nginx's listeners and keeps them for the life of the cluster (fleet.ops.supervisor).
+    listeners = nginx.listeners(layout.nginx_conf) if "nginx" in parts else []
     specs = []
     for part in parts:
         if part == "emperor":
@@ -144,7 +153,7 @@ def _supervisor_spec(
                 argv = [uwsgi_bin, *share, *ordered, "--ini", str(layout.emperor_ini)]
                 specs.append(PartSpec(name, [*argv, *emperor_args], *STOPPING[part]))
         else:
-            specs.append(PartSpec(part, commands[part](), *STOPPING[part], overlap=part == "nginx"))
+            specs.append(PartSpec(part, commands[part](), *STOPPING[part], listeners if part == "nginx" else []))
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
     return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
@@ -164,7 +173,7 @@ def _detach(layout: Layout, setup: SupervisorSpec, lock: ClusterLock) -> subproc
     inherits the cluster's locks and holds them until it stops."""
     setup.write(layout.supervisor_spec(setup.component))
     argv = [sys.executable, "-m", "fleet", "--root", str(layout.root), "supervise", "--component", setup.component]
-    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root, keep_fds=tuple(lock.fds))
+    return processes.spawn(argv, layout.log("supervisor"), setup.env, layout.root, pass_fds=tuple(lock.fds))
 
 
 def wait_healthy(
@@ -188,7 +197,7 @@ def wait_healthy(
         if not snap.control_pid:
             return None, "waiting for the control plane"
         if listening is not None and not _answers(*listening):
-            return None, "waiting for nginx to listen"
+            return None, "waiting for nginx to answer"
         states = {n: snap.state_of(n) or State.STARTING for n in names}
         healthy = [n for n in names if states[n] == State.HEALTHY and n in snap.routed]
         failed[:] = [n for n in names if states[n] == State.FAILED]

@@ -3,8 +3,13 @@
 `fleet up` runs a Supervisor: in the foreground it is the `up` process itself; with --detach it is a
 `fleet supervise` process of its own. Each part runs in its own session (process group), so a part
 that dies takes nothing with it unnoticed: before a part is started again, whatever is left of its
-group is stopped (nginx's orphaned workers hold the port; a dead Emperor's vassals would delete the
-sockets of the new ones on their way out).
+group is stopped (a dead Emperor's vassals would delete the sockets of the new ones on their way out).
+
+The supervisor owns nginx's listening sockets: it binds them before the first nginx and hands them to
+every nginx it starts (the NGINX variable, as in nginx's binary upgrade). A dead nginx's listener is
+therefore never closed: connections wait in its queue for the next nginx, which is started at once, and
+only what the dead one had accepted is lost. What is left of a dead nginx's group (its workers, when only
+the master died) serves on the same sockets until the new one runs, then finishes its requests and quits.
 
 The supervisor does not poll its parts: between passes it blocks until a child exits (SIGCHLD), a signal
 asks it to stop, or the next restart is due (processes.ChildExits).
@@ -16,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +31,9 @@ from pathlib import Path
 
 from fleet import processes
 from fleet.core import emperors
+from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
+from fleet.proxy.nginx import inherited as nginx_inherits
 
 log = logging.getLogger("fleet.supervisor")
 
@@ -42,6 +50,9 @@ STOPPING = {
 }
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 30.0
 STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff starts over
+# A part with listeners: clients queue on its sockets while it is dead. One that ran this long was not
+# crash-looping (its config passed `nginx -t` and it served): it is started again without delay.
+LISTENER_STABLE_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,14 @@ class PartSpec:
     argv: list[str]
     stop_signal: int
     stop_timeout: float
-    overlap: bool = False  # start the replacement before stopping what is left of the dead one
+    # TCP listeners (host, port) the supervisor binds once and hands to every run of this part (nginx's
+    # way: its NGINX variable). Such a part is restarted at once, then what is left of the dead one stopped.
+    listeners: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, doc: dict) -> PartSpec:
-        return cls(
-            doc["name"], list(doc["argv"]), int(doc["stop_signal"]), float(doc["stop_timeout"]), bool(doc["overlap"])
-        )
+        listeners = [(str(host), int(port)) for host, port in doc.get("listeners", [])]
+        return cls(doc["name"], list(doc["argv"]), int(doc["stop_signal"]), float(doc["stop_timeout"]), listeners)
 
 
 @dataclass(frozen=True)
@@ -129,10 +141,23 @@ class Supervisor:
         self.deaths: dict[str, int] = {name: 0 for name in self.specs}
         self.restart_at: dict[str, float] = {}
         self.leftovers: dict[str, int] = {}  # a dead part's process group, stopped once its replacement runs
+        self.listeners: dict[str, list[socket.socket]] = {}  # held for the life of the supervisor
         self.restarts = 0
         self.exits: processes.ChildExits | None = None
 
     def start(self) -> dict[str, subprocess.Popen]:
+        """Bind the parts' listeners (FleetError if one is taken), then start every part."""
+        for name, spec in self.specs.items():
+            if spec.listeners and name not in self.listeners:
+                try:
+                    self.listeners[name] = processes.bind_listeners(spec.listeners)
+                except OSError as e:
+                    self.close_listeners()
+                    where = ", ".join(f"{host}:{port}" for host, port in spec.listeners)
+                    raise FleetError(
+                        f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
+                        f"stop it, or choose another port with --port N (or FLEET_PORT)."
+                    ) from None
         self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
         for name in self.specs:
             self._spawn(name)
@@ -140,9 +165,19 @@ class Supervisor:
         return self.procs
 
     def _spawn(self, name: str) -> None:
-        spec = self.specs[name]
-        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), self.setup.env, self.layout.root)
+        spec, env = self.specs[name], self.setup.env
+        fds = tuple(sock.fileno() for sock in self.listeners.get(name, []))
+        if fds:
+            env = env | nginx_inherits(list(fds))
+        self.procs[name] = processes.spawn(spec.argv, self.layout.log(name), env, self.layout.root, pass_fds=fds)
         self.started_at[name] = self.clock()
+
+    def close_listeners(self) -> None:
+        """Close the supervisor's copies: once the parts holding them are gone too, the ports are free."""
+        for sockets in self.listeners.values():
+            for sock in sockets:
+                sock.close()
+        self.listeners.clear()
 
     def wait(self, at_most: float | None = None) -> None:
         """Block until a part exits, a signal arrives, the next restart is due, or `at_most` seconds pass
@@ -161,15 +196,18 @@ class Supervisor:
         for name, proc in list(self.procs.items()):
             if name in self.restart_at or proc.poll() is None:
                 continue
-            if now - self.started_at[name] > STABLE_AFTER:
+            listens = bool(self.specs[name].listeners)
+            if now - self.started_at[name] > (LISTENER_STABLE_AFTER if listens else STABLE_AFTER):
                 self.deaths[name] = 0
             self.deaths[name] += 1
             delay = backoff(self.deaths[name])
-            if self.specs[name].overlap:
+            if listens:
+                # Its clients wait in the listeners' queues (and its orphaned workers, if the master
+                # alone died, still serve on them): start the new one first, then stop what is left.
                 self.leftovers[name] = proc.pid
-                delay = 0.0  # its orphans still serve: replace them at once, then stop them
+                delay = 0.0 if self.deaths[name] == 1 else delay
             said.append(f"{name} (pid {proc.pid}) exited with status {proc.returncode}; restarting in {delay:.1f} s")
-            if not self.specs[name].overlap:
+            if not listens:
                 self._clear_group(name, proc.pid)
             self.restart_at[name] = now + delay
         for name, at in list(self.restart_at.items()):
@@ -180,21 +218,14 @@ class Supervisor:
                 changed = True
                 said.append(f"{name} started again (pid {self.procs[name].pid})")
                 if name in self.leftovers:
-                    self._wait_started(name)
+                    # On the same sockets as the new one: they stop accepting, and what is queued waits
+                    # for the new workers (nothing to wait for before telling them).
                     self._clear_group(name, self.leftovers.pop(name))
         if changed:
             self.record()
         for line in said:
             log.warning("%s", line)
         return said
-
-    def _wait_started(self, name: str, timeout: float = 5.0) -> None:
-        """Until the replacement has children (nginx: its workers listen), or it died, or `timeout`."""
-        proc, deadline = self.procs[name], self.clock() + timeout
-        # Polled: nothing tells this process when a child's own children start (they are the child's).
-        # Only when nginx was replaced, for the few ms its master takes to start its workers.
-        while self.clock() < deadline and proc.poll() is None and len(processes.group_members(proc.pid)) < 2:
-            time.sleep(0.01)
 
     def _clear_group(self, name: str, pgid: int) -> None:
         """What is left of a dead part's process group is stopped before it starts again."""
@@ -205,6 +236,9 @@ class Supervisor:
     def stop(self, say: Callable[[str], object] = lambda _: None) -> None:
         """Stop every part gracefully, in STOP_ORDER; SIGKILL only what overstays its timeout."""
         self.restart_at.clear()
+        # First: a connection that arrives from now on is refused (once nginx closes its copies) rather
+        # than queued on the supervisor's copy and reset when it exits.
+        self.close_listeners()
         how = {name: (spec.stop_signal, spec.stop_timeout) for name, spec in self.specs.items()}
         stop_in_order({name: proc.pid for name, proc in self.procs.items()}, say, how)
         for proc in self.procs.values():

@@ -62,6 +62,11 @@ def _parse(data: bytes, slots: Mapping[str, str], found: dict[str, list[tuple[in
             continue
         if len(fields) >= 3 and fields[2] != b"-":
             name = fields[2].decode("ascii", "replace")
+        elif fields[0] == b"502":
+            # No vassal answered: the connection was refused or cut (it is dead or restarting, as when its
+            # Emperor died). Its probes and its process say so; counted here, a whole-fleet outage would
+            # be blamed on whichever backend was tried last, and that one ejected once it is back.
+            continue
         elif (slot := fields[1].decode("ascii", "replace")) in slots:
             name = slots[slot]
         else:

@@ -191,7 +191,7 @@ def render_http(
         body = (
             f"include {nginx_dir / 'listen.conf'};\n"
             # HTTPS on: its listener and the HTTP -> HTTPS redirect for this server too (fleet.proxy.tls).
-            f"include {nginx_dir / 'tls-vhost.conf'};\n"
+            f"include {nginx_dir / 'tls-server.conf'};\n"
             f"server_name {host};\n"
             + _server_locations(host, apps, params, static)
             + f"include {nginx_dir / 'server-errors.conf'};\n"

@@ -7,6 +7,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def write_config(
     conf = render_template(layout.nginx_template.read_text(), values)
     errors_template = layout.nginx_template.with_name("server-errors.conf")
     write_atomically(layout.server_errors_conf, render_template(errors_template.read_text(), values))
-    # Every public server listens where the default one does (its own line adds `reuseport`).
+    # Every public server listens where the default one does.
     write_atomically(layout.listen_conf, f"listen {listen}:{port};\n")
     write_atomically(layout.nginx_conf, conf)
     from fleet.proxy.apps import render_default, render_http
@@ -130,6 +131,87 @@ def base_command(layout: Layout) -> list[str]:
         "-e",
         str(layout.log("nginx-error")),
     ]
+
+
+_LISTEN_RE = re.compile(r"(?:^|(?<=[;{}]))\s*listen\s+([^;{}]+);", re.MULTILINE)
+# A `listen` with one of these is always a socket of its own, even beside a wildcard on its port.
+_OWN_SOCKET = {"bind", "setfib", "fastopen", "backlog", "rcvbuf", "sndbuf", "accept_filter", "deferred"} | {
+    "ipv6only",
+    "reuseport",
+    "so_keepalive",
+}
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _listen_hosts(address: str) -> tuple[list[str], int] | None:
+    """The hosts and port of one `listen` address (nginx's forms: 8080, *:8080, host, host:8080, [::1]:8080);
+    None for a unix socket (nginx binds those itself)."""
+    if address.startswith("unix:"):
+        return None
+    port = 80
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else port
+        return [host], port
+    if address.isdigit():
+        return ["0.0.0.0"], int(address)
+    host, _, rest = address.partition(":")
+    port = int(rest) if rest else port
+    if host == "*":
+        return ["0.0.0.0"], port
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # nginx listens on every address of a name
+    return list(dict.fromkeys(str(info[4][0]) for info in found)), port
+
+
+def listen_addresses(conf: str) -> list[tuple[str, int]]:
+    """The TCP sockets nginx opens for the `listen` directives of `conf` (the text of its files):
+    one per address and port, except that beside a wildcard (0.0.0.0 or [::]) on the same port an address
+    has no socket of its own unless its options ask for one (`bind`, `backlog=`...): nginx then accepts
+    through the wildcard and tells the address by getsockname(). The supervisor binds exactly these, so
+    that nginx's `listen` matches each inherited socket and leaves none unused."""
+    wanted: list[tuple[str, int, bool]] = []
+    for directive in _LISTEN_RE.findall("\n".join(line.split("#", 1)[0] for line in conf.splitlines())):
+        address, *options = directive.split()
+        parsed = _listen_hosts(address)
+        if parsed is None:
+            continue
+        own = any(option.split("=", 1)[0] in _OWN_SOCKET for option in options)
+        wanted += [(host, parsed[1], own) for host in parsed[0]]
+    wild = {(host, port) for host, port, _ in wanted if host in WILDCARDS}
+    kept = [
+        (host, port)
+        for host, port, own in wanted
+        if own or host in WILDCARDS or (("::" if ":" in host else "0.0.0.0"), port) not in wild
+    ]
+    return list(dict.fromkeys(kept))
+
+
+_INCLUDE_RE = re.compile(r"(?:^|(?<=[;{}]))\s*include\s+([^;{}\s]+)\s*;", re.MULTILINE)
+
+
+def config_text(conf: Path, depth: int = 8, folder: Path | None = None) -> str:
+    """`conf` with the text of every file it includes (nginx's `include`: a path, or a glob, relative to
+    the main file's folder), as far as `depth` levels: what nginx reads. Files not there yet are skipped."""
+    text, folder = conf.read_text(), folder or conf.parent
+    if depth == 0:
+        return text
+    parts = [text]
+    for pattern in _INCLUDE_RE.findall("\n".join(line.split("#", 1)[0] for line in text.splitlines())):
+        base = folder / pattern  # an absolute pattern stays itself
+        names = sorted(base.parent.glob(base.name)) if any(c in base.name for c in "*?[") else [base]
+        parts += [config_text(name, depth - 1, folder) for name in names if name.is_file()]
+    return "\n".join(parts)
+
+
+def listeners(conf: Path) -> list[tuple[str, int]]:
+    """The TCP sockets nginx opens for `conf` and its includes (see listen_addresses)."""
+    return listen_addresses(config_text(conf))
+
+
+def inherited(fds: list[int]) -> dict[str, str]:
+    """The environment that hands nginx listening sockets it did not open (as in its binary upgrade:
+    src/core/nginx.c, ngx_add_inherited_sockets): it matches each to a `listen` by its address."""
+    return {"NGINX": "".join(f"{fd};" for fd in fds)}
 
 
 def start_command(layout: Layout) -> list[str]:

@@ -78,14 +78,13 @@ def render_http(layout: Layout, https: Https | None) -> str:
     )
 
 
-def render_server(listen: str, https: Https | None, first: bool = True) -> str:
-    """The server{}-level part: the HTTPS listener (HTTP/2 by ALPN) and, unless told not to, the 308 that
-    sends plain HTTP to the same URL on HTTPS (HSTS is left to the operator: it outlives fleet's config).
-    `first`: for the first server{} on the address (nginx takes listen options such as reuseport there
-    only); other server{}s on it (one per host name) include the other rendering, tls-vhost.conf."""
+def render_server(listen: str, https: Https | None) -> str:
+    """The server{}-level part, included by every public server{} (one per host name): the HTTPS listener
+    (HTTP/2 by ALPN) and, unless told not to, the 308 that sends plain HTTP to the same URL on HTTPS (HSTS
+    is left to the operator: it outlives fleet's config). No `reuseport`: the supervisor holds the socket."""
     if https is None:
         return "# no HTTPS\n"
-    lines = [f"listen {listen}:{https.port} ssl http2{' reuseport' if first else ''};"]
+    lines = [f"listen {listen}:{https.port} ssl http2;"]
     if https.redirect:
         port = "" if https.port == 443 else f":{https.port}"
         lines.append(f"if ($scheme = http) {{\n    return 308 https://$host{port}$request_uri;\n}}")
@@ -186,11 +185,10 @@ def install_checked(layout: Layout, cert: str, key: str, group: int | None) -> N
 
 
 def write_includes(layout: Layout, folder: Path, listen: str, https: Https | None) -> None:
-    """nginx's HTTPS includes in `folder` (tls-http.conf; tls-server.conf for the first server{}, tls-vhost.conf
-    for any other on the same address): comments without HTTPS."""
+    """nginx's HTTPS includes in `folder` (tls-http.conf at http{} level, tls-server.conf in every public
+    server{}): comments without HTTPS."""
     write_atomically(folder / "tls-http.conf", render_http(layout, https))
     write_atomically(folder / "tls-server.conf", render_server(listen, https))
-    write_atomically(folder / "tls-vhost.conf", render_server(listen, https, first=False))
 
 
 def discard(staged: Staged) -> None:

@@ -2,8 +2,11 @@
 
 Every `interval`: resolve tasks.cell (Swarm's DNS: one address per task), probe every cell's health
 port in parallel, let fleet.edge.decide() say who is routed, and hand that to the resolver that the
-edge's nginx asks. nginx is started once and never reloaded. State for operators and tests:
-run/edge/state.json. SIGTERM stops nginx gracefully (in-flight requests finish), then the edge.
+edge's nginx asks. nginx is never reloaded; the edge binds its listeners and hands them to nginx (as
+fleet's supervisor does), so an nginx that dies after serving is started again on the same sockets and
+no connection is refused meanwhile (one that dies within RESTART_AFTER of its start stops the edge: the
+container's restart policy takes over). State for operators and tests: run/edge/state.json. SIGTERM
+stops nginx gracefully (in-flight requests finish), then the edge.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from fleet.swarm.edge import Answer, Cell, EdgeSettings
 
 log = logging.getLogger("fleet.edge")
 STOP_TIMEOUT = 30.0  # nginx finishes the requests in flight (a cell answers or times out before this)
+RESTART_AFTER = 1.0  # an nginx that ran this long was not crash-looping: it is started again at once
 
 
 class Resolver(threading.Thread):
@@ -130,6 +134,7 @@ class Edge:
         self.stop_requested: list[int] = []
         self.resolver = Resolver(settings.resolver_name, settings.dns_valid)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="edge-probe")
+        self.listeners: list[socket.socket] = []  # bound once, handed to every nginx the edge starts
 
     def start_nginx(self) -> subprocess.Popen:
         for sub in ("", "tmp"):
@@ -149,7 +154,16 @@ class Edge:
         check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise FleetError(f"nginx rejects the edge configuration rendered from nginx/edge.conf:\n{check.stderr}")
-        return subprocess.Popen([*argv, "-g", "daemon off;"], stdin=subprocess.DEVNULL, start_new_session=True)
+        if not self.listeners:
+            self.listeners = processes.bind_listeners(nginx.listeners(conf))
+        fds = [sock.fileno() for sock in self.listeners]
+        return subprocess.Popen(
+            [*argv, "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **nginx.inherited(fds)},  # its environment passed on whole, plus the sockets
+            pass_fds=fds,
+        )
 
     def one_pass(self) -> None:
         found = discover(self.settings.cells_name)
@@ -191,7 +205,7 @@ class Edge:
         # that serve instead of a few hundred milliseconds of "no healthy cell".
         self.one_pass()
         self.publish()
-        proc = self.start_nginx()
+        proc, started_nginx = self.start_nginx(), time.monotonic()
         log.info(
             "edge: listening on %s:%d, balancing over %s (cells' port %d, health port %d)",
             self.listen,
@@ -204,14 +218,22 @@ class Edge:
         while not self.stop_requested:
             started = time.monotonic()
             if proc.poll() is not None:
-                log.error("edge: nginx exited with status %s; stopping", proc.returncode)
-                exit_code = 1
-                break
+                if started - started_nginx < RESTART_AFTER:
+                    log.error("edge: nginx exited with status %s; stopping", proc.returncode)
+                    exit_code = 1
+                    break
+                log.error("edge: nginx exited with status %s; starting it again on its sockets", proc.returncode)
+                old = proc.pid
+                proc, started_nginx = self.start_nginx(), time.monotonic()
+                if processes.group_members(old):  # its workers, if only the master died: they finish and quit
+                    processes.stop_group(old, signal.SIGQUIT, STOP_TIMEOUT)
             self.one_pass()
             if self.certs is not None:
                 self.certs.look()
             # The interval between passes; a stop request is seen within it.
             time.sleep(max(0.0, self.settings.interval - (time.monotonic() - started)))
+        for sock in self.listeners:  # first: from now on a new connection is refused, not queued and reset
+            sock.close()
         log.info("edge: stopping nginx gracefully (in-flight requests finish)")
         if proc.poll() is None and not processes.stop(proc.pid, signal.SIGQUIT, STOP_TIMEOUT):
             log.warning("edge: nginx did not stop within %.0f s; killed it", STOP_TIMEOUT)

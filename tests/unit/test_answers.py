@@ -20,9 +20,20 @@ def test_answers_are_read_per_backend_by_name_or_by_slot(tmp_path):
     path.write_text("200 0 a\n")  # written before the reader: not its to count
     log = AnswerLog(path, reopen=lambda: None)
     with open(path, "a") as f:
-        f.write("200 0 a\n500 1 b\n504 1 \n502 3\n200 9\n")  # a timeout names no vassal: its slot does
+        f.write("200 0 a\n500 1 b\n504 1 \n502 1 b\n200 9\n")  # a timeout names no vassal: its slot does
     assert log.read(["a", "b", "a", "b"]) == {"a": (200,), "b": (500, 504, 502)}
     assert log.read(["a", "b"]) == {}
+    log.close()
+
+
+def test_a_502_no_vassal_gave_is_not_counted_but_a_vassal_s_own_502_is(tmp_path):
+    # nginx's 502 for a refused or cut connection (the backend is dead or restarting) names no vassal.
+    path = tmp_path / "answers.log"
+    path.touch()
+    log = AnswerLog(path, reopen=lambda: None)
+    with open(path, "a") as f:
+        f.write("502 1 - 0.000\n502 0\n502 0 a 0.010\n")
+    assert log.read(["a", "b"]) == {"a": (502,)}
     log.close()
 
 
@@ -31,7 +42,7 @@ def test_an_apps_slot_is_named_with_its_app(tmp_path):
     path.touch()
     log = AnswerLog(path, reopen=lambda: None)
     with open(path, "a") as f:
-        f.write("504 blog/1\n504 1\n502 shop/1\n")
+        f.write("504 blog/1\n504 1\n504 shop/1\n")
     assert log.read({"1": "d1", "blog/1": "b1"}) == {"b1": (504,), "d1": (504,)}
     log.close()
 

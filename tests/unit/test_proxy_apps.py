@@ -73,7 +73,7 @@ def test_a_host_names_server_holds_its_apps_then_the_wildcards_then_the_any_host
     assert "location /api/" in wild and "location /blog/" in wild and "uwsgi_pass fleet;" in wild
     assert (
         f"include {NGINX_DIR}/listen.conf;" in wild
-        and f"include {NGINX_DIR}/tls-vhost.conf;" in wild
+        and f"include {NGINX_DIR}/tls-server.conf;" in wild
         and f"include {NGINX_DIR}/server-errors.conf;" in wild
     )
 

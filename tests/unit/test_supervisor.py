@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ def test_backoff_starts_small_doubles_and_is_capped():
 def test_a_supervisor_spec_survives_the_round_trip_through_its_file(tmp_path):
     setup = SupervisorSpec(
         "gateway",
-        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, overlap=True)],
+        [PartSpec("nginx", ["nginx", "-g", "daemon off;"], signal.SIGQUIT, 30.0, [("127.0.0.1", 8080)])],
         {"FLEET_HARAKIRI": "62"},
         8080,
         "127.0.0.1",
@@ -175,3 +176,29 @@ def test_several_emperors_stop_together_so_down_takes_the_longest_not_the_sum(tm
             p.wait()
     assert not any(processes.is_alive(p.pid) for p in procs.values())
     assert 2.0 <= took < 3.9, took  # one after the other would take 4 s at least
+
+
+def test_a_part_with_listeners_inherits_them_non_blocking_and_stop_frees_them(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    # The part prints what it got: the NGINX variable, the address of the socket under that number, and
+    # whether it blocks (nginx does not make an inherited socket non-blocking: a blocking one hangs workers).
+    show = "import os, socket; fd = int(os.environ['NGINX'].rstrip(';'))\n"
+    show += "blocking = os.get_blocking(fd)\nprint(fd, socket.socket(fileno=fd).getsockname(), blocking)"
+    part = PartSpec("nginx", [sys.executable, "-c", show], signal.SIGQUIT, 5.0, [("127.0.0.1", port)])
+    sup = Supervisor(layout, SupervisorSpec("all", [part], dict(os.environ), port, "127.0.0.1"))
+    try:
+        sup.start()
+        fd = sup.listeners["nginx"][0].fileno()
+        with pytest.raises(OSError):
+            processes.bind_listeners([("127.0.0.1", port)])  # the supervisor holds it
+        assert sup.procs["nginx"].wait(timeout=30) == 0
+    finally:
+        sup.stop()
+    assert layout.log("nginx").read_text().split("\n")[0] == f"{fd} ('127.0.0.1', {port}) False"
+    for sock in processes.bind_listeners([("127.0.0.1", port)]):  # free once the supervisor stopped
+        sock.close()
