@@ -26,25 +26,27 @@ def test_answers_are_read_per_backend_by_name_or_by_slot(tmp_path):
     log.close()
 
 
-def test_a_502_no_vassal_gave_is_not_counted_but_a_vassal_s_own_502_is(tmp_path):
-    # nginx's 502 for a refused or cut connection (the backend is dead or restarting) names no vassal.
+def read_once(tmp_path: Path, lines: str, slots) -> dict[str, tuple[int, ...]]:
+    """What a reader started on an empty log reads once `lines` are appended."""
     path = tmp_path / "answers.log"
     path.touch()
     log = AnswerLog(path, reopen=lambda: None)
     with open(path, "a") as f:
-        f.write("502 1 - 0.000\n502 0\n502 0 a 0.010\n")
-    assert log.read(["a", "b"]) == {"a": (502,)}
-    log.close()
+        f.write(lines)
+    try:
+        return log.read(slots)
+    finally:
+        log.close()
+
+
+def test_a_502_no_vassal_gave_is_not_counted_but_a_vassal_s_own_502_is(tmp_path):
+    # nginx's 502 for a refused or cut connection (the backend is dead or restarting) names no vassal.
+    assert read_once(tmp_path, "502 1 - 0.000\n502 0\n502 0 a 0.010\n", ["a", "b"]) == {"a": (502,)}
 
 
 def test_an_apps_slot_is_named_with_its_app(tmp_path):
-    path = tmp_path / "answers.log"
-    path.touch()
-    log = AnswerLog(path, reopen=lambda: None)
-    with open(path, "a") as f:
-        f.write("504 blog/1\n504 1\n504 shop/1\n")
-    assert log.read({"1": "d1", "blog/1": "b1"}) == {"b1": (504,), "d1": (504,)}
-    log.close()
+    found = read_once(tmp_path, "504 blog/1\n504 1\n504 shop/1\n", {"1": "d1", "blog/1": "b1"})
+    assert found == {"b1": (504,), "d1": (504,)}
 
 
 def test_an_unfinished_line_waits_for_its_end(tmp_path):
