@@ -6,8 +6,10 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -31,6 +33,22 @@ def spawn(
             cwd=cwd,
             pass_fds=pass_fds,
         )
+
+
+def refuse_pending(listener: socket.socket) -> int:
+    """Accept what waits on a non-blocking `listener` and reset it at once (SO_LINGER 0: the client sees a
+    reset, not a clean close it might mistake for an empty answer). Returns how many."""
+    count = 0
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:  # ECONNABORTED and the like: that one is gone already; so may be the rest
+            return count
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        count += 1
 
 
 LISTEN_BACKLOG = 511  # nginx's own default on Linux: it keeps this queue when it inherits the socket
@@ -198,14 +216,16 @@ class ChildExits:
         self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
         self.previous_handler = signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
 
-    def wait(self, timeout: float | None) -> None:
-        """Block until a child exits, a signal arrives, or `timeout` seconds pass (None: no limit)."""
-        select.select([self.reader], [], [], timeout)
+    def wait(self, timeout: float | None, watch: Sequence[socket.socket] = ()) -> list[socket.socket]:
+        """Block until a child exits, a signal arrives, one of the `watch` sockets is readable, or `timeout`
+        seconds pass (None: no limit). Returns the readable sockets of `watch`."""
+        readable, _, _ = select.select([self.reader, *watch], [], [], timeout)
         try:
             while self.reader.recv(4096):
                 pass
         except BlockingIOError:
             pass
+        return [sock for sock in readable if sock is not self.reader]
 
     def close(self) -> None:
         signal.signal(signal.SIGCHLD, self.previous_handler)

@@ -53,6 +53,9 @@ STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff s
 # A part with listeners: clients queue on its sockets while it is dead. One that ran this long was not
 # crash-looping (its config passed `nginx -t` and it served): it is started again without delay.
 LISTENER_STABLE_AFTER = 1.0
+# ... and a connection waits at most this long in the queue for it; in a longer backoff (the part crash-loops)
+# what arrives is refused at once: a refused connection is a fast error, a queued one a hang.
+QUEUE_AT_MOST = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,11 @@ def stop_in_order(
                 say(f"fleet: {name} did not stop within {ways[name][1]:.0f} s; killed it")
 
 
+def _where(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
 def backoff(recent_deaths: int) -> float:
     """Seconds before starting a part again, after this many deaths in a row (pure)."""
     if recent_deaths <= 1:
@@ -188,7 +196,22 @@ class Supervisor:
             timeout = due if timeout is None else min(timeout, due)
         if self.exits is None:
             raise RuntimeError("Supervisor.wait() before start()")
-        self.exits.wait(timeout)
+        for sock in self.exits.wait(timeout, self._unserved_listeners()):
+            refused = processes.refuse_pending(sock)
+            log.warning("refused %d connection(s) on %s: nothing serves it until the restart", refused, _where(sock))
+
+    def _unserved_listeners(self) -> list[socket.socket]:
+        """The held listeners of parts whose restart is more than QUEUE_AT_MOST away with nothing left of
+        them: what arrives there is refused at once (a client would only hang in the queue). A part
+        restarted soon, or one whose orphaned workers still serve, keeps its queue."""
+        now = self.clock()
+        return [
+            sock
+            for name, at in self.restart_at.items()
+            if at - now > QUEUE_AT_MOST and name in self.listeners
+            if not processes.group_members(self.leftovers.get(name, -1))
+            for sock in self.listeners[name]
+        ]
 
     def check(self) -> list[str]:
         """Notice dead parts and start them again when their backoff is over; returns what happened."""

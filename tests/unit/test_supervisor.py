@@ -17,6 +17,7 @@ from fleet.layout import Layout
 from fleet.ops.supervisor import (
     BACKOFF_FIRST,
     BACKOFF_MAX,
+    QUEUE_AT_MOST,
     STOP_ORDER,
     PartSpec,
     Supervisor,
@@ -25,6 +26,7 @@ from fleet.ops.supervisor import (
     kind,
     stop_in_order,
 )
+from harness.ports import free_port
 from harness.wait import wait_for
 
 
@@ -202,3 +204,40 @@ def test_a_part_with_listeners_inherits_them_non_blocking_and_stop_frees_them(tm
     assert layout.log("nginx").read_text().split("\n")[0] == f"{fd} ('127.0.0.1', {port}) False"
     for sock in processes.bind_listeners([("127.0.0.1", port)]):  # free once the supervisor stopped
         sock.close()
+
+
+def test_a_crash_looping_part_s_listener_resets_who_connects_during_a_long_backoff_instead_of_keeping_them(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make_run_dirs()
+    port = free_port()
+    # A part that dies at once, every time: restarted at once, then after 0.4 s, 0.8 s, 1.6 s, 3.2 s...
+    part = PartSpec("nginx", [sys.executable, "-c", "raise SystemExit(1)"], signal.SIGQUIT, 5.0, [("127.0.0.1", port)])
+    sup = Supervisor(layout, SupervisorSpec("all", [part], dict(os.environ), port, "127.0.0.1"))
+    client = None
+    try:
+        sup.start()
+
+        def backing_off() -> bool:
+            sup.wait(0.05)
+            sup.check()
+            return any(at - sup.clock() > QUEUE_AT_MOST + 0.5 for at in sup.restart_at.values())
+
+        wait_for("the part in a backoff longer than a connection may wait", backing_off, 30)
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)  # queued: the supervisor holds it
+        client.settimeout(0.05)
+
+        def reset() -> bool:
+            sup.wait(0.05)
+            sup.check()
+            try:
+                return client.recv(1) == b""
+            except TimeoutError:
+                return False
+            except ConnectionResetError:
+                return True
+
+        wait_for("the queued connection reset", reset, 5)
+    finally:
+        if client is not None:
+            client.close()
+        sup.stop()
