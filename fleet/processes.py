@@ -169,10 +169,13 @@ def stop(pid: int, sig: int, timeout: float) -> bool:
 
     Returns True if it stopped gracefully (no SIGKILL was needed).
     """
+    if not is_alive(pid):
+        # The leader is gone (killed -9?), or a zombie nobody reaps (its parent died too), but its group may
+        # live on, e.g. nginx's orphaned workers: they get the signal themselves.
+        return stop_group(pid, sig, timeout)
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
-        # The leader is gone (killed -9?) but its group may live on, e.g. nginx's orphaned workers.
         return stop_group(pid, sig, timeout)
     if wait_gone(pid, timeout):
         return True

@@ -241,3 +241,21 @@ def test_a_crash_looping_part_s_listener_resets_who_connects_during_a_long_backo
         if client is not None:
             client.close()
         sup.stop()
+
+
+def test_stopping_a_zombie_leader_signals_what_is_left_of_its_group(tmp_path):
+    # As after the supervisor and nginx's master were both killed -9: the master is a zombie nobody reaps
+    # (here: this test, its parent, does not wait for it) and its worker lives on in its group.
+    code = "import subprocess, sys; subprocess.Popen(['sleep', '60']); print('ready', flush=True)"
+    leader = processes.spawn([sys.executable, "-c", code], tmp_path / "leader.log")
+    wait_for("the leader gone, its child left", lambda: "ready" in (tmp_path / "leader.log").read_text(), 20)
+    wait_for("the leader a zombie", lambda: not processes.is_alive(leader.pid), 20)
+    left = processes.group_members(leader.pid)
+    assert left, "the child should outlive its leader"
+    started = time.monotonic()
+    try:
+        assert processes.stop(leader.pid, signal.SIGTERM, 10.0), "stopped by SIGKILL after the timeout"
+    finally:
+        leader.wait()
+    assert time.monotonic() - started < 5.0
+    assert not processes.group_members(leader.pid)
