@@ -2,10 +2,14 @@
 
 A vassal's run/sockets/NAME.socket is bound here, not by uWSGI and not by the Emperor. The vassal launcher
 (bin/fleet-vassal) asks for it on run/socket-holder.sock with the vassal's name and receives a copy of the
-descriptor (SCM_RIGHTS), which it hands to uwsgi as systemd would (fd 3, LISTEN_FDS=1). When a vassal
-crashes, the socket, and the connections waiting in its backlog, stay here until the respawned workers
-accept them: only the requests being executed are lost. uWSGI keeps the inherited socket across its
-graceful reloads (it re-executes itself with the descriptor open).
+descriptor (SCM_RIGHTS), which it hands to uwsgi at fd 3 (`--socket fd://3`). When a vassal crashes,
+the socket, and the connections waiting in its backlog, stay here until the respawned workers accept
+them: only the requests being executed are lost. uWSGI keeps the inherited socket across its graceful
+reloads (it re-executes itself with fd 3 open and finds it again by that name).
+
+A socket that has had no vassal for `grace` seconds (a failed start retried with the Emperor's growing
+delay, an app that no longer imports, an Emperor restarting) refuses what waits on it, until a vassal
+takes it again (fleet/core/held.py): a request is answered, retried or refused, never left waiting.
 
 A socket is closed, and its path removed, once its vassal's file is gone and its last vassal has exited
 (the control plane drains a vassal before its file goes). The holder watches each vassal's master with a
@@ -27,8 +31,10 @@ import select
 import socket
 import stat
 import threading
+import time
 from dataclasses import dataclass
 
+from fleet.core import held as outages
 from fleet.layout import Layout
 
 log = logging.getLogger("fleet.sockets")
@@ -43,6 +49,8 @@ class Held:
     sock: socket.socket
     inode: int  # of the path when bound: never remove a path that is no longer ours
     pidfd: int | None = None  # the vassal master that last received it, while it runs
+    outage: outages.Outage = outages.Outage()
+    refusing: bool = False  # what waits on it is being refused: no vassal for GRACE seconds
 
 
 def valid_name(name: str) -> bool:
@@ -53,8 +61,8 @@ def valid_name(name: str) -> bool:
 class SocketHolder:
     """Serves run/socket-holder.sock from a thread of the supervisor; `close()` releases everything."""
 
-    def __init__(self, layout: Layout, group: str | None = None):
-        self.layout, self.group = layout, group
+    def __init__(self, layout: Layout, group: str | None = None, grace: float = outages.GRACE):
+        self.layout, self.group, self.grace = layout, group, grace
         self.held: dict[str, Held] = {}
         self.lock = threading.Lock()
         self.control: socket.socket | None = None
@@ -108,6 +116,9 @@ class SocketHolder:
         if self.group:
             os.chown(path, 0, grp.getgrnam(self.group).gr_gid)
         sock.listen(BACKLOG)
+        # uWSGI makes its listening sockets non-blocking (core/socket.c), which is the shared file
+        # description's flag: set here as well, so that the holder's own accepts never block either.
+        sock.setblocking(False)
         return Held(sock, os.stat(path).st_ino)
 
     def _release(self, name: str) -> None:
@@ -125,9 +136,16 @@ class SocketHolder:
         while not self.stopping:
             with self.lock:
                 watched = {h.pidfd: name for name, h in self.held.items() if h.pidfd is not None}
-            ready, _, _ = select.select([self.control.fileno(), self.wake_r, *watched], [], [], SWEEP_EVERY)
+                refused = {h.sock.fileno(): name for name, h in self.held.items() if h.refusing}
+                timeout = self._next_refusal(time.monotonic())
+            # poll, not select: a few hundred vassals are a pidfd and a socket each, past select's 1024 limit
+            poller = select.poll()
+            for fd in (self.control.fileno(), self.wake_r, *watched, *refused):
+                poller.register(fd, select.POLLIN)
+            ready = {fd for fd, _ in poller.poll(timeout * 1000)}
             if self.stopping:
                 return
+            now = time.monotonic()
             # Exits first: answering a launcher may close a pidfd and get its number again for the new one.
             with self.lock:
                 for fd, name in watched.items():
@@ -135,12 +153,41 @@ class SocketHolder:
                     if fd in ready and held is not None and held.pidfd == fd:
                         os.close(fd)
                         held.pidfd = None  # its vassal exited: the Emperor starts another, or not
+                        held.outage = outages.exited(held.outage, now)
                 self.sweep()
+                self._refuse(now)
             if self.control.fileno() in ready:
                 try:
                     self._answer()
                 except Exception:  # one launcher's bad luck must not end the holder: the Emperor retries it
                     log.exception("socket holder: could not answer a launcher")
+
+    def _next_refusal(self, now: float) -> float:
+        """Seconds until the next socket starts refusing, at most SWEEP_EVERY. The caller holds the lock."""
+        due = [outages.refuse_in(h.outage, h.pidfd is not None, now, self.grace) for h in self.held.values()]
+        return min([SWEEP_EVERY, *(d for d in due if d)])
+
+    def _refuse(self, now: float) -> None:
+        """Close what waits on each socket that has had no vassal for GRACE seconds: nginx then retries a GET
+        on another backend or answers 502 at once, instead of waiting for a vassal that may never come.
+        The caller holds the lock."""
+        for name, held in self.held.items():
+            if outages.refuse_in(held.outage, held.pidfd is not None, now, self.grace) != 0.0:
+                continue
+            if not held.refusing:
+                held.refusing = True
+                down = now - (held.outage.down_since or now)
+                log.warning("vassal %s down for %.1f s: refusing what waits on its socket until it is back", name, down)
+            refused = 0
+            while True:
+                try:
+                    conn, _ = held.sock.accept()
+                except OSError:  # BlockingIOError: nothing (more) waits
+                    break
+                conn.close()  # the request nginx wrote is unread: nginx gets a reset
+                refused += 1
+            if refused:
+                log.info("refused %d connection(s) waiting on the socket of %s", refused, name)
 
     def sweep(self) -> list[str]:
         """Release the sockets whose vassal file is gone and whose vassal has exited; returns their names.
@@ -175,16 +222,26 @@ class SocketHolder:
                 except OSError:
                     pidfd = None  # gone already: the sweep sees it
                 with self.lock:
-                    held = self.held.get(name)
-                    if held is not None:
-                        if held.pidfd is not None:
-                            os.close(held.pidfd)
-                        held.pidfd = pidfd
-                    elif pidfd is not None:
-                        os.close(pidfd)
+                    self._taken(name, pidfd)
                 socket.send_fds(conn, [b"ok"], [sock.fileno()])
             except OSError as e:
                 log.warning("socket holder: could not answer a launcher: %s", e)
+
+    def _taken(self, name: str, pidfd: int | None) -> None:
+        """A launcher (the vassal master to be, `pidfd`) took the socket of `name`. The caller holds the lock."""
+        held = self.held.get(name)
+        if held is None:
+            if pidfd is not None:
+                os.close(pidfd)
+            return
+        if held.pidfd is not None:
+            os.close(held.pidfd)
+        held.pidfd, now, outage = pidfd, time.monotonic(), held.outage
+        if outage.down_since is not None and (outage.launched_at or 0.0) <= outage.down_since:
+            # The first launch since the last vassal exited: how long the socket had none (the respawn).
+            took = now - outage.down_since
+            log.info("vassal %s: a new vassal took its socket %.2f s after the last one exited", name, took)
+        held.outage, held.refusing = outages.launched(outage, now), False
 
 
 def _peer_pid(conn: socket.socket) -> int:

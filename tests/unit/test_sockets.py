@@ -132,3 +132,55 @@ def test_close_removes_every_socket_and_the_control_socket(layout, launch):
     launch("a")
     holder.close()
     assert not layout.socket("a").exists() and not layout.socket_holder.exists()
+
+
+def test_a_socket_without_a_vassal_for_the_grace_refuses_what_waits_and_stops_once_a_vassal_takes_it(layout, launch):
+    holder = SocketHolder(layout, grace=0.3)
+    holder.start()
+    try:
+        layout.vassal_file("a").write_text("[uwsgi]\n")
+        proc, _ = launch("a")
+        proc.kill()  # a vassal that will not come back (say, a start the Emperor throttles)
+        proc.wait()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(layout.socket("a")))  # queued: connect() succeeds into the backlog
+            client.sendall(b"GET / (as nginx sends a request)")
+            client.settimeout(5)
+            started = time.monotonic()
+            try:
+                assert client.recv(10) == b""  # closed unread: a reset or an end of file, not a wait
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - started < 3
+        again, _ = launch("a")  # a vassal takes it again: what arrives now waits for it
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(layout.socket("a")))
+            client.setblocking(False)
+            wait_for(lambda: not holder.held["a"].refusing, "refusing ends")
+            time.sleep(0.5)  # well past the grace: still queued, not refused
+            try:
+                client.recv(10)
+                raise AssertionError("a queued connection was refused while a vassal held the socket")
+            except BlockingIOError:
+                pass
+    finally:
+        holder.close()
+
+
+def test_a_socket_whose_vassal_runs_never_refuses_what_waits(layout, launch):
+    holder = SocketHolder(layout, grace=0.1)
+    holder.start()
+    try:
+        layout.vassal_file("a").write_text("[uwsgi]\n")
+        launch("a")
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(layout.socket("a")))
+            client.setblocking(False)
+            time.sleep(0.5)  # five graces: the vassal (busy, or slow to start) still has it
+            try:
+                client.recv(10)
+                raise AssertionError("refused while its vassal runs")
+            except BlockingIOError:
+                pass
+    finally:
+        holder.close()
