@@ -228,6 +228,27 @@ def test_the_only_backend_killed_9_twice_with_a_core_busy_fails_at_most_its_2_wo
     assert slowest <= SLOWEST, fresh.result.summary()
 
 
+def test_the_only_backend_reloaded_into_an_app_that_cannot_start_answers_what_waited_within_5_s(make_cluster):
+    c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
+    c.up()
+    (c.root / "app" / "broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    path = c.vassals / "solo.ini"
+    with Load(c.url, clients=8, timeout=10, pause_after_failure=0.05) as load:
+        load.wait_requests(100)
+        # A new release whose app raises on import: `fleet check` cannot tell, uWSGI's start fails, and the
+        # Emperor retries it with a growing delay. Requests that waited on its socket get an answer.
+        path.write_text(path.read_text() + "module = broken\n")
+        os.utime(path, (time.time() + 2, time.time() + 2))
+        c.wait(lambda: c.backend_state("solo") == "failed", "solo failed", 30)
+        stopped = load.now()
+        wait_for("requests sent after the failure end", lambda: any(r.start > stopped for r in load.recorded()), 10)
+    records = load.recorded()
+    slowest = max(records, key=lambda r: r.latency)
+    print(f"\nthe only backend reloaded into a broken app: {load.result.summary()}; slowest {slowest.latency:.2f} s")
+    assert slowest.latency <= SLOWEST, slowest
+    assert {r.status for r in records if not r.ok} <= {502, 503}, load.result.summary()
+
+
 def test_down_while_a_backend_is_removed_under_load_ends_every_request_answered_or_refused_within_5_s(cluster):
     mix = {Kind("GET", False): 6, Kind("GET", True): 2, Kind("GET", False, "/slow?seconds=1"): 2}
     with Load(cluster.url, mix=mix, timeout=10, pause_after_failure=0.05) as load:
