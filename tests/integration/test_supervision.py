@@ -274,6 +274,21 @@ def test_down_while_a_backend_is_removed_under_load_ends_every_request_answered_
     assert cluster.processes() == []
 
 
+def test_down_just_after_the_only_backends_master_was_killed_ends_every_request_within_5_s(make_cluster):
+    c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
+    c.up()
+    with Load(c.url, clients=8, timeout=10, pause_after_failure=0.05) as load:
+        load.wait_requests(100)
+        os.kill(c.stats("solo")["pid"], signal.SIGKILL)  # its backlog waits for a respawn that races the stop
+        c.fleet("down")
+        stopped = load.now()
+        wait_for("refusals after the stop", lambda: any(r.start > stopped + 0.5 for r in load.recorded()), 10)
+    slowest = max(load.recorded(), key=lambda r: r.latency)
+    print(f"\nfleet down just after the only master was killed: slowest of the requests {slowest.latency:.2f} s")
+    assert slowest.latency <= SLOWEST, slowest
+    assert c.processes() == []
+
+
 def test_the_vassals_run_unprivileged_and_stay_so_across_a_reload(cluster):
     if os.geteuid() != 0:
         pytest.skip("only started as root does fleet drop the vassals' privileges")
