@@ -53,6 +53,11 @@ class Layout:
         return self.run / "sockets"
 
     @property
+    def socket_holder(self) -> Path:
+        """Where the vassal launcher asks the supervisor for its vassal's socket (fleet/ops/sockets.py)."""
+        return self.run / "socket-holder.sock"
+
+    @property
     def stats(self) -> Path:
         return self.run / "stats"
 
@@ -168,8 +173,8 @@ class Layout:
         return self.vassals / f"{name}.ini"
 
     def socket(self, name: str) -> Path:
-        """The vassal's uwsgi socket. The Emperor creates and holds it (on-demand mode) and hands it to
-        the vassal, so it outlives a crash of the vassal: connections wait in its backlog meanwhile."""
+        """The vassal's uwsgi socket. The supervisor creates and holds it and hands it to the vassal
+        (fleet/ops/sockets.py), so it outlives a crash of the vassal: connections wait in its backlog."""
         return self.sockets / f"{name}.socket"
 
     def stats_socket(self, name: str) -> Path:

@@ -77,10 +77,10 @@ def request_many(
     within one `timeout`. Each result is (status, body), or the exception that request met (OSError,
     ConnectionError for an answer that is not HTTP, TimeoutError).
 
-    At once, because with on-demand sockets a probe's connect is what starts a vassal: probing one after
-    the other would start 50 vassals one probe timeout apart. The sockets are non-blocking from the start
-    and watched with epoll directly: at 200 vassals a second, the syscalls and the selectors module's
-    bookkeeping per probe were most of an idle control plane's CPU.
+    At once, so that one slow vassal (starting, or its held socket's backlog waiting for respawned
+    workers) does not delay the answers of the others by a probe timeout each. The sockets are
+    non-blocking from the start and watched with epoll directly: at 200 vassals a second, the syscalls and
+    the selectors module's bookkeeping per probe were most of an idle control plane's CPU.
     """
     results: dict[str, tuple[int, bytes] | Exception] = {}
     received: dict[int, list[bytes]] = {}

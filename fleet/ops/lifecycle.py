@@ -137,6 +137,8 @@ def _supervisor_spec(
     control = values.argv("control-plane", uwsgi=uwsgi_bin, max_processes=str(values.max_processes), **certs)
     # The vassal launcher runs with this Python's environment (the venv's python3 first on PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    if "emperor" in parts:  # the launcher receives its vassal's socket from the supervisor (fleet/ops/sockets.py)
+        env["FLEET_SOCKET_HOLDER"] = str(layout.socket_holder)
     commands = {  # built only for the parts this component runs (a container has only its own binaries)
         "nginx": lambda: nginx.start_command(layout),
         "control": lambda: [sys.executable, "-m", "fleet", "--root", str(layout.root), "control-plane", *control],
@@ -156,7 +158,7 @@ def _supervisor_spec(
             specs.append(PartSpec(part, commands[part](), *STOPPING[part], listeners if part == "nginx" else []))
     # Recorded with the pids: `fleet check` and `fleet add` apply the caps the running control plane applies.
     extra = {"caps": values.caps_environment()} if "control" in parts else {}
-    return SupervisorSpec(component, specs, env, values.port, values.listen, extra)
+    return SupervisorSpec(component, specs, env, values.port, values.listen, extra, socket_group=drop.group)
 
 
 def emperor_share(index: int, count: int) -> list[str]:

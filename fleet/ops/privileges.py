@@ -71,12 +71,11 @@ def prepare(layout: Layout, drop: Drop, needs_nginx: bool, unreachable: str | No
     if drop.group:
         gid = grp.getgrnam(drop.group).gr_gid
         os.chown(layout.sockets, 0, gid)
-        os.chmod(layout.sockets, 0o750)
-        extra.append(f"--vassal-set=chown-socket=root:{drop.group}")
+        os.chmod(layout.sockets, 0o750)  # the supervisor gives each socket this group (fleet/ops/sockets.py)
         if needs_nginx:
             _check_searchable(layout.run, f"nginx's workers (group {drop.group}) cannot reach the sockets", unreachable)
     else:
-        os.chmod(layout.sockets, 0o700)  # the Emperor creates on-demand sockets 0666 until a vassal starts
+        os.chmod(layout.sockets, 0o700)  # no other user needs them: nginx's workers run as this user
     if drop.user:
         pw = pwd.getpwnam(drop.user)
         for folder in (layout.stats, layout.fifo_dir):

@@ -62,7 +62,8 @@ def down(layout: Layout, quiet: bool = False, out: TextIO = sys.stdout) -> int:
 
 
 def tidy(layout: Layout) -> None:
-    """The Emperors leave the vassals' on-demand sockets behind when they stop: remove them once all are gone."""
+    """A supervisor that did not stop cleanly leaves the vassals' sockets behind: remove them once the
+    Emperors are gone."""
     if any(emperors.is_emperor(name) for name in running(layout)):
         return
     for leftover in layout.sockets.glob("*.socket"):

@@ -33,6 +33,7 @@ from fleet import processes
 from fleet.core import emperors
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
+from fleet.ops.sockets import SocketHolder
 from fleet.proxy.nginx import inherited as nginx_inherits
 
 log = logging.getLogger("fleet.supervisor")
@@ -86,6 +87,7 @@ class SupervisorSpec:
     port: int
     listen: str
     extra: dict = field(default_factory=dict)  # recorded as is (e.g. the admin port)
+    socket_group: str | None = None  # the group of the vassals' sockets (nginx workers'), when root
 
     def write(self, path: Path) -> None:
         doc = asdict(self)
@@ -152,6 +154,9 @@ class Supervisor:
         self.listeners: dict[str, list[socket.socket]] = {}  # held for the life of the supervisor
         self.restarts = 0
         self.exits: processes.ChildExits | None = None
+        # The vassals' sockets live as long as this process, which outlives every part (fleet/ops/sockets.py).
+        runs_emperors = any(kind(name) == "emperor" for name in self.specs)
+        self.holder = SocketHolder(layout, setup.socket_group) if runs_emperors else None
 
     def start(self) -> dict[str, subprocess.Popen]:
         """Bind the parts' listeners (FleetError if one is taken), then start every part."""
@@ -167,6 +172,8 @@ class Supervisor:
                         f"stop it, or choose another port with --port N (or FLEET_PORT)."
                     ) from None
         self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
+        if self.holder is not None and self.holder.thread is None:
+            self.holder.start()  # before the Emperors: their vassals' launchers ask it for their sockets
         for name in self.specs:
             self._spawn(name)
         self.record()
@@ -266,6 +273,9 @@ class Supervisor:
         stop_in_order({name: proc.pid for name, proc in self.procs.items()}, say, how)
         for proc in self.procs.values():
             proc.poll()
+        if self.holder is not None:
+            self.holder.close()  # the Emperors and their vassals are gone: nothing serves those sockets now
+            self.holder = None
         if self.exits is not None:
             self.exits.close()
             self.exits = None

@@ -85,6 +85,17 @@ def test_touching_the_only_backend_under_load_fails_nothing(make_cluster):
     assert load.result.failures == [], load.result.summary()
 
 
+def test_a_touch_reloads_a_backend_in_place_keeping_its_master_and_its_held_socket(cluster):
+    # uWSGI re-executes itself on a graceful reload: it must find the socket the supervisor handed it again
+    # (--socket fd://3), not exit for want of one and be respawned by the Emperor.
+    master = cluster.stats("backend-1")["pid"]
+    inode = (cluster.run_dir / "sockets" / "backend-1.socket").stat().st_ino
+    reload_by_touch(cluster, "backend-1")
+    assert cluster.stats("backend-1")["pid"] == master
+    assert (cluster.run_dir / "sockets" / "backend-1.socket").stat().st_ino == inode
+    assert "socket option is missing" not in (cluster.run_dir / "logs" / "backend-1.log").read_text()
+
+
 def test_a_second_touch_in_the_same_second_is_not_lost(cluster):
     generations: list[frozenset[int]] = [frozenset(cluster.worker_pids("backend-1"))]
     stop = threading.Event()

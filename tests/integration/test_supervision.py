@@ -1,4 +1,4 @@
-"""fleet looks after itself: a dead part is restarted, the only backend's crash loses (almost) nothing,
+"""fleet looks after itself: a dead part is restarted, the only backend's crash loses only what it executed,
 the app does not run as root, `fleet down` always cleans up, and the foreground `up` stops cleanly."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,7 +18,8 @@ from fleet.layout import Layout
 from fleet.processes import bind_listeners, is_alive
 from fleet.proxy import nginx
 from harness.cluster import Cluster
-from harness.load import Load
+from harness.load import Kind, Load
+from harness.wait import wait_for
 from tests.conftest import TWO_BACKENDS
 from tests.integration.foreground import foreground_up
 
@@ -243,22 +245,103 @@ def test_down_after_the_supervisor_and_nginx_were_killed_leaves_nothing_and_free
     assert cluster.backends_answering() == {"backend-1", "backend-2"}
 
 
-def test_the_only_backend_killed_9_under_load_comes_back_and_every_failure_is_a_json_502(make_cluster):
+# No request may take longer than this while a backend dies or fleet stops (the clients give up at 10 s:
+# a request queued where nothing will ever accept it would show as a client timeout).
+SLOWEST = 5.0
+
+
+def test_the_only_backend_killed_9_twice_with_a_core_busy_fails_at_most_its_2_workers_requests_and_none_waits_5_s(
+    make_cluster,
+):
     c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
     c.up()
-    with Load(c.url, clients=4, keepalive=True) as keepalive, Load(c.url, clients=4) as fresh:
-        keepalive.wait_requests(200)
-        for _ in range(2):
-            master = c.stats("solo")["pid"]
-            os.kill(master, signal.SIGKILL)
-            c.wait(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
-            keepalive.wait_requests(100)
-    failures = keepalive.result.failures + fresh.result.failures
-    # Only during the ~0.5 s respawn do requests fail, each with fleet's JSON 502, never a bare page
-    # or a refused connection; how many depends on how fast the clients send (README: numbers).
-    print(f"\nthe only backend killed -9 twice under 8 clients: {len(failures)} failed")
+    # The machine's other core busy: a slow respawn must cost time, not requests (the supervisor holds the
+    # socket, so what waits in its backlog is served by the next workers).
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    per_kill = []
+    try:
+        with Load(c.url, clients=8, timeout=10) as fresh:
+            fresh.wait_requests(200)
+            for _ in range(2):
+                master, before = c.stats("solo")["pid"], len(fresh.result.failures)
+                os.kill(master, signal.SIGKILL)
+                c.wait(lambda m=master: c.stats("solo")["pid"] != m, "solo respawned", 30)
+                fresh.wait_requests(100)
+                per_kill.append(len(fresh.result.failures) - before)
+    finally:
+        burner.kill()
+        burner.wait()
+    failures, slowest = fresh.result.failures, max(r.latency for r in fresh.recorded())
+    print(
+        f"\nthe only backend killed -9 twice under 8 new-connection clients, a core busy: {per_kill} failed, "
+        f"slowest request {slowest:.2f} s"
+    )
+    # At most what its 2 workers were executing at each kill, each with fleet's JSON 502 (never a bare
+    # page, a refused connection or a client timeout).
+    assert all(n <= 2 for n in per_kill), (per_kill, failures)
     assert all("HTTP 502" in f and "backend failed" in f for f in failures), failures
-    assert keepalive.result.ok + fresh.result.ok > 10 * len(failures), keepalive.result.summary()
+    assert slowest <= SLOWEST, fresh.result.summary()
+
+
+def test_the_only_backend_reloaded_into_an_app_that_cannot_start_answers_what_waited_within_5_s(make_cluster):
+    c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
+    c.up()
+    (c.root / "app" / "broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    path = c.vassals / "solo.ini"
+    with Load(c.url, clients=8, timeout=10, pause_after_failure=0.05) as load:
+        load.wait_requests(100)
+        # A new release whose app raises on import: `fleet check` cannot tell, uWSGI's start fails, and the
+        # Emperor retries it with a growing delay. Requests that waited on its socket get an answer.
+        path.write_text(path.read_text() + "module = broken\n")
+        os.utime(path, (time.time() + 2, time.time() + 2))
+        c.wait(lambda: c.backend_state("solo") == "failed", "solo failed", 30)
+        stopped = load.now()
+        wait_for("requests sent after the failure end", lambda: any(r.start > stopped for r in load.recorded()), 10)
+    records = load.recorded()
+    slowest = max(records, key=lambda r: r.latency)
+    print(f"\nthe only backend reloaded into a broken app: {load.result.summary()}; slowest {slowest.latency:.2f} s")
+    assert slowest.latency <= SLOWEST, slowest
+    assert {r.status for r in records if not r.ok} <= {502, 503}, load.result.summary()
+
+
+@pytest.mark.parametrize("when", ["at once", "once out of nginx"])
+def test_down_while_a_backend_is_removed_under_load_ends_every_request_answered_or_refused_within_5_s(cluster, when):
+    mix = {Kind("GET", False): 6, Kind("GET", True): 2, Kind("GET", False, "/slow?seconds=1"): 2}
+    with Load(cluster.url, mix=mix, timeout=10, pause_after_failure=0.05) as load:
+        load.wait_requests(100)
+        (cluster.vassals / "backend-2.ini").unlink()
+        if when == "once out of nginx":  # draining, or being stopped: its socket about to be released
+            cluster.wait(lambda: routed(cluster) == {"backend-1"}, "backend-2 out of nginx", 30)
+        cluster.fleet("down")
+        stopped = load.now()
+        # Clients still sending after the stop are refused at once: 0.5 s of that is plenty.
+        wait_for("refusals after the stop", lambda: any(r.start > stopped + 0.5 for r in load.recorded()), 10)
+    records = load.recorded()
+    slowest = max(records, key=lambda r: r.latency)
+    cut = [r.error for r in records if not r.ok and r.start < stopped and r.error != "refused"]
+    print(
+        f"\nfleet down while backend-2 was removed ({when}): {len(records)} requests, "
+        f"{len(load.result.failures)} failed (cut before the stop ended: {cut}), slowest {slowest.latency:.2f} s"
+    )
+    # Every request ends: answered, refused or cut, never left waiting where nothing will accept it.
+    assert slowest.latency <= SLOWEST, slowest
+    assert not [r for r in records if r.error == "timeout"], load.result.summary()
+    assert cluster.processes() == []
+
+
+def test_down_just_after_the_only_backends_master_was_killed_ends_every_request_within_5_s(make_cluster):
+    c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
+    c.up()
+    with Load(c.url, clients=8, timeout=10, pause_after_failure=0.05) as load:
+        load.wait_requests(100)
+        os.kill(c.stats("solo")["pid"], signal.SIGKILL)  # its backlog waits for a respawn that races the stop
+        c.fleet("down")
+        stopped = load.now()
+        wait_for("refusals after the stop", lambda: any(r.start > stopped + 0.5 for r in load.recorded()), 10)
+    slowest = max(load.recorded(), key=lambda r: r.latency)
+    print(f"\nfleet down just after the only master was killed: slowest of the requests {slowest.latency:.2f} s")
+    assert slowest.latency <= SLOWEST, slowest
+    assert c.processes() == []
 
 
 def test_the_vassals_run_unprivileged_and_stay_so_across_a_reload(cluster):

@@ -158,8 +158,8 @@ def test_bad_vassal_is_failed_never_routed_and_harms_no_one(cluster, case):
         (cluster.vassals / filename).write_bytes(content)
         cluster.wait(lambda: cluster.backend_state(name) == "failed", f"{name} failed", 30)
         # The Emperor does not spin on it: over a window of several seconds it starts it no more often than
-        # its throttle allows (fleet never probes or routes a file it rejected, and an on-demand vassal
-        # starts only at a connection, so in practice it is not started again at all).
+        # its throttle allows (fleet never probes or routes a file it rejected; the Emperor retries a vassal
+        # that failed to start with a growing delay).
         before, until = spawn_attempts(cluster, filename), time.monotonic() + SPIN_WINDOW
         while time.monotonic() < until:
             attempts = spawn_attempts(cluster, filename) - before
