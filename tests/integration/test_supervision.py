@@ -250,6 +250,20 @@ def test_down_after_the_supervisor_and_nginx_were_killed_leaves_nothing_and_free
 SLOWEST = 5.0
 
 
+def test_with_the_supervisor_dead_a_crashed_backend_binds_its_own_socket_and_serves_again(make_cluster):
+    # The supervisor holds the vassals' sockets, and nothing restarts it: a vassal that must start without
+    # it binds its socket itself (without a backlog that outlives it) rather than never start again.
+    c = make_cluster({"solo.ini": "[uwsgi]\nprocesses = 2\n"})
+    c.up()
+    os.kill(c.pids()["supervisor"], signal.SIGKILL)
+    master = c.stats("solo")["pid"]
+    os.kill(master, signal.SIGKILL)
+    c.wait(lambda: c.stats("solo").get("pid") not in (None, master), "solo respawned", 30)
+    c.wait(lambda: c.backends_answering(5) == {"solo"}, "solo answering through nginx", 30)
+    said = "".join(log.read_text() for log in (c.run_dir / "logs").glob("emperor*.log"))  # the launcher's stderr
+    assert "no socket for solo from the supervisor" in said and "bound here" in said, c.logs()
+
+
 def test_the_only_backend_killed_9_twice_with_a_core_busy_fails_at_most_its_2_workers_requests_and_none_waits_5_s(
     make_cluster,
 ):
