@@ -154,20 +154,28 @@ def _reap(pid: int) -> None:
         pass
 
 
-def wait_gone(pid: int, timeout: float, whole_group: bool = True) -> bool:
+def wait_gone(pid: int, timeout: float, whole_group: bool = True, leader_last: bool = False) -> bool:
+    """Until `pid` (and, `whole_group`, its process group) is gone, or `timeout` s. `leader_last`: once the
+    leader is alone in its group it has nothing left to wait for, and is killed (True: that counts as gone)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
-        if not is_alive(pid) and (not whole_group or not group_members(pid)):
+        alive = is_alive(pid)
+        if not alive and (not whole_group or not group_members(pid)):
+            return True
+        if alive and leader_last and group_members(pid) == [pid]:
+            _kill_group(pid)
             return True
         time.sleep(0.02)
     return False
 
 
-def stop(pid: int, sig: int, timeout: float) -> bool:
+def stop(pid: int, sig: int, timeout: float, leader_last: bool = False) -> bool:
     """Send `sig` to `pid`, wait for its whole process group to exit, then SIGKILL what is left.
+    `leader_last`: the leader is done once the rest of its group is (a uWSGI Emperor whose vassals have
+    exited only waits for its next one-second tick to notice and say so): it is killed then.
 
-    Returns True if it stopped gracefully (no SIGKILL was needed).
+    Returns True if it stopped gracefully (no SIGKILL was needed but, `leader_last`, the leader's own).
     """
     if not is_alive(pid):
         # The leader is gone (killed -9?), or a zombie nobody reaps (its parent died too), but its group may
@@ -177,7 +185,7 @@ def stop(pid: int, sig: int, timeout: float) -> bool:
         os.kill(pid, sig)
     except ProcessLookupError:
         return stop_group(pid, sig, timeout)
-    if wait_gone(pid, timeout):
+    if wait_gone(pid, timeout, leader_last=leader_last):
         return True
     _kill_group(pid)
     return False

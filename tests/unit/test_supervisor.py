@@ -156,12 +156,17 @@ def test_an_emperor_of_several_is_of_the_emperor_kind():
 
 
 def test_several_emperors_stop_together_so_down_takes_the_longest_not_the_sum(tmp_path):
-    # Each takes 2 s to stop after SIGTERM (as an Emperor waiting for its vassals' requests would), and
-    # says when its handler is in place.
+    # Each has a vassal that takes 2 s to stop after the SIGTERM its Emperor passes on (as one finishing its
+    # requests would) and says when its handler is in place; the Emperor itself is done once it is.
+    vassal = (
+        "import signal, sys, time, pathlib; "
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0))); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(60)"
+    )
     code = (
-        "import signal, sys, time, pathlib\n"
-        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0)))\n"
-        "pathlib.Path(sys.argv[1]).touch()\n"
+        "import signal, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {vassal!r}, sys.argv[1]])\n"
+        "signal.signal(signal.SIGTERM, lambda *_: child.terminate())\n"
         "time.sleep(60)\n"
     )
     names = ("emperor-1", "emperor-2")
@@ -258,4 +263,28 @@ def test_stopping_a_zombie_leader_signals_what_is_left_of_its_group(tmp_path):
     finally:
         leader.wait()
     assert time.monotonic() - started < 5.0
+    assert not processes.group_members(leader.pid)
+
+
+def test_a_leader_last_is_killed_once_its_group_is_done_instead_of_waited_for(tmp_path):
+    # As an Emperor: SIGTERM makes it stop its children (here: one that ends within a second), but it
+    # would only notice at its next tick (here: never; it ignores SIGTERM itself).
+    code = (
+        "import signal, subprocess, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen(['sleep', '1'])\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    leader = processes.spawn([sys.executable, "-c", code], tmp_path / "leader.log")
+    try:
+        wait_for("the leader and its child up", lambda: "ready" in (tmp_path / "leader.log").read_text(), 20)
+        started = time.monotonic()
+        assert processes.stop(leader.pid, signal.SIGTERM, 20.0, leader_last=True)
+        took = time.monotonic() - started
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+        leader.wait()
+    assert took < 5.0, took  # not the 20 s timeout: gone once its child was
     assert not processes.group_members(leader.pid)
