@@ -82,8 +82,8 @@ def test_bad_and_odd_files_dropped_under_load_fail_alone(cluster):
             fc.remove(path)
         cluster.wait(lambda: set(cluster.state()["backends"]) == {"backend-1", "backend-2"}, "the fuzz files gone", 60)
         fresh.wait_requests(100)
-    for load in (fresh, keepalive, posts):
-        assert load.result.failures == [], load.result.summary()
+    for what, load in (("GET, new connections", fresh), ("GET, keep-alive", keepalive), ("POST", posts)):
+        assert load.result.failures == [], f"{what}: {load.result.summary()}\n{cluster.logs()}"
     valid = {c.name for c in cases if not c.reason and not c.ignored}
     bad = {c.name for c in cases if c.reason}
     assert {"backend-1", "backend-2"} <= set(fresh.result.backends) <= {"backend-1", "backend-2"} | valid
