@@ -21,7 +21,7 @@ from fleet.ops.lock import ClusterLock
 from fleet.ops.privileges import Drop
 from fleet.ops.progress import wait_until
 from fleet.ops.shutdown import down
-from fleet.ops.supervisor import STOPPING, PartSpec, Supervisor, SupervisorSpec
+from fleet.ops.supervisor import STOPPING, PartSpec, Supervisor, SupervisorSpec, port_taken
 from fleet.proxy import nginx, tls
 from fleet.published import records
 from fleet.published.snapshot import Snapshot
@@ -56,10 +56,7 @@ def _check_port(listen: str, port: int, choose: str = "--port N (or FLEET_PORT)"
         for sock in processes.bind_listeners([(listen, port)]):
             sock.close()
     except OSError as e:
-        raise FleetError(
-            f"cannot listen on {listen}:{port}: {e.strerror}. Another fleet or server uses it: "
-            f"stop it, or choose another port with {choose}."
-        ) from None
+        raise port_taken(f"{listen}:{port}", e, choose) from None
 
 
 def _prepare(

@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from fleet import processes
 from fleet.core import held as outages
 from fleet.layout import Layout
 
@@ -178,14 +179,7 @@ class SocketHolder:
                 held.refusing = True
                 down = now - (held.outage.down_since or now)
                 log.warning("vassal %s down for %.1f s: refusing what waits on its socket until it is back", name, down)
-            refused = 0
-            while True:
-                try:
-                    conn, _ = held.sock.accept()
-                except OSError:  # BlockingIOError: nothing (more) waits
-                    break
-                conn.close()  # the request nginx wrote is unread: nginx gets a reset
-                refused += 1
+            refused = processes.refuse_pending(held.sock)  # the request nginx wrote is unread: it gets a reset
             if refused:
                 log.info("refused %d connection(s) waiting on the socket of %s", refused, name)
 

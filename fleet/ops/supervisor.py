@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fleet import processes
-from fleet.core import emperors
+from fleet.core import emperors, held
 from fleet.errors import FleetError
 from fleet.layout import Layout, write_atomically
 from fleet.ops.sockets import SocketHolder
@@ -54,9 +54,10 @@ STABLE_AFTER = 60.0  # a part that ran this long is healthy again: its backoff s
 # A part with listeners: clients queue on its sockets while it is dead. One that ran this long was not
 # crash-looping (its config passed `nginx -t` and it served): it is started again without delay.
 LISTENER_STABLE_AFTER = 1.0
-# ... and a connection waits at most this long in the queue for it; in a longer backoff (the part crash-loops)
-# what arrives is refused at once: a refused connection is a fast error, a queued one a hang.
-QUEUE_AT_MOST = 2.0
+# ... and a connection waits at most this long in the queue for it, as on a vassal's held socket; in a longer
+# backoff (the part crash-loops) what arrives is refused at once: a refused connection is a fast error, a
+# queued one a hang.
+QUEUE_AT_MOST = held.GRACE
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,14 @@ def stop_in_order(
                 say(f"fleet: {name} did not stop within {ways[name][1]:.0f} s; killed it")
 
 
+def port_taken(where: str, e: OSError, choose: str = "--port N (or FLEET_PORT)") -> FleetError:
+    """What to tell the user when a listener cannot be bound."""
+    return FleetError(
+        f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
+        f"stop it, or choose another port with {choose}."
+    )
+
+
 def _where(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"{host}:{port}"
@@ -168,11 +177,7 @@ class Supervisor:
                     self.listeners[name] = processes.bind_listeners(spec.listeners)
                 except OSError as e:
                     self.close_listeners()
-                    where = ", ".join(f"{host}:{port}" for host, port in spec.listeners)
-                    raise FleetError(
-                        f"cannot listen on {where}: {e.strerror}. Another fleet or server uses it: "
-                        f"stop it, or choose another port with --port N (or FLEET_PORT)."
-                    ) from None
+                    raise port_taken(", ".join(f"{host}:{port}" for host, port in spec.listeners), e) from None
         self.exits = self.exits or processes.ChildExits()  # before the first child: no exit goes unheard
         if self.holder is not None and self.holder.thread is None:
             self.holder.start()  # before the Emperors: their vassals' launchers ask it for their sockets

@@ -133,6 +133,10 @@ def base_command(layout: Layout) -> list[str]:
     ]
 
 
+def _uncommented(text: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
 _LISTEN_RE = re.compile(r"(?:^|(?<=[;{}]))\s*listen\s+([^;{}]+);", re.MULTILINE)
 # A `listen` with one of these is always a socket of its own, even beside a wildcard on its port.
 _OWN_SOCKET = {"bind", "setfib", "fastopen", "backlog", "rcvbuf", "sndbuf", "accept_filter", "deferred"} | {
@@ -170,7 +174,7 @@ def listen_addresses(conf: str) -> list[tuple[str, int]]:
     through the wildcard and tells the address by getsockname(). The supervisor binds exactly these, so
     that nginx's `listen` matches each inherited socket and leaves none unused."""
     wanted: list[tuple[str, int, bool]] = []
-    for directive in _LISTEN_RE.findall("\n".join(line.split("#", 1)[0] for line in conf.splitlines())):
+    for directive in _LISTEN_RE.findall(_uncommented(conf)):
         address, *options = directive.split()
         parsed = _listen_hosts(address)
         if parsed is None:
@@ -196,7 +200,7 @@ def config_text(conf: Path, depth: int = 8, folder: Path | None = None) -> str:
     if depth == 0:
         return text
     parts = [text]
-    for pattern in _INCLUDE_RE.findall("\n".join(line.split("#", 1)[0] for line in text.splitlines())):
+    for pattern in _INCLUDE_RE.findall(_uncommented(text)):
         base = folder / pattern  # an absolute pattern stays itself
         names = sorted(base.parent.glob(base.name)) if any(c in base.name for c in "*?[") else [base]
         parts += [config_text(name, depth - 1, folder) for name in names if name.is_file()]
